@@ -1,0 +1,100 @@
+// Builds native/build/Release/hone.node: Hone's N-API binding over ggml.
+//
+// Headers come from the llama.cpp source that node-llama-cpp ships (a git bundle); the binary links
+// to node-llama-cpp's prebuilt libggml-base / libggml with an rpath relative to the addon, so the
+// addon and node-llama-cpp share one copy of ggml. Nothing is downloaded. Runs as the project's
+// `npm install` script; skips the build when nothing it depends on changed (`--force` rebuilds).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ggmlBinsDir } from './paths.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const out = join(here, 'build');
+const force = process.argv.includes('--force');
+
+function fail(message) {
+  console.error(`hone native build failed: ${message}`);
+  process.exit(1);
+}
+
+function has(cmd, args = ['--version']) {
+  return spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+}
+
+if (process.platform === 'win32') fail('Windows builds are not wired yet (node-llama-cpp ships DLLs without import libraries); use Linux or macOS.');
+const cxx = process.env.CXX || 'c++';
+if (!has(cxx)) fail(`no C++ compiler found (${cxx}); install one (Debian: apt-get install g++; macOS: xcode-select --install).`);
+if (!has('git')) fail('git is needed to read the llama.cpp source bundle that node-llama-cpp ships; install git.');
+if (!has('python3')) fail('python3 is needed by node-gyp; install python3.');
+
+const require = createRequire(import.meta.url);
+let nlcDir;
+try {
+  nlcDir = dirname(require.resolve('node-llama-cpp/package.json', { paths: [root] }));
+} catch {
+  nlcDir = join(root, 'node_modules', 'node-llama-cpp');
+}
+const bundle = join(nlcDir, 'llama', 'gitRelease.bundle');
+const infoFile = join(nlcDir, 'llama', 'llama.cpp.info.json');
+if (!existsSync(bundle) || !existsSync(infoFile)) fail(`node-llama-cpp's llama.cpp source bundle is missing (${bundle}); run npm install first.`);
+const tag = JSON.parse(readFileSync(infoFile, 'utf8')).tag;
+
+const bins = ggmlBinsDir(root);
+if (!bins) fail(`node-llama-cpp has no prebuilt binaries for ${process.platform}-${process.arch} in node_modules/@node-llama-cpp.`);
+const libs = readdirSync(bins);
+const base = libs.find((f) => /^libggml-base\.(so|dylib)$/.test(f));
+const core = libs.find((f) => /^libggml(\.v[\w.]+)?\.(so|dylib)$/.test(f) && !f.startsWith('libggml-base'));
+if (!base || !core) fail(`libggml-base / libggml not found in ${bins}.`);
+
+const sources = ['src/hone.cc', 'binding.gyp', 'build.mjs'].map((f) => readFileSync(join(here, f)));
+const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}`)])).digest('hex');
+const stampFile = join(here, '.ggml', 'stamp');
+const addon = join(out, 'Release', 'hone.node');
+if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
+  console.log('hone native: up to date');
+  process.exit(0);
+}
+
+// ggml headers at the exact source node-llama-cpp's binaries were built from
+const src = join(here, '.ggml', `llama.cpp-${tag}`); // outside build/: node-gyp rebuild wipes that
+const include = join(src, 'ggml', 'include');
+if (!existsSync(join(include, 'ggml.h'))) {
+  rmSync(src, { recursive: true, force: true });
+  mkdirSync(dirname(src), { recursive: true });
+  try {
+    execFileSync('git', ['clone', '--quiet', '--no-checkout', bundle, src], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('git', ['-C', src, 'checkout', '--quiet', 'HEAD', '--', 'ggml/include'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    fail(`could not read ggml headers from ${bundle}: ${String(e.stderr || e.message).trim()}`);
+  }
+}
+if (!existsSync(join(include, 'ggml.h'))) fail(`ggml headers missing after checkout (${include}).`);
+
+const rpath = relative(join(out, 'Release'), bins);
+const link =
+  process.platform === 'darwin'
+    ? [`-L${bins}`, `${join(bins, base)}`, `${join(bins, core)}`, `-Wl,-rpath,@loader_path/${rpath}`]
+    : [`-L${bins}`, `-l:${base}`, `-l:${core}`];
+
+const gyp = require.resolve('node-gyp/bin/node-gyp.js', { paths: [root] });
+const args = [gyp, 'rebuild', '--directory', here];
+const nodedir = process.env.npm_config_nodedir || join(dirname(process.execPath), '..');
+if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
+console.log(`hone native: building against ggml ${tag} (${bins})`);
+const r = spawnSync(process.execPath, args, {
+  stdio: ['ignore', 'pipe', 'pipe'],
+  env: { ...process.env, HONE_GGML_INCLUDE: include, HONE_GGML_LINK: link.join(' '), HONE_GGML_RPATH: rpath },
+});
+if (r.status !== 0) {
+  const log = `${r.stdout}\n${r.stderr}`;
+  writeFileSync(join(here, 'build-error.log'), log);
+  const firstError = log.split('\n').find((l) => /error/i.test(l)) ?? 'see native/build-error.log';
+  fail(`${firstError.trim()} (full log: native/build-error.log)`);
+}
+writeFileSync(stampFile, stamp);
+console.log(`hone native: built ${relative(root, addon)}`);

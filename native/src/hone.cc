@@ -1,0 +1,600 @@
+// Hone's native core: a thin N-API binding over ggml.
+//
+// JavaScript builds graphs once (electron/lab/model) and computes them many times; this file only
+// forwards to ggml. Tensors cross the boundary as Napi::External<ggml_tensor>, valid while the
+// Context that made them lives. Nothing here loops over elements except the file loader.
+
+#include <napi.h>
+
+#include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+bool g_verbose = false;
+
+void log_callback(enum ggml_log_level level, const char *text, void *) {
+    if (g_verbose || level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+}
+
+void abort_callback(const char *message) {
+    fprintf(stderr, "hone: the ggml engine stopped on an internal check: %s\n", message);
+}
+
+ggml_tensor *T(const Napi::Value &v) {
+    if (!v.IsExternal()) throw Napi::TypeError::New(v.Env(), "expected a tensor handle");
+    return v.As<Napi::External<ggml_tensor>>().Data();
+}
+
+ggml_tensor *TorNull(const Napi::Value &v) { return v.IsNull() || v.IsUndefined() ? nullptr : T(v); }
+
+Napi::Value Wrap(Napi::Env env, ggml_tensor *t) {
+    if (!t) throw Napi::Error::New(env, "ggml returned no tensor");
+    return Napi::External<ggml_tensor>::New(env, t);
+}
+
+int64_t I(const Napi::Array &a, uint32_t i) { return a.Get(i).As<Napi::Number>().Int64Value(); }
+float F(const Napi::Array &a, uint32_t i) { return a.Get(i).As<Napi::Number>().FloatValue(); }
+
+// ---------------------------------------------------------------------------------------------
+// Backends and devices
+
+Napi::Value LoadBackends(const Napi::CallbackInfo &info) {
+    // loadBackends(cpuDir, extraLibPaths[]): loads the best CPU variant found in cpuDir, then each
+    // GPU backend library by path. Returns the names of the registered backends.
+    Napi::Env env = info.Env();
+    std::string dir = info[0].As<Napi::String>();
+    ggml_backend_load_all_from_path(dir.c_str());
+    Napi::Array extra = info[1].As<Napi::Array>();
+    Napi::Array failed = Napi::Array::New(env);
+    for (uint32_t i = 0; i < extra.Length(); i++) {
+        std::string path = extra.Get(i).As<Napi::String>();
+        if (!ggml_backend_load(path.c_str())) failed.Set(failed.Length(), path);
+    }
+    return failed;
+}
+
+Napi::Value Devices(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env);
+    for (size_t i = 0; i < ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+        ggml_backend_dev_props props;
+        ggml_backend_dev_get_props(dev, &props);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", props.name);
+        o.Set("description", props.description ? props.description : "");
+        o.Set("backend", ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev)));
+        const char *type = props.type == GGML_BACKEND_DEVICE_TYPE_CPU    ? "cpu"
+                           : props.type == GGML_BACKEND_DEVICE_TYPE_GPU  ? "gpu"
+                           : props.type == GGML_BACKEND_DEVICE_TYPE_IGPU ? "igpu"
+                                                                         : "accel";
+        o.Set("type", type);
+        o.Set("memoryFree", (double)props.memory_free);
+        o.Set("memoryTotal", (double)props.memory_total);
+        out.Set(out.Length(), o);
+    }
+    return out;
+}
+
+Napi::Value SetVerbose(const Napi::CallbackInfo &info) {
+    g_verbose = info[0].As<Napi::Boolean>();
+    return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types: sizes, quantize, dequantize
+
+Napi::Value TypeInfo(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    int type = info[0].As<Napi::Number>().Int32Value();
+    if (type < 0 || type >= GGML_TYPE_COUNT) return env.Null();
+    const ggml_type_traits *tr = ggml_get_type_traits((ggml_type)type);
+    if (!tr || !tr->type_name || tr->blck_size == 0) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", tr->type_name);
+    o.Set("blockSize", (double)tr->blck_size);
+    o.Set("typeSize", (double)tr->type_size);
+    o.Set("quantized", tr->is_quantized);
+    o.Set("canDequantize", tr->to_float != nullptr);
+    o.Set("needsImatrix", ggml_quantize_requires_imatrix((ggml_type)type));
+    return o;
+}
+
+Napi::Value Quantize(const Napi::CallbackInfo &info) {
+    // quantize(type, src: Float32Array, nRows, nPerRow) -> Buffer in the ggml layout of `type`
+    Napi::Env env = info.Env();
+    ggml_type type = (ggml_type)info[0].As<Napi::Number>().Int32Value();
+    Napi::Float32Array src = info[1].As<Napi::Float32Array>();
+    int64_t nrows = info[2].As<Napi::Number>().Int64Value();
+    int64_t nper = info[3].As<Napi::Number>().Int64Value();
+    if ((int64_t)src.ElementLength() != nrows * nper) throw Napi::RangeError::New(env, "quantize: size mismatch");
+    if (nper % ggml_blck_size(type) != 0) throw Napi::RangeError::New(env, "quantize: row length is not a multiple of the block size");
+    size_t bytes = ggml_row_size(type, nper) * nrows;
+    Napi::Buffer<uint8_t> dst = Napi::Buffer<uint8_t>::New(env, bytes);
+    if (type == GGML_TYPE_F32) {
+        memcpy(dst.Data(), src.Data(), bytes);
+    } else {
+        ggml_quantize_chunk(type, src.Data(), dst.Data(), 0, nrows, nper, nullptr);
+    }
+    return dst;
+}
+
+Napi::Value Dequantize(const Napi::CallbackInfo &info) {
+    // dequantize(type, src: Uint8Array, n) -> Float32Array
+    Napi::Env env = info.Env();
+    ggml_type type = (ggml_type)info[0].As<Napi::Number>().Int32Value();
+    Napi::Uint8Array src = info[1].As<Napi::Uint8Array>();
+    int64_t n = info[2].As<Napi::Number>().Int64Value();
+    if (ggml_row_size(type, n) > src.ByteLength()) throw Napi::RangeError::New(env, "dequantize: source too short");
+    Napi::Float32Array out = Napi::Float32Array::New(env, n);
+    if (type == GGML_TYPE_F32) {
+        memcpy(out.Data(), src.Data(), n * 4);
+    } else {
+        const ggml_type_traits *tr = ggml_get_type_traits(type);
+        if (!tr->to_float) throw Napi::Error::New(env, std::string("cannot dequantize type ") + ggml_type_name(type));
+        tr->to_float(src.Data(), out.Data(), n);
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context: a ggml context (metadata only; data lives in backend buffers) and graph building
+
+class Context : public Napi::ObjectWrap<Context> {
+  public:
+    static Napi::Function Init(Napi::Env env) {
+        return DefineClass(env, "Context",
+                           {
+                               InstanceMethod("newTensor", &Context::NewTensor),
+                               InstanceMethod("op", &Context::Op),
+                               InstanceMethod("free", &Context::Free),
+                           });
+    }
+    explicit Context(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Context>(info) {
+        size_t max_tensors = info[0].As<Napi::Number>().Int64Value();
+        ggml_init_params p = {max_tensors * ggml_tensor_overhead() + ggml_graph_overhead_custom(1 << 16, true) * 4, nullptr, true};
+        ctx_ = ggml_init(p);
+        if (!ctx_) throw Napi::Error::New(info.Env(), "ggml_init failed");
+    }
+    ~Context() override { if (ctx_) ggml_free(ctx_); }
+    ggml_context *ctx() const { return ctx_; }
+
+  private:
+    ggml_context *ctx_ = nullptr;
+
+    Napi::Value Free(const Napi::CallbackInfo &info) {
+        if (ctx_) ggml_free(ctx_);
+        ctx_ = nullptr;
+        return info.Env().Undefined();
+    }
+
+    Napi::Value NewTensor(const Napi::CallbackInfo &info) {
+        // newTensor(type, ne[], name, role) role: 0 plain, 1 input, 2 param
+        ggml_type type = (ggml_type)info[0].As<Napi::Number>().Int32Value();
+        Napi::Array ne = info[1].As<Napi::Array>();
+        int64_t d[4] = {1, 1, 1, 1};
+        for (uint32_t i = 0; i < ne.Length() && i < 4; i++) d[i] = I(ne, i);
+        ggml_tensor *t = ggml_new_tensor(ctx_, type, (int)ne.Length(), d);
+        std::string name = info[2].As<Napi::String>();
+        ggml_set_name(t, name.c_str());
+        int role = info[3].As<Napi::Number>().Int32Value();
+        if (role == 1) ggml_set_input(t);
+        if (role == 2) ggml_set_param(t);
+        return Wrap(info.Env(), t);
+    }
+
+    // op(name, tensors[], numbers[]) -> tensor. One dispatcher keeps the binding short; the typed
+    // wrappers live in electron/lab/engine/ops.ts.
+    Napi::Value Op(const Napi::CallbackInfo &info) {
+        Napi::Env env = info.Env();
+        std::string op = info[0].As<Napi::String>();
+        Napi::Array ts = info[1].As<Napi::Array>();
+        Napi::Array n = info[2].As<Napi::Array>();
+        auto t = [&](uint32_t i) { return TorNull(ts.Get(i)); };
+        ggml_context *c = ctx_;
+        ggml_tensor *r = nullptr;
+        if (op == "mul_mat") r = ggml_mul_mat(c, t(0), t(1));
+        else if (op == "mul_mat_f32") { r = ggml_mul_mat(c, t(0), t(1)); ggml_mul_mat_set_prec(r, GGML_PREC_F32); }
+        else if (op == "out_prod") r = ggml_out_prod(c, t(0), t(1));
+        else if (op == "add") r = ggml_add(c, t(0), t(1));
+        else if (op == "sub") r = ggml_sub(c, t(0), t(1));
+        else if (op == "mul") r = ggml_mul(c, t(0), t(1));
+        else if (op == "scale") r = ggml_scale(c, t(0), F(n, 0));
+        else if (op == "sqr") r = ggml_sqr(c, t(0));
+        else if (op == "sum") r = ggml_sum(c, t(0));
+        else if (op == "sum_rows") r = ggml_sum_rows(c, t(0));
+        else if (op == "mean") r = ggml_mean(c, t(0));
+        else if (op == "log") r = ggml_log(c, t(0));
+        else if (op == "exp") r = ggml_exp(c, t(0));
+        else if (op == "neg") r = ggml_neg(c, t(0));
+        else if (op == "silu") r = ggml_silu(c, t(0));
+        else if (op == "silu_back") r = ggml_silu_back(c, t(0), t(1));
+        else if (op == "swiglu") r = ggml_swiglu_split(c, t(0), t(1));
+        else if (op == "rms_norm") r = ggml_rms_norm(c, t(0), F(n, 0));
+        else if (op == "rms_norm_back") r = ggml_rms_norm_back(c, t(0), t(1), F(n, 0));
+        else if (op == "get_rows") r = ggml_get_rows(c, t(0), t(1));
+        else if (op == "get_rows_back") r = ggml_get_rows_back(c, t(0), t(1), t(2));
+        else if (op == "soft_max") r = ggml_soft_max(c, t(0));
+        else if (op == "soft_max_ext") r = ggml_soft_max_ext(c, t(0), t(1), F(n, 0), F(n, 1));
+        else if (op == "soft_max_ext_back") r = ggml_soft_max_ext_back(c, t(0), t(1), F(n, 0), F(n, 1));
+        else if (op == "rope_ext" || op == "rope_ext_back") {
+            auto fn = op == "rope_ext" ? ggml_rope_ext : ggml_rope_ext_back;
+            r = fn(c, t(0), t(1), t(2), (int)I(n, 0), (int)I(n, 1), (int)I(n, 2), F(n, 3), F(n, 4), F(n, 5), F(n, 6), F(n, 7), F(n, 8));
+        }
+        else if (op == "cross_entropy_loss") r = ggml_cross_entropy_loss(c, t(0), t(1));
+        else if (op == "cont") r = ggml_cont(c, t(0));
+        else if (op == "cast") r = ggml_cast(c, t(0), (ggml_type)I(n, 0));
+        else if (op == "cpy") r = ggml_cpy(c, t(0), t(1));
+        else if (op == "dup") r = ggml_dup(c, t(0));
+        else if (op == "transpose") r = ggml_transpose(c, t(0));
+        else if (op == "permute") r = ggml_permute(c, t(0), (int)I(n, 0), (int)I(n, 1), (int)I(n, 2), (int)I(n, 3));
+        else if (op == "reshape") {
+            switch (n.Length()) {
+                case 1: r = ggml_reshape_1d(c, t(0), I(n, 0)); break;
+                case 2: r = ggml_reshape_2d(c, t(0), I(n, 0), I(n, 1)); break;
+                case 3: r = ggml_reshape_3d(c, t(0), I(n, 0), I(n, 1), I(n, 2)); break;
+                default: r = ggml_reshape_4d(c, t(0), I(n, 0), I(n, 1), I(n, 2), I(n, 3)); break;
+            }
+        } else if (op == "view") {
+            // view(t, [ne..., nb1.., offset]) with dims = (len+1)/2: ne0..ne{k-1}, nb1..nb{k-1}, offset
+            uint32_t k = (n.Length() + 1) / 2;
+            ggml_tensor *a = t(0);
+            size_t off = (size_t)I(n, n.Length() - 1);
+            switch (k) {
+                case 1: r = ggml_view_1d(c, a, I(n, 0), off); break;
+                case 2: r = ggml_view_2d(c, a, I(n, 0), I(n, 1), I(n, 2), off); break;
+                case 3: r = ggml_view_3d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), off); break;
+                default: r = ggml_view_4d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), I(n, 5), I(n, 6), off); break;
+            }
+        } else if (op == "repeat") r = ggml_repeat(c, t(0), t(1));
+        else if (op == "opt_step_adamw") r = ggml_opt_step_adamw(c, t(0), t(1), t(2), t(3), t(4));
+        else throw Napi::Error::New(env, "unknown op " + op);
+        return Wrap(env, r);
+    }
+};
+
+Napi::Value TensorInfo(const Napi::CallbackInfo &info) {
+    // tensorInfo(t) -> [type, ne0, ne1, ne2, ne3, nb0, nb1, nb2, nb3, allocated]
+    Napi::Env env = info.Env();
+    ggml_tensor *t = T(info[0]);
+    Napi::Array a = Napi::Array::New(env, 10);
+    a.Set(0u, (double)t->type);
+    for (int i = 0; i < 4; i++) a.Set(1 + i, (double)t->ne[i]);
+    for (int i = 0; i < 4; i++) a.Set(5 + i, (double)t->nb[i]);
+    a.Set(9u, t->buffer != nullptr || (t->view_src && t->view_src->buffer != nullptr));
+    return a;
+}
+
+Napi::Value SetName(const Napi::CallbackInfo &info) {
+    std::string name = info[1].As<Napi::String>();
+    ggml_set_name(T(info[0]), name.c_str());
+    return info.Env().Undefined();
+}
+
+Napi::Value MarkOutput(const Napi::CallbackInfo &info) {
+    ggml_set_output(T(info[0]));
+    return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend: one compute device (+ the CPU for ops the device lacks), its buffers and accounting
+
+struct Buffer {
+    ggml_backend_buffer_t buf;
+    size_t bytes;
+    std::string label;
+};
+
+class Backend : public Napi::ObjectWrap<Backend> {
+  public:
+    static Napi::Function Init(Napi::Env env) {
+        return DefineClass(env, "Backend",
+                           {
+                               InstanceMethod("setThreads", &Backend::SetThreads),
+                               InstanceMethod("allocContext", &Backend::AllocContext),
+                               InstanceMethod("freeBuffer", &Backend::FreeBuffer),
+                               InstanceMethod("memory", &Backend::Memory),
+                               InstanceMethod("name", &Backend::Name),
+                               InstanceMethod("free", &Backend::Free),
+                           });
+    }
+    explicit Backend(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Backend>(info) {
+        Napi::Env env = info.Env();
+        std::string dev_name = info[0].As<Napi::String>();
+        ggml_backend_dev_t dev = ggml_backend_dev_by_name(dev_name.c_str());
+        if (!dev) throw Napi::Error::New(env, "no ggml device named " + dev_name);
+        main_ = ggml_backend_dev_init(dev, nullptr);
+        if (!main_) throw Napi::Error::New(env, "could not start device " + dev_name);
+        if (ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU) {
+            cpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+            if (!cpu_) throw Napi::Error::New(env, "could not start the CPU backend");
+        }
+    }
+    ~Backend() override { Release(); }
+
+    ggml_backend_t main() const { return main_; }
+    ggml_backend_t cpu() const { return cpu_ ? cpu_ : main_; }
+    bool is_cpu() const { return cpu_ == nullptr; }
+    int threads() const { return threads_; }
+    void account(size_t bytes, bool add) {
+        current_ = add ? current_ + bytes : current_ - bytes;
+        if (current_ > peak_) peak_ = current_;
+    }
+
+  private:
+    ggml_backend_t main_ = nullptr, cpu_ = nullptr;
+    std::vector<Buffer> buffers_;
+    size_t current_ = 0, peak_ = 0;
+    int threads_ = 0;
+
+    void Release() {
+        for (auto &b : buffers_) if (b.buf) ggml_backend_buffer_free(b.buf);
+        buffers_.clear();
+        if (cpu_) ggml_backend_free(cpu_);
+        if (main_) ggml_backend_free(main_);
+        cpu_ = main_ = nullptr;
+    }
+    Napi::Value Free(const Napi::CallbackInfo &info) { Release(); return info.Env().Undefined(); }
+
+    Napi::Value Name(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), ggml_backend_name(main_)); }
+
+    Napi::Value SetThreads(const Napi::CallbackInfo &info) {
+        threads_ = info[0].As<Napi::Number>().Int32Value();
+        ggml_backend_t cpu = this->cpu();
+        ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu));
+        auto fn = (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
+        if (fn) fn(cpu, threads_);
+        return info.Env().Undefined();
+    }
+
+    Napi::Value AllocContext(const Napi::CallbackInfo &info) {
+        // allocContext(ctx, label, onHost) -> buffer id. Allocates every tensor of ctx that has no data.
+        Napi::Env env = info.Env();
+        Context *c = Napi::ObjectWrap<Context>::Unwrap(info[0].As<Napi::Object>());
+        std::string label = info[1].As<Napi::String>();
+        bool host = info.Length() > 2 && info[2].As<Napi::Boolean>();
+        ggml_backend_buffer_type_t buft = host ? ggml_backend_get_default_buffer_type(cpu()) : ggml_backend_get_default_buffer_type(main_);
+        ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c->ctx(), buft);
+        if (!buf) {
+            size_t need = ggml_backend_alloc_ctx_tensors_from_buft_size(c->ctx(), buft);
+            if (need == 0) return Napi::Number::New(env, -1);
+            throw Napi::Error::New(env, "out of memory on " + std::string(ggml_backend_name(main_)) + ": " + label + " needs " + std::to_string(need >> 20) + " MiB");
+        }
+        ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        size_t bytes = ggml_backend_buffer_get_size(buf);
+        buffers_.push_back({buf, bytes, label});
+        account(bytes, true);
+        return Napi::Number::New(env, (double)(buffers_.size() - 1));
+    }
+
+    Napi::Value FreeBuffer(const Napi::CallbackInfo &info) {
+        size_t id = info[0].As<Napi::Number>().Int64Value();
+        if (id < buffers_.size() && buffers_[id].buf) {
+            ggml_backend_buffer_free(buffers_[id].buf);
+            buffers_[id].buf = nullptr;
+            account(buffers_[id].bytes, false);
+        }
+        return info.Env().Undefined();
+    }
+
+    Napi::Value Memory(const Napi::CallbackInfo &info) {
+        // memory() -> { current, peak, buffers: [{label, bytes}] } (static buffers; graphs report their own)
+        Napi::Env env = info.Env();
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("current", (double)current_);
+        o.Set("peak", (double)peak_);
+        Napi::Array arr = Napi::Array::New(env);
+        for (auto &b : buffers_) {
+            if (!b.buf) continue;
+            Napi::Object e = Napi::Object::New(env);
+            e.Set("label", b.label);
+            e.Set("bytes", (double)b.bytes);
+            arr.Set(arr.Length(), e);
+        }
+        o.Set("buffers", arr);
+        return o;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tensor data: set, get, load straight from a file
+
+Napi::Value TensorSet(const Napi::CallbackInfo &info) {
+    // tensorSet(t, data: TypedArray|Buffer, byteOffsetInTensor)
+    ggml_tensor *t = T(info[0]);
+    Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
+    size_t off = info.Length() > 2 ? info[2].As<Napi::Number>().Int64Value() : 0;
+    uint8_t *data = (uint8_t *)arr.ArrayBuffer().Data() + arr.ByteOffset();
+    size_t bytes = arr.ByteLength();
+    if (off + bytes > ggml_nbytes(t)) throw Napi::RangeError::New(info.Env(), std::string("tensorSet: data larger than tensor ") + t->name);
+    ggml_backend_tensor_set(t, data, off, bytes);
+    return info.Env().Undefined();
+}
+
+Napi::Value TensorGet(const Napi::CallbackInfo &info) {
+    // tensorGet(t) -> Float32Array (converted from the tensor's type) or raw Uint8Array if raw=true
+    Napi::Env env = info.Env();
+    ggml_tensor *t = T(info[0]);
+    bool raw = info.Length() > 1 && info[1].As<Napi::Boolean>();
+    if (!ggml_is_contiguous(t)) throw Napi::Error::New(env, std::string("tensorGet: tensor is not contiguous: ") + t->name);
+    size_t bytes = ggml_nbytes(t);
+    if (raw || t->type == GGML_TYPE_F32) {
+        Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes);
+        ggml_backend_tensor_get(t, ab.Data(), 0, bytes);
+        if (raw) return Napi::Uint8Array::New(env, bytes, ab, 0);
+        return Napi::Float32Array::New(env, bytes / 4, ab, 0);
+    }
+    std::vector<uint8_t> tmp(bytes);
+    ggml_backend_tensor_get(t, tmp.data(), 0, bytes);
+    int64_t n = ggml_nelements(t);
+    Napi::Float32Array out = Napi::Float32Array::New(env, n);
+    if (t->type == GGML_TYPE_I32) {
+        for (int64_t i = 0; i < n; i++) out[i] = (float)((int32_t *)tmp.data())[i];
+    } else {
+        const ggml_type_traits *tr = ggml_get_type_traits(t->type);
+        if (!tr->to_float) throw Napi::Error::New(env, "tensorGet: cannot convert type");
+        tr->to_float(tmp.data(), out.Data(), n);
+    }
+    return out;
+}
+
+Napi::Value TensorLoadFile(const Napi::CallbackInfo &info) {
+    // tensorLoadFile(t, path, fileOffset): reads ggml_nbytes(t) bytes at fileOffset into t, in chunks.
+    Napi::Env env = info.Env();
+    ggml_tensor *t = T(info[0]);
+    std::string path = info[1].As<Napi::String>();
+    int64_t off = info[2].As<Napi::Number>().Int64Value();
+    int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw Napi::Error::New(env, path + ": cannot open (" + strerror(errno) + ")");
+    size_t total = ggml_nbytes(t), done = 0;
+    const size_t chunk = 16u << 20;
+    std::vector<uint8_t> buf(std::min(total, chunk));
+    while (done < total) {
+        size_t want = std::min(chunk, total - done);
+        ssize_t got = pread(fd, buf.data(), want, off + (off_t)done);
+        if (got <= 0) {
+            close(fd);
+            throw Napi::Error::New(env, path + ": tensor " + t->name + " is cut short (file ends inside its data)");
+        }
+        ggml_backend_tensor_set(t, buf.data(), done, (size_t)got);
+        done += (size_t)got;
+    }
+    close(fd);
+    return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph: built once from output tensors, allocated once by a scheduler, computed many times
+
+class Graph : public Napi::ObjectWrap<Graph> {
+  public:
+    static Napi::Function Init(Napi::Env env) {
+        return DefineClass(env, "Graph",
+                           {
+                               InstanceMethod("compute", &Graph::Compute),
+                               InstanceMethod("grad", &Graph::Grad),
+                               InstanceMethod("resetGrads", &Graph::ResetGrads),
+                               InstanceMethod("nodeCount", &Graph::NodeCount),
+                               InstanceMethod("computeBytes", &Graph::ComputeBytes),
+                               InstanceMethod("splits", &Graph::Splits),
+                               InstanceMethod("free", &Graph::Free),
+                           });
+    }
+    // new Graph(backend, ctx, outputs[], { backward: bool, maxNodes })
+    explicit Graph(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Graph>(info) {
+        Napi::Env env = info.Env();
+        backend_ = Napi::ObjectWrap<Backend>::Unwrap(info[0].As<Napi::Object>());
+        backend_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+        Context *c = Napi::ObjectWrap<Context>::Unwrap(info[1].As<Napi::Object>());
+        ctx_ref_ = Napi::Persistent(info[1].As<Napi::Object>());
+        Napi::Array outs = info[2].As<Napi::Array>();
+        Napi::Object opts = info[3].As<Napi::Object>();
+        bool backward = opts.Get("backward").ToBoolean();
+        size_t max_nodes = opts.Has("maxNodes") ? opts.Get("maxNodes").As<Napi::Number>().Int64Value() : 8192;
+
+        graph_ = ggml_new_graph_custom(c->ctx(), max_nodes, backward);
+        for (uint32_t i = 0; i < outs.Length(); i++) {
+            ggml_tensor *o = T(outs.Get(i));
+            ggml_set_output(o);
+            ggml_build_forward_expand(graph_, o);
+        }
+        if (backward) {
+            ggml_tensor *loss = T(outs.Get(0u));
+            ggml_set_loss(loss);
+            ggml_build_backward_expand(c->ctx(), graph_, nullptr);
+            // keep every parameter's gradient readable after compute (the allocator would reuse it)
+            for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
+                ggml_tensor *node = ggml_graph_node(graph_, i);
+                if (!(node->flags & GGML_TENSOR_FLAG_PARAM)) continue;
+                ggml_tensor *g = ggml_graph_get_grad(graph_, node);
+                if (g) ggml_set_output(g);
+            }
+            backward_ = true;
+        }
+
+        std::vector<ggml_backend_t> backends = {backend_->main()};
+        if (!backend_->is_cpu()) backends.push_back(backend_->cpu());
+        sched_ = ggml_backend_sched_new(backends.data(), nullptr, (int)backends.size(), max_nodes * 2, false, false);
+        if (!ggml_backend_sched_alloc_graph(sched_, graph_)) throw Napi::Error::New(env, "out of memory allocating the compute graph on " + std::string(ggml_backend_name(backend_->main())));
+        for (int i = 0; i < ggml_backend_sched_get_n_backends(sched_); i++) {
+            compute_bytes_ += ggml_backend_sched_get_buffer_size(sched_, ggml_backend_sched_get_backend(sched_, i));
+        }
+        backend_->account(compute_bytes_, true);
+    }
+    ~Graph() override { Release(); }
+
+  private:
+    Backend *backend_ = nullptr;
+    Napi::ObjectReference backend_ref_, ctx_ref_;
+    ggml_cgraph *graph_ = nullptr;
+    ggml_backend_sched_t sched_ = nullptr;
+    size_t compute_bytes_ = 0;
+    bool backward_ = false;
+
+    void Release() {
+        if (sched_) {
+            ggml_backend_sched_free(sched_);
+            backend_->account(compute_bytes_, false);
+        }
+        sched_ = nullptr;
+    }
+    Napi::Value Free(const Napi::CallbackInfo &info) { Release(); return info.Env().Undefined(); }
+
+    Napi::Value Compute(const Napi::CallbackInfo &info) {
+        if (!sched_) throw Napi::Error::New(info.Env(), "graph was freed");
+        if (backward_) ggml_graph_reset(graph_);
+        ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
+        if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(info.Env(), "graph compute failed with status " + std::to_string((int)st));
+        return info.Env().Undefined();
+    }
+
+    Napi::Value ResetGrads(const Napi::CallbackInfo &info) {
+        ggml_graph_reset(graph_);
+        return info.Env().Undefined();
+    }
+
+    Napi::Value Grad(const Napi::CallbackInfo &info) {
+        ggml_tensor *g = ggml_graph_get_grad(graph_, T(info[0]));
+        if (!g) return info.Env().Null();
+        return Wrap(info.Env(), g);
+    }
+
+    Napi::Value NodeCount(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), ggml_graph_n_nodes(graph_)); }
+    Napi::Value ComputeBytes(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), (double)compute_bytes_); }
+    Napi::Value Splits(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), ggml_backend_sched_get_n_splits(sched_)); }
+};
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+    ggml_log_set(log_callback, nullptr);
+    ggml_set_abort_callback(abort_callback);
+    exports.Set("loadBackends", Napi::Function::New(env, LoadBackends));
+    exports.Set("devices", Napi::Function::New(env, Devices));
+    exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
+    exports.Set("typeInfo", Napi::Function::New(env, TypeInfo));
+    exports.Set("quantize", Napi::Function::New(env, Quantize));
+    exports.Set("dequantize", Napi::Function::New(env, Dequantize));
+    exports.Set("tensorInfo", Napi::Function::New(env, TensorInfo));
+    exports.Set("setName", Napi::Function::New(env, SetName));
+    exports.Set("markOutput", Napi::Function::New(env, MarkOutput));
+    exports.Set("tensorSet", Napi::Function::New(env, TensorSet));
+    exports.Set("tensorGet", Napi::Function::New(env, TensorGet));
+    exports.Set("tensorLoadFile", Napi::Function::New(env, TensorLoadFile));
+    exports.Set("Context", Context::Init(env));
+    exports.Set("Backend", Backend::Init(env));
+    exports.Set("Graph", Graph::Init(env));
+    return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(hone, InitAll)
