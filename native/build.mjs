@@ -4,13 +4,13 @@
 // to node-llama-cpp's prebuilt libggml-base / libggml with an rpath relative to the addon, so the
 // addon and node-llama-cpp share one copy of ggml. Nothing is downloaded. Runs as the project's
 // `npm install` script; skips the build when nothing it depends on changed (`--force` rebuilds).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ggmlBinsDir } from './paths.mjs';
+import { ggmlBinsDir, llamaSource, llamaTag } from './paths.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -33,16 +33,12 @@ if (!has('git')) fail('git is needed to read the llama.cpp source bundle that no
 if (!has('python3')) fail('python3 is needed by node-gyp; install python3.');
 
 const require = createRequire(import.meta.url);
-let nlcDir;
+let tag;
 try {
-  nlcDir = dirname(require.resolve('node-llama-cpp/package.json', { paths: [root] }));
-} catch {
-  nlcDir = join(root, 'node_modules', 'node-llama-cpp');
+  tag = llamaTag(root);
+} catch (e) {
+  fail(e.message);
 }
-const bundle = join(nlcDir, 'llama', 'gitRelease.bundle');
-const infoFile = join(nlcDir, 'llama', 'llama.cpp.info.json');
-if (!existsSync(bundle) || !existsSync(infoFile)) fail(`node-llama-cpp's llama.cpp source bundle is missing (${bundle}); run npm install first.`);
-const tag = JSON.parse(readFileSync(infoFile, 'utf8')).tag;
 
 const bins = ggmlBinsDir(root);
 if (!bins) fail(`node-llama-cpp has no prebuilt binaries for ${process.platform}-${process.arch} in node_modules/@node-llama-cpp.`);
@@ -51,7 +47,7 @@ const base = libs.find((f) => /^libggml-base\.(so|dylib)$/.test(f));
 const core = libs.find((f) => /^libggml(\.v[\w.]+)?\.(so|dylib)$/.test(f) && !f.startsWith('libggml-base'));
 if (!base || !core) fail(`libggml-base / libggml not found in ${bins}.`);
 
-const sources = ['src/hone.cc', 'binding.gyp', 'build.mjs'].map((f) => readFileSync(join(here, f)));
+const sources = ['src/hone.cc', 'binding.gyp', 'build.mjs', 'paths.mjs'].map((f) => readFileSync(join(here, f)));
 const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}`)])).digest('hex');
 const stampFile = join(here, '.ggml', 'stamp');
 const addon = join(out, 'Release', 'hone.node');
@@ -61,17 +57,11 @@ if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFi
 }
 
 // ggml headers at the exact source node-llama-cpp's binaries were built from
-const src = join(here, '.ggml', `llama.cpp-${tag}`); // outside build/: node-gyp rebuild wipes that
-const include = join(src, 'ggml', 'include');
-if (!existsSync(join(include, 'ggml.h'))) {
-  rmSync(src, { recursive: true, force: true });
-  mkdirSync(dirname(src), { recursive: true });
-  try {
-    execFileSync('git', ['clone', '--quiet', '--no-checkout', bundle, src], { stdio: ['ignore', 'ignore', 'pipe'] });
-    execFileSync('git', ['-C', src, 'checkout', '--quiet', 'HEAD', '--', 'ggml/include'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    fail(`could not read ggml headers from ${bundle}: ${String(e.stderr || e.message).trim()}`);
-  }
+let include;
+try {
+  include = join(llamaSource(root, ['ggml/include']), 'ggml', 'include');
+} catch (e) {
+  fail(`could not read ggml headers from node-llama-cpp's source bundle: ${String(e.stderr || e.message).trim()}`);
 }
 if (!existsSync(join(include, 'ggml.h'))) fail(`ggml headers missing after checkout (${include}).`);
 
@@ -96,5 +86,6 @@ if (r.status !== 0) {
   const firstError = log.split('\n').find((l) => /error/i.test(l)) ?? 'see native/build-error.log';
   fail(`${firstError.trim()} (full log: native/build-error.log)`);
 }
+mkdirSync(dirname(stampFile), { recursive: true });
 writeFileSync(stampFile, stamp);
 console.log(`hone native: built ${relative(root, addon)}`);

@@ -21,9 +21,10 @@
 namespace {
 
 bool g_verbose = false;
+bool g_loading = false;  // backends that cannot load (no driver) are reported by the caller, not logged
 
 void log_callback(enum ggml_log_level level, const char *text, void *) {
-    if (g_verbose || level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    if (g_verbose || (level == GGML_LOG_LEVEL_ERROR && !g_loading)) fputs(text, stderr);
 }
 
 void abort_callback(const char *message) {
@@ -53,6 +54,7 @@ Napi::Value LoadBackends(const Napi::CallbackInfo &info) {
     // GPU backend library by path. Returns the names of the registered backends.
     Napi::Env env = info.Env();
     std::string dir = info[0].As<Napi::String>();
+    g_loading = true;
     ggml_backend_load_all_from_path(dir.c_str());
     Napi::Array extra = info[1].As<Napi::Array>();
     Napi::Array failed = Napi::Array::New(env);
@@ -60,6 +62,7 @@ Napi::Value LoadBackends(const Napi::CallbackInfo &info) {
         std::string path = extra.Get(i).As<Napi::String>();
         if (!ggml_backend_load(path.c_str())) failed.Set(failed.Length(), path);
     }
+    g_loading = false;
     return failed;
 }
 

@@ -1,0 +1,103 @@
+// Graph building over the native binding. A GraphBuilder owns a ggml context (tensor metadata only);
+// tensors get memory either from Engine.alloc (weights, parameters: static buffers) or from the
+// Graph's scheduler (inputs and intermediates). Build once, compute many times.
+import { native, type External, type NativeContext, type NativeGraph } from './native.js';
+import type { Engine } from './backend.js';
+import { T } from './types.js';
+
+export class Tensor {
+  constructor(readonly h: External, readonly name = '') {}
+  private info() { return native().tensorInfo(this.h); }
+  get type(): number { return this.info()[0]; }
+  /** ggml order: shape[0] is the contiguous dimension */
+  get shape(): number[] { const i = this.info(); return [i[1], i[2], i[3], i[4]]; }
+  get strides(): number[] { const i = this.info(); return [i[5], i[6], i[7], i[8]]; }
+  get elements(): number { return this.shape.reduce((a, b) => a * b, 1); }
+  set(data: ArrayBufferView, byteOffset = 0): void { native().tensorSet(this.h, data, byteOffset); }
+  /** values as float32 (converted from the tensor's type) */
+  get(): Float32Array { return native().tensorGet(this.h); }
+  loadFromFile(path: string, offset: number): void { native().tensorLoadFile(this.h, path, offset); }
+}
+
+export type Role = 'plain' | 'input' | 'param';
+const roles = { plain: 0, input: 1, param: 2 } as const;
+
+export class GraphBuilder {
+  readonly ctx: NativeContext;
+  constructor(maxTensors = 1 << 14) {
+    this.ctx = new (native().Context)(maxTensors);
+  }
+  free() { this.ctx.free(); }
+
+  tensor(type: number, shape: number[], name: string, role: Role = 'plain'): Tensor {
+    return new Tensor(this.ctx.newTensor(type, shape, name, roles[role]), name);
+  }
+  input(type: number, shape: number[], name: string) { return this.tensor(type, shape, name, 'input'); }
+  param(shape: number[], name: string) { return this.tensor(T.F32, shape, name, 'param'); }
+
+  private op(name: string, ts: (Tensor | null)[], ns: number[] = []): Tensor {
+    return new Tensor(this.ctx.op(name, ts.map((t) => (t ? t.h : null)), ns));
+  }
+
+  // a [k, n], b [k, m] -> [n, m] (broadcast over dims 2, 3)
+  mulMat(a: Tensor, b: Tensor) { return this.op('mul_mat', [a, b]); }
+  outProd(a: Tensor, b: Tensor) { return this.op('out_prod', [a, b]); }
+  add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
+  sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
+  mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }
+  scale(a: Tensor, s: number) { return this.op('scale', [a], [s]); }
+  sqr(a: Tensor) { return this.op('sqr', [a]); }
+  sum(a: Tensor) { return this.op('sum', [a]); }
+  sumRows(a: Tensor) { return this.op('sum_rows', [a]); }
+  silu(a: Tensor) { return this.op('silu', [a]); }
+  swiglu(gate: Tensor, up: Tensor) { return this.op('swiglu', [gate, up]); }
+  rmsNorm(a: Tensor, eps: number) { return this.op('rms_norm', [a], [eps]); }
+  getRows(a: Tensor, rows: Tensor) { return this.op('get_rows', [a, rows]); }
+  softMax(a: Tensor) { return this.op('soft_max', [a]); }
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number, maxBias = 0) { return this.op('soft_max_ext', [a, mask], [scale, maxBias]); }
+  rope(a: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) {
+    return this.op('rope_ext', [a, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
+  }
+  crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
+  cont(a: Tensor) { return this.op('cont', [a]); }
+  cast(a: Tensor, type: number) { return this.op('cast', [a], [type]); }
+  transpose(a: Tensor) { return this.op('transpose', [a]); }
+  permute(a: Tensor, p0: number, p1: number, p2: number, p3: number) { return this.op('permute', [a], [p0, p1, p2, p3]); }
+  reshape(a: Tensor, ...ne: number[]) { return this.op('reshape', [a], ne); }
+  /** view with ne (1-4 dims), byte strides nb1.. and byte offset */
+  view(a: Tensor, ne: number[], nb: number[], offset: number) { return this.op('view', [a], [...ne, ...nb, offset]); }
+}
+
+export interface RopeParams {
+  nDims: number;
+  mode: number;
+  nCtxOrig: number;
+  freqBase: number;
+  freqScale: number;
+  extFactor: number;
+  attnFactor: number;
+  betaFast: number;
+  betaSlow: number;
+}
+
+/** Allocates every tensor of `b` that has no memory yet in one static buffer on the engine's device. */
+export function allocStatic(engine: Engine, b: GraphBuilder, label: string): number {
+  return engine.native.allocContext(b.ctx, label);
+}
+
+export class Graph {
+  readonly native: NativeGraph;
+  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number } = {}) {
+    this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), opts);
+  }
+  compute() { this.native.compute(); }
+  /** the gradient of the loss (first output) w.r.t. a parameter, after compute */
+  grad(t: Tensor): Tensor {
+    const g = this.native.grad(t.h);
+    if (!g) throw new Error(`no gradient for ${t.name}; was it made with param()?`);
+    return new Tensor(g, `grad(${t.name})`);
+  }
+  get nodes() { return this.native.nodeCount(); }
+  get computeBytes() { return this.native.computeBytes(); }
+  free() { this.native.free(); }
+}

@@ -1,0 +1,94 @@
+// Loads Hone's native addon and registers ggml backends from node-llama-cpp's prebuilt binaries.
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+// @ts-expect-error plain ESM helper shared with the build script
+import { ggmlBinsDir } from '../../../native/paths.mjs';
+
+export type External = { readonly __tensor: unique symbol };
+
+export interface NativeDevice {
+  name: string;
+  description: string;
+  backend: string;
+  type: 'cpu' | 'gpu' | 'igpu' | 'accel';
+  memoryFree: number;
+  memoryTotal: number;
+}
+
+export interface NativeContext {
+  newTensor(type: number, ne: number[], name: string, role: 0 | 1 | 2): External;
+  op(name: string, tensors: (External | null)[], numbers: number[]): External;
+  free(): void;
+}
+
+export interface NativeBackend {
+  setThreads(n: number): void;
+  allocContext(ctx: NativeContext, label: string, onHost?: boolean): number;
+  freeBuffer(id: number): void;
+  memory(): { current: number; peak: number; buffers: { label: string; bytes: number }[] };
+  name(): string;
+  free(): void;
+}
+
+export interface NativeGraph {
+  compute(): void;
+  grad(t: External): External | null;
+  resetGrads(): void;
+  nodeCount(): number;
+  computeBytes(): number;
+  splits(): number;
+  free(): void;
+}
+
+export interface HoneNative {
+  loadBackends(cpuDir: string, extra: string[]): string[];
+  devices(): NativeDevice[];
+  setVerbose(v: boolean): void;
+  typeInfo(type: number): { name: string; blockSize: number; typeSize: number; quantized: boolean; canDequantize: boolean; needsImatrix: boolean } | null;
+  quantize(type: number, src: Float32Array, nRows: number, nPerRow: number): Buffer;
+  dequantize(type: number, src: Uint8Array, n: number): Float32Array;
+  tensorInfo(t: External): [number, number, number, number, number, number, number, number, number, boolean];
+  setName(t: External, name: string): void;
+  markOutput(t: External): void;
+  tensorSet(t: External, data: ArrayBufferView, byteOffset?: number): void;
+  tensorGet(t: External, raw?: boolean): Float32Array;
+  tensorLoadFile(t: External, path: string, fileOffset: number): void;
+  Context: new (maxTensors: number) => NativeContext;
+  Backend: new (deviceName: string) => NativeBackend;
+  Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;
+}
+
+export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** GPU backend libraries node-llama-cpp installs beside its CPU build, by Hone backend name. */
+const gpuVariants: Record<string, { variant: string; lib: RegExp }[]> = {
+  cuda: [{ variant: 'cuda', lib: /^(lib)?ggml-cuda\.(so|dll|dylib)$/ }],
+  vulkan: [{ variant: 'vulkan', lib: /^(lib)?ggml-vulkan\.(so|dll|dylib)$/ }],
+  metal: [{ variant: '', lib: /^(lib)?ggml-metal\.(so|dylib)$/ }],
+};
+
+let loaded: HoneNative | null = null;
+
+export function native(): HoneNative {
+  if (loaded) return loaded;
+  const addon = join(projectRoot, 'native', 'build', 'Release', 'hone.node');
+  if (!existsSync(addon)) throw new Error(`Hone's native engine is not built (${addon} is missing); run "npm install" (or "npm run build:native") in ${projectRoot}`);
+  const n = createRequire(import.meta.url)(addon) as HoneNative;
+  const cpuDir: string | null = ggmlBinsDir(projectRoot);
+  if (!cpuDir) throw new Error(`node-llama-cpp's prebuilt binaries for ${process.platform}-${process.arch} are missing; run "npm install"`);
+  n.setVerbose(process.env.HONE_DEBUG === '1');
+  const extra: string[] = [];
+  for (const variants of Object.values(gpuVariants)) {
+    for (const { variant, lib } of variants) {
+      const dir: string | null = variant ? ggmlBinsDir(projectRoot, variant) : cpuDir;
+      if (!dir) continue;
+      const file = readdirSync(dir).find((f) => lib.test(f));
+      if (file) extra.push(join(dir, file));
+    }
+  }
+  n.loadBackends(cpuDir, extra);
+  loaded = n;
+  return n;
+}

@@ -1,0 +1,288 @@
+// The llama family (llama, Mistral — stored by llama.cpp as "llama" — and qwen2) on ggml: hyper-
+// parameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
+// what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
+import { GgufError, meta, metaNumber, readGguf, type GgufFile, type GgufTensorInfo } from './gguf.js';
+import { Graph, GraphBuilder, Tensor, allocStatic, type RopeParams } from '../engine/graph.js';
+import type { Engine } from '../engine/backend.js';
+import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
+
+export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2'] as const;
+export type Architecture = (typeof TRAINABLE_ARCHITECTURES)[number];
+
+/** ggml types a frozen weight may have: those ggml's matmul accepts as its first operand. */
+export const WEIGHT_TYPES = new Set(
+  ['F32', 'F16', 'BF16', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q8_0', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'IQ2_XXS', 'IQ2_XS', 'IQ3_XXS', 'IQ1_S', 'IQ4_NL', 'IQ3_S', 'IQ2_S', 'IQ4_XS', 'IQ1_M', 'TQ1_0', 'TQ2_0', 'MXFP4']
+    .map((n) => [...GGML_TYPES.values()].find((t) => t.name === n)!.id),
+);
+
+export interface Hparams {
+  arch: Architecture;
+  nVocab: number;
+  nCtxTrain: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  nFf: number;
+  rmsEps: number;
+  rope: RopeParams;
+}
+
+const ROPE_NORMAL = 0;
+const ROPE_NEOX = 2;
+
+export function hparamsOf(f: GgufFile): Hparams {
+  const arch = meta<string>(f, 'general.architecture');
+  if (arch === undefined) throw new GgufError(f.path, 'general.architecture is missing, so Hone cannot tell which model this is');
+  if (!(TRAINABLE_ARCHITECTURES as readonly string[]).includes(arch)) {
+    throw new GgufError(f.path, `architecture "${arch}" is not one Hone can train; it can train: ${TRAINABLE_ARCHITECTURES.join(', ')} (Mistral models are stored as "llama")`);
+  }
+  const need = (key: string): number => {
+    const v = metaNumber(f, `${arch}.${key}`);
+    if (v === undefined) throw new GgufError(f.path, `metadata "${arch}.${key}" is missing`);
+    return v;
+  };
+  const nEmbd = need('embedding_length');
+  const nHead = need('attention.head_count');
+  const nHeadKv = metaNumber(f, `${arch}.attention.head_count_kv`) ?? nHead;
+  const headDim = metaNumber(f, `${arch}.attention.key_length`) ?? nEmbd / nHead;
+  const tokens = meta<string[]>(f, 'tokenizer.ggml.tokens');
+  const nVocab = metaNumber(f, `${arch}.vocab_size`) ?? tokens?.length ?? 0;
+  const nCtxTrain = need('context_length');
+  const scaling = meta<string>(f, `${arch}.rope.scaling.type`) ?? 'none';
+  if (!['none', 'linear'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear and Llama-3 frequency factors)`);
+  const factor = metaNumber(f, `${arch}.rope.scaling.factor`) ?? 0;
+  return {
+    arch: arch as Architecture,
+    nVocab,
+    nCtxTrain,
+    nEmbd,
+    nLayer: need('block_count'),
+    nHead,
+    nHeadKv,
+    headDim,
+    nFf: need('feed_forward_length'),
+    rmsEps: need('attention.layer_norm_rms_epsilon'),
+    rope: {
+      nDims: metaNumber(f, `${arch}.rope.dimension_count`) ?? headDim,
+      mode: arch === 'qwen2' ? ROPE_NEOX : ROPE_NORMAL,
+      nCtxOrig: nCtxTrain,
+      freqBase: metaNumber(f, `${arch}.rope.freq_base`) ?? 10000,
+      freqScale: scaling === 'linear' && factor > 0 ? 1 / factor : 1,
+      extFactor: 0,
+      attnFactor: 1,
+      betaFast: 32,
+      betaSlow: 1,
+    },
+  };
+}
+
+export interface Layer {
+  attnNorm: Tensor;
+  wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor;
+  bq?: Tensor; bk?: Tensor; bv?: Tensor; bo?: Tensor;
+  ffnNorm: Tensor;
+  wGate: Tensor; wUp: Tensor; wDown: Tensor;
+}
+
+export interface Weights {
+  tokEmbd: Tensor;
+  outputNorm: Tensor;
+  output: Tensor;
+  outputBias?: Tensor;
+  ropeFreqs?: Tensor;
+  layers: Layer[];
+}
+
+/** The linear modules adapters attach to, named as Hone's CLI names them. */
+export type Module = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+
+/**
+ * Adds an adapter's contribution to a frozen linear layer: y = W x (+ b) is given, and the
+ * adapter returns y' (for LoRA: y + s·B(A x)). x: [in, n], y: [out, n].
+ */
+export type AdapterHook = (b: GraphBuilder, layer: number, module: Module, x: Tensor, y: Tensor) => Tensor;
+
+/** Describes the file's tensors for `hone info`. */
+export function describe(f: GgufFile) {
+  const hp = hparamsOf(f);
+  const params = f.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+  const types = new Map<string, number>();
+  for (const t of f.tensors) types.set(ggmlTypeName(t.type), (types.get(ggmlTypeName(t.type)) ?? 0) + 1);
+  return { hparams: hp, parameters: params, tensorTypes: Object.fromEntries(types), tied: !f.tensors.some((t) => t.name === 'output.weight') };
+}
+
+export class LlamaModel {
+  private constructor(
+    readonly file: GgufFile,
+    readonly hp: Hparams,
+    readonly weights: Weights,
+    private readonly builder: GraphBuilder,
+    readonly bufferId: number,
+    readonly engine: Engine,
+  ) {}
+
+  /** Reads the header, checks every tensor the graph needs, and loads the weights onto the engine's device. */
+  static load(path: string, engine: Engine): LlamaModel {
+    const file = readGguf(path);
+    const hp = hparamsOf(file);
+    const byName = new Map(file.tensors.map((t) => [t.name, t]));
+    const b = new GraphBuilder(file.tensors.length + 16);
+    const loadList: [Tensor, GgufTensorInfo][] = [];
+    const { nEmbd: d, nHead, nHeadKv, headDim, nFf, nVocab } = hp;
+
+    const take = (name: string, shape: number[], optional = false): Tensor | undefined => {
+      const info = byName.get(name);
+      if (!info) {
+        if (optional) return undefined;
+        throw new GgufError(path, `tensor "${name}" is missing; a ${hp.arch} model needs it`);
+      }
+      const got = info.shape.concat(Array(4 - info.shape.length).fill(1));
+      const want = shape.concat(Array(4 - shape.length).fill(1));
+      if (got.some((x, i) => x !== want[i])) throw new GgufError(path, `tensor "${name}" has shape [${info.shape}] but the metadata implies [${shape}]`);
+      if (shape.length > 1 && !WEIGHT_TYPES.has(info.type)) throw new GgufError(path, `tensor "${name}" has type ${ggmlTypeName(info.type)}, which ggml cannot multiply; Hone cannot use this file`);
+      if (shape.length === 1 && info.type !== T.F32) throw new GgufError(path, `tensor "${name}" is ${ggmlTypeName(info.type)}; norms and biases must be F32`);
+      const t = b.tensor(info.type, info.shape, name);
+      loadList.push([t, info]);
+      return t;
+    };
+
+    const tokEmbd = take('token_embd.weight', [d, nVocab])!;
+    const outputNorm = take('output_norm.weight', [d])!;
+    const output = byName.has('output.weight') ? take('output.weight', [d, nVocab])! : tokEmbd;
+    const outputBias = take('output.bias', [nVocab], true);
+    const ropeFreqs = take('rope_freqs.weight', [hp.rope.nDims / 2], true);
+    const layers: Layer[] = [];
+    for (let i = 0; i < hp.nLayer; i++) {
+      const p = `blk.${i}.`;
+      layers.push({
+        attnNorm: take(`${p}attn_norm.weight`, [d])!,
+        wq: take(`${p}attn_q.weight`, [d, nHead * headDim])!,
+        wk: take(`${p}attn_k.weight`, [d, nHeadKv * headDim])!,
+        wv: take(`${p}attn_v.weight`, [d, nHeadKv * headDim])!,
+        wo: take(`${p}attn_output.weight`, [nHead * headDim, d])!,
+        bq: take(`${p}attn_q.bias`, [nHead * headDim], true),
+        bk: take(`${p}attn_k.bias`, [nHeadKv * headDim], true),
+        bv: take(`${p}attn_v.bias`, [nHeadKv * headDim], true),
+        bo: take(`${p}attn_output.bias`, [d], true),
+        ffnNorm: take(`${p}ffn_norm.weight`, [d])!,
+        wGate: take(`${p}ffn_gate.weight`, [d, nFf])!,
+        wUp: take(`${p}ffn_up.weight`, [d, nFf])!,
+        wDown: take(`${p}ffn_down.weight`, [nFf, d])!,
+      });
+    }
+    const bufferId = allocStatic(engine, b, `weights of ${path}`);
+    for (const [t, info] of loadList) t.loadFromFile(path, info.offset);
+    return new LlamaModel(file, hp, { tokEmbd, outputNorm, output, outputBias, ropeFreqs, layers }, b, bufferId, engine);
+  }
+
+  free() {
+    this.engine.native.freeBuffer(this.bufferId);
+    this.builder.free();
+  }
+}
+
+export interface ForwardInputs {
+  /** I32 [T·B]: token ids, sequence after sequence */
+  tokens: Tensor;
+  /** I32 [T·B]: position of each token in its sequence */
+  positions: Tensor;
+  /** F32 [T, T]: causal mask (0 or -inf), shared by every head and sequence */
+  mask: Tensor;
+}
+
+/** Creates the graph inputs for B sequences of T tokens. */
+export function forwardInputs(b: GraphBuilder, nTokens: number, nSeq: number): ForwardInputs {
+  return {
+    tokens: b.input(T.I32, [nTokens * nSeq], 'tokens'),
+    positions: b.input(T.I32, [nTokens * nSeq], 'positions'),
+    mask: b.input(T.F32, [nTokens, nTokens], 'kq_mask'),
+  };
+}
+
+/** Fills positions 0..T-1 per sequence and the causal mask. */
+export function setForwardInputs(inp: ForwardInputs, tokens: Int32Array, nTokens: number, nSeq: number) {
+  inp.tokens.set(tokens);
+  const pos = new Int32Array(nTokens * nSeq);
+  for (let s = 0; s < nSeq; s++) for (let t = 0; t < nTokens; t++) pos[s * nTokens + t] = t;
+  inp.positions.set(pos);
+  inp.mask.set(causalMask(nTokens));
+}
+
+/** mask[q][k] = 0 where k <= q, -inf after: row q is query position q, stored [T_k, T_q] in ggml order */
+export function causalMask(n: number): Float32Array {
+  const m = new Float32Array(n * n);
+  for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) m[q * n + k] = -Infinity;
+  return m;
+}
+
+/**
+ * The forward pass: tokens -> logits [nVocab, T·B]. `adapt` adds trainable adapters to linear
+ * layers; without it this is exactly llama.cpp's graph (without KV cache).
+ */
+export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
+  const { hp, weights: w } = m;
+  const { nHead, nHeadKv, headDim: hd } = hp;
+  const n = nTokens * nSeq;
+  const kqScale = 1 / Math.sqrt(hd);
+  const linear = (il: number, mod: Module, W: Tensor, x: Tensor, bias?: Tensor) => {
+    let y = b.mulMat(W, x);
+    if (bias) y = b.add(y, bias);
+    return adapt ? adapt(b, il, mod, x, y) : y;
+  };
+
+  let x = b.getRows(w.tokEmbd, inp.tokens); // [d, n]
+  if (x.type !== T.F32) x = b.cast(x, T.F32);
+  for (let il = 0; il < hp.nLayer; il++) {
+    const L = w.layers[il];
+    const h = b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm);
+    // q, k, v: [hd, heads, n] after rope
+    let q = b.reshape(linear(il, 'q', L.wq, h, L.bq), hd, nHead, n);
+    let k = b.reshape(linear(il, 'k', L.wk, h, L.bk), hd, nHeadKv, n);
+    const v = linear(il, 'v', L.wv, h, L.bv);
+    q = b.rope(q, inp.positions, w.ropeFreqs ?? null, hp.rope);
+    k = b.rope(k, inp.positions, w.ropeFreqs ?? null, hp.rope);
+    // per sequence and head: q, k [hd, T, heads, B]; v^T [T, hd, kvHeads, B]
+    const q4 = b.permute(b.reshape(q, hd, nHead, nTokens, nSeq), 0, 2, 1, 3);
+    const k4 = b.permute(b.reshape(k, hd, nHeadKv, nTokens, nSeq), 0, 2, 1, 3);
+    const vT = b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3));
+    const kq = b.softMaxExt(b.mulMat(k4, q4), inp.mask, kqScale); // [T_k, T_q, heads, B]; GQA by broadcast
+    const kqv = b.mulMat(vT, kq); // [hd, T_q, heads, B]
+    const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
+    x = b.add(x, linear(il, 'o', L.wo, attn, L.bo));
+
+    const h2 = b.mul(b.rmsNorm(x, hp.rmsEps), L.ffnNorm);
+    const gate = linear(il, 'gate', L.wGate, h2);
+    const up = linear(il, 'up', L.wUp, h2);
+    x = b.add(x, linear(il, 'down', L.wDown, b.mul(b.silu(gate), up)));
+  }
+  x = b.mul(b.rmsNorm(x, hp.rmsEps), w.outputNorm);
+  let logits = b.mulMat(w.output, x);
+  if (w.outputBias) logits = b.add(logits, w.outputBias);
+  return logits;
+}
+
+/** A reusable forward graph for B×T tokens: build once, evaluate many token batches. */
+export class ForwardPass {
+  readonly b = new GraphBuilder();
+  readonly inp: ForwardInputs;
+  readonly logits: Tensor;
+  readonly graph: Graph;
+  constructor(readonly model: LlamaModel, readonly nTokens: number, readonly nSeq = 1) {
+    this.inp = forwardInputs(this.b, nTokens, nSeq);
+    this.logits = buildForward(this.b, model, this.inp, nTokens, nSeq);
+    this.graph = new Graph(model.engine, this.b, [this.logits]);
+  }
+  /** logits [nVocab × T·B] for the given tokens (length T·B) */
+  run(tokens: Int32Array): Float32Array {
+    if (tokens.length !== this.nTokens * this.nSeq) throw new Error(`expected ${this.nTokens * this.nSeq} tokens, got ${tokens.length}`);
+    setForwardInputs(this.inp, tokens, this.nTokens, this.nSeq);
+    this.graph.compute();
+    return this.logits.get();
+  }
+  free() {
+    this.graph.free();
+    this.b.free();
+  }
+}

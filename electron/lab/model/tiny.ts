@@ -1,0 +1,134 @@
+// The tiny model factory (`hone make-tiny`): a llama-family GGUF with seeded random weights and a
+// real tokenizer vocabulary, in any weight type ggml can quantize to. Tests and the demo use it.
+import { GgufValueType, readGguf, type GgufValue } from './gguf.js';
+import { VOCABS, vocabPath, type VocabName } from './vocab.js';
+import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
+import { native } from '../engine/native.js';
+import { GGML_TYPES, T, ggmlTypeByName } from '../engine/types.js';
+import { WEIGHT_TYPES } from './llama.js';
+
+export interface TinySpec {
+  arch: 'llama' | 'qwen2';
+  vocab: VocabName;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  nFf: number;
+  nCtx: number;
+  /** weight type of the 2-D tensors: f32, f16, bf16, q8_0, q4_k, … (norms stay F32) */
+  type: string;
+  ropeBase: number;
+  /** Llama-3 style rope frequency factors (a rope_freqs.weight tensor) */
+  ropeFreqs: boolean;
+  tied: boolean;
+  seed: number;
+}
+
+export const TINY_DEFAULTS: TinySpec = {
+  arch: 'llama', vocab: 'llama-spm', nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 4, nFf: 160, nCtx: 256,
+  type: 'f32', ropeBase: 10000, ropeFreqs: false, tied: false, seed: 1,
+};
+
+/** Seeded normal samples: mulberry32 + Box-Muller. */
+export function randn(seed: number, n: number, std: number, mean = 0): Float32Array {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(next(), 1e-12), v = next();
+    const r = Math.sqrt(-2 * Math.log(u));
+    out[i] = mean + std * r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = mean + std * r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { overwrite?: boolean } = {}): TinySpec {
+  const spec: TinySpec = { ...TINY_DEFAULTS, ...partial };
+  if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'qwen2' ? 'qwen2' : 'llama-spm';
+  const { arch, nEmbd: d, nHead, nHeadKv, nFf, nLayer } = spec;
+  const wtype = ggmlTypeByName(spec.type);
+  if (!WEIGHT_TYPES.has(wtype.id)) throw new Error(`weight type ${wtype.name} cannot be multiplied by ggml; choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k …`);
+  if (native().typeInfo(wtype.id)?.needsImatrix) throw new Error(`weight type ${wtype.name} needs an importance matrix to quantize; choose another type`);
+  if (d % nHead !== 0) throw new Error(`embedding ${d} is not divisible by ${nHead} heads`);
+  if (nHead % nHeadKv !== 0) throw new Error(`${nHead} heads are not a multiple of ${nHeadKv} KV heads`);
+  const hd = d / nHead;
+  for (const n of [d, nFf]) {
+    if (n % wtype.blockSize !== 0) throw new Error(`${wtype.name} packs rows in blocks of ${wtype.blockSize}; embedding (${d}) and feed-forward (${nFf}) sizes must be multiples of it`);
+  }
+
+  const vocabFile = readGguf(vocabPath(spec.vocab));
+  const md = new Map<string, GgufValue>();
+  md.set('general.architecture', kv.str(arch));
+  md.set('general.name', kv.str(`hone-tiny-${arch}-${spec.type}`));
+  md.set('general.file_type', kv.u32(wtype.id === T.F32 ? 0 : wtype.id === T.F16 ? 1 : wtype.id));
+  md.set(`${arch}.context_length`, kv.u32(spec.nCtx));
+  md.set(`${arch}.embedding_length`, kv.u32(d));
+  md.set(`${arch}.block_count`, kv.u32(nLayer));
+  md.set(`${arch}.feed_forward_length`, kv.u32(nFf));
+  md.set(`${arch}.attention.head_count`, kv.u32(nHead));
+  md.set(`${arch}.attention.head_count_kv`, kv.u32(nHeadKv));
+  md.set(`${arch}.attention.layer_norm_rms_epsilon`, kv.f32(1e-5));
+  md.set(`${arch}.rope.freq_base`, kv.f32(spec.ropeBase));
+  md.set(`${arch}.rope.dimension_count`, kv.u32(hd));
+  for (const [k, v] of vocabFile.metadata) if (k.startsWith('tokenizer.')) md.set(k, v);
+  const nVocab = (vocabFile.metadata.get('tokenizer.ggml.tokens')!.value as unknown[]).length;
+  md.set(`${arch}.vocab_size`, kv.u32(nVocab));
+  const template = VOCABS[spec.vocab].template;
+  if (!md.has('tokenizer.chat_template') && template) md.set('tokenizer.chat_template', kv.str(template));
+  if (!md.has('tokenizer.ggml.add_bos_token')) md.set('tokenizer.ggml.add_bos_token', { type: GgufValueType.BOOL, value: arch === 'llama' });
+
+  const tensors: GgufTensorOut[] = [];
+  const add = (name: string, shape: number[], std: number, mean = 0, type = wtype.id) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    tensors.push({
+      name, shape, type,
+      data: () => {
+        const x = randn(hash(name) ^ spec.seed, n, std, mean);
+        return type === T.F32 ? new Uint8Array(x.buffer) : native().quantize(type, x, n / shape[0], shape[0]);
+      },
+    });
+  };
+  add('token_embd.weight', [d, nVocab], 1);
+  add('output_norm.weight', [d], 0.1, 1, T.F32);
+  if (!spec.tied) add('output.weight', [d, nVocab], 2 / Math.sqrt(d));
+  if (spec.ropeFreqs) {
+    // Llama-3 style: low frequencies stretched by up to 8, as its conversion computes them
+    const f = new Float32Array(hd / 2).map((_, i) => 1 + (7 * i) / Math.max(1, hd / 2 - 1));
+    tensors.push({ name: 'rope_freqs.weight', shape: [hd / 2], type: T.F32, data: new Uint8Array(f.buffer) });
+  }
+  for (let i = 0; i < nLayer; i++) {
+    const p = `blk.${i}.`;
+    add(`${p}attn_norm.weight`, [d], 0.1, 1, T.F32);
+    add(`${p}attn_q.weight`, [d, d], 1 / Math.sqrt(d));
+    add(`${p}attn_k.weight`, [d, hd * nHeadKv], 1 / Math.sqrt(d));
+    add(`${p}attn_v.weight`, [d, hd * nHeadKv], 1 / Math.sqrt(d));
+    if (arch === 'qwen2') {
+      add(`${p}attn_q.bias`, [d], 0.1, 0, T.F32);
+      add(`${p}attn_k.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
+      add(`${p}attn_v.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
+    }
+    add(`${p}attn_output.weight`, [d, d], 1 / Math.sqrt(d));
+    add(`${p}ffn_norm.weight`, [d], 0.1, 1, T.F32);
+    add(`${p}ffn_gate.weight`, [d, nFf], 1 / Math.sqrt(d));
+    add(`${p}ffn_up.weight`, [d, nFf], 1 / Math.sqrt(d));
+    add(`${p}ffn_down.weight`, [nFf, d], 1 / Math.sqrt(nFf));
+  }
+  writeGguf(path, md, tensors, opts);
+  return spec;
+}
+
+export { GGML_TYPES };
