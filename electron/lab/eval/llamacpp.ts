@@ -3,21 +3,27 @@
 // model's own vocabulary.
 import { getLlama, type Llama, type LlamaModel as NlcModel } from 'node-llama-cpp';
 
-let llamaPromise: Promise<Llama> | null = null;
+export type LlamaCppGpu = false | 'vulkan' | 'cuda' | 'metal';
+const instances = new Map<LlamaCppGpu, Promise<Llama>>();
 
-/** One node-llama-cpp instance per process, CPU unless asked (its GPU choice is independent of Hone's). */
-export function llamaCpp(gpu: false | 'vulkan' | 'cuda' | 'metal' = false): Promise<Llama> {
-  llamaPromise ??= getLlama({ gpu, build: 'never', logLevel: 'error' as never, progressLogs: false } as never);
-  return llamaPromise;
+/** node-llama-cpp on the CPU, or on a GPU backend when asked (one instance per backend). */
+export function llamaCpp(gpu: LlamaCppGpu = false): Promise<Llama> {
+  let p = instances.get(gpu);
+  if (!p) {
+    p = getLlama({ gpu, build: 'never', logLevel: 'error' as never, progressLogs: false, vramPadding: 0 } as never);
+    instances.set(gpu, p);
+  }
+  return p;
 }
 
-export async function loadModel(path: string): Promise<NlcModel> {
-  const llama = await llamaCpp();
-  return llama.loadModel({ modelPath: path, gpuLayers: 0 } as never);
+export async function loadModel(path: string, gpu: LlamaCppGpu = false): Promise<NlcModel> {
+  const llama = await llamaCpp(gpu);
+  return llama.loadModel({ modelPath: path, gpuLayers: gpu ? 'max' : 0 } as never);
 }
 
+/** Tokenizes with the model's own vocabulary (llama.cpp's tokenizer; loads the vocabulary only). */
 export async function tokenize(modelPath: string, text: string, addBos = true): Promise<number[]> {
-  const model = await loadModel(modelPath);
+  const model = await (await llamaCpp()).loadModel({ modelPath, gpuLayers: 0, vocabOnly: true } as never);
   try {
     const toks = model.tokenize(text) as number[];
     const bos = model.tokens.bos;
@@ -31,8 +37,8 @@ export async function tokenize(modelPath: string, text: string, addBos = true): 
  * log p(tokens[i+1] | tokens[0..i]) for i = 0..n-2 as llama.cpp computes it, with an F32 KV cache
  * and no flash attention so that the arithmetic matches Hone's graph.
  */
-export async function llamaCppLogprobs(modelPath: string, tokens: number[]): Promise<Float64Array> {
-  const model = await loadModel(modelPath);
+export async function llamaCppLogprobs(modelPath: string, tokens: number[], gpu: LlamaCppGpu = false): Promise<Float64Array> {
+  const model = await loadModel(modelPath, gpu);
   const context = await model.createContext({
     contextSize: Math.max(32, tokens.length),
     batchSize: Math.max(32, tokens.length),

@@ -57,7 +57,7 @@ function hash(s: string): number {
 }
 
 export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { overwrite?: boolean } = {}): TinySpec {
-  const spec: TinySpec = { ...TINY_DEFAULTS, ...partial };
+  const spec: TinySpec = { ...TINY_DEFAULTS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
   if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'qwen2' ? 'qwen2' : 'llama-spm';
   const { arch, nEmbd: d, nHead, nHeadKv, nFf, nLayer } = spec;
   const wtype = ggmlTypeByName(spec.type);
