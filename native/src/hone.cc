@@ -527,6 +527,18 @@ class Graph : public Napi::ObjectWrap<Graph> {
 
         std::vector<ggml_backend_t> backends = {backend_->main()};
         if (!backend_->is_cpu()) backends.push_back(backend_->cpu());
+        // ggml aborts the process when no backend can run a node; say which node instead
+        for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
+            ggml_tensor *node = ggml_graph_node(graph_, i);
+            bool ok = false;
+            for (auto be : backends) ok = ok || ggml_backend_supports_op(be, node);
+            if (!ok) {
+                std::string types;
+                for (int j = 0; j < GGML_MAX_SRC && node->src[j]; j++) types += std::string(j ? ", " : "") + ggml_type_name(node->src[j]->type) + " " + node->src[j]->name;
+                throw Napi::Error::New(env, std::string("the ") + ggml_backend_name(backends.back()) + " backend cannot run " + ggml_op_desc(node) + " on (" + types + ")" +
+                                                (backward ? "; training through this weight type is not supported, convert the model to F16, Q8_0 or another type" : ""));
+            }
+        }
         sched_ = ggml_backend_sched_new(backends.data(), nullptr, (int)backends.size(), max_nodes * 2, false, false);
         if (!ggml_backend_sched_alloc_graph(sched_, graph_)) throw Napi::Error::New(env, "out of memory allocating the compute graph on " + std::string(ggml_backend_name(backend_->main())));
         for (int i = 0; i < ggml_backend_sched_get_n_backends(sched_); i++) {
