@@ -325,7 +325,36 @@ class Backend : public Napi::ObjectWrap<Backend> {
     }
     ~Backend() override { Release(); }
 
+    // Schedulers are pooled and reused (reset, then given the next graph) rather than freed while
+    // the device lives: llama.cpp uses them the same way, and freeing one between graphs corrupted
+    // the heap on Vulkan (Mesa lavapipe).
+    static constexpr size_t kGraphSize = 1 << 17;
+    ggml_backend_sched_t take_sched() {
+        if (!free_scheds_.empty()) {
+            ggml_backend_sched_t s = free_scheds_.back();
+            free_scheds_.pop_back();
+            return s;
+        }
+        std::vector<ggml_backend_t> backends = {main_};
+        if (cpu_) backends.push_back(cpu_);
+        return ggml_backend_sched_new(backends.data(), nullptr, (int)backends.size(), kGraphSize, false, false);
+    }
+    void give_sched(ggml_backend_sched_t s) {
+        ggml_backend_sched_reset(s);
+        free_scheds_.push_back(s);
+    }
+    size_t sched_bytes() const {
+        size_t total = 0;
+        for (auto s : all_scheds_) for (int i = 0; i < ggml_backend_sched_get_n_backends(s); i++) total += ggml_backend_sched_get_buffer_size(s, ggml_backend_sched_get_backend(s, i));
+        return total;
+    }
+    void note_sched(ggml_backend_sched_t s) {
+        for (auto x : all_scheds_) if (x == s) return;
+        all_scheds_.push_back(s);
+    }
+
     ggml_backend_t main() const { return main_; }
+    bool alive() const { return main_ != nullptr; }
     ggml_backend_t cpu() const { return cpu_ ? cpu_ : main_; }
     bool is_cpu() const { return cpu_ == nullptr; }
     int threads() const { return threads_; }
@@ -337,10 +366,14 @@ class Backend : public Napi::ObjectWrap<Backend> {
   private:
     ggml_backend_t main_ = nullptr, cpu_ = nullptr;
     std::vector<Buffer> buffers_;
+    std::vector<ggml_backend_sched_t> free_scheds_, all_scheds_;
     size_t current_ = 0, peak_ = 0;
     int threads_ = 0;
 
     void Release() {
+        for (auto s : all_scheds_) ggml_backend_sched_free(s);
+        all_scheds_.clear();
+        free_scheds_.clear();
         for (auto &b : buffers_) if (b.buf) ggml_backend_buffer_free(b.buf);
         buffers_.clear();
         if (cpu_) ggml_backend_free(cpu_);
@@ -503,7 +536,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
         Napi::Array outs = info[2].As<Napi::Array>();
         Napi::Object opts = info[3].As<Napi::Object>();
         bool backward = opts.Get("backward").ToBoolean();
-        size_t max_nodes = opts.Has("maxNodes") ? opts.Get("maxNodes").As<Napi::Number>().Int64Value() : 8192;
+        size_t max_nodes = opts.Has("maxNodes") ? opts.Get("maxNodes").As<Napi::Number>().Int64Value() : 32768;
 
         graph_ = ggml_new_graph_custom(c->ctx(), max_nodes, backward);
         for (uint32_t i = 0; i < outs.Length(); i++) {
@@ -525,6 +558,8 @@ class Graph : public Napi::ObjectWrap<Graph> {
             backward_ = true;
         }
 
+        if (!backend_->alive()) throw Napi::Error::New(env, "the engine was closed");
+        if ((size_t)ggml_graph_n_nodes(graph_) * 2 > Backend::kGraphSize) throw Napi::Error::New(env, "graph too large for one scheduler (" + std::to_string(ggml_graph_n_nodes(graph_)) + " nodes)");
         std::vector<ggml_backend_t> backends = {backend_->main()};
         if (!backend_->is_cpu()) backends.push_back(backend_->cpu());
         // ggml aborts the process when no backend can run a node; say which node instead
@@ -539,12 +574,19 @@ class Graph : public Napi::ObjectWrap<Graph> {
                                                 (backward ? "; training through this weight type is not supported, convert the model to F16, Q8_0 or another type" : ""));
             }
         }
-        sched_ = ggml_backend_sched_new(backends.data(), nullptr, (int)backends.size(), max_nodes * 2, false, false);
-        if (!ggml_backend_sched_alloc_graph(sched_, graph_)) throw Napi::Error::New(env, "out of memory allocating the compute graph on " + std::string(ggml_backend_name(backend_->main())));
+        size_t before = backend_->sched_bytes();
+        sched_ = backend_->take_sched();
+        backend_->note_sched(sched_);
+        if (!ggml_backend_sched_alloc_graph(sched_, graph_)) {
+            backend_->give_sched(sched_);
+            sched_ = nullptr;
+            throw Napi::Error::New(env, "out of memory allocating the compute graph on " + std::string(ggml_backend_name(backend_->main())));
+        }
         for (int i = 0; i < ggml_backend_sched_get_n_backends(sched_); i++) {
             compute_bytes_ += ggml_backend_sched_get_buffer_size(sched_, ggml_backend_sched_get_backend(sched_, i));
         }
-        backend_->account(compute_bytes_, true);
+        size_t after = backend_->sched_bytes();
+        if (after > before) backend_->account(after - before, true);
     }
     ~Graph() override { Release(); }
 
@@ -557,16 +599,13 @@ class Graph : public Napi::ObjectWrap<Graph> {
     bool backward_ = false;
 
     void Release() {
-        if (sched_) {
-            ggml_backend_sched_free(sched_);
-            backend_->account(compute_bytes_, false);
-        }
+        if (sched_ && backend_->alive()) backend_->give_sched(sched_);
         sched_ = nullptr;
     }
     Napi::Value Free(const Napi::CallbackInfo &info) { Release(); return info.Env().Undefined(); }
 
     Napi::Value Compute(const Napi::CallbackInfo &info) {
-        if (!sched_) throw Napi::Error::New(info.Env(), "graph was freed");
+        if (!sched_ || !backend_->alive()) throw Napi::Error::New(info.Env(), "graph was freed or its engine closed");
         if (backward_) ggml_graph_reset(graph_);
         ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
         if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(info.Env(), "graph compute failed with status " + std::to_string((int)st));

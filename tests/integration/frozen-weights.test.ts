@@ -3,47 +3,9 @@
 // model-level check this does not depend on how the forward rounds activations.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
-import { Graph, GraphBuilder, allocStatic } from '../../electron/lab/engine/graph.js';
-import { native } from '../../electron/lab/engine/native.js';
-import { T, ggmlTypeByName } from '../../electron/lab/engine/types.js';
-import { randn } from '../../electron/lab/model/tiny.js';
+import { inputGradError } from '../helpers/frozen.js';
 
-export function inputGradError(engine: Engine, typeName: string): number {
-  const type = ggmlTypeByName(typeName).id;
-  const K = 256, N = 48, M = 5; // W [K, N] (ggml order), x [K, M]
-  const w = randn(1, K * N, 0.1);
-  const wq = type === T.F32 ? new Uint8Array(w.buffer) : native().quantize(type, w, N, K);
-  const wd = native().dequantize(type, wq, K * N);
-  const store = new GraphBuilder(8);
-  const W = store.tensor(type, [K, N], 'W');
-  const x = store.param([K, M], 'x');
-  const buf = allocStatic(engine, store, 'frozen weight test');
-  W.set(wq);
-  x.set(randn(2, K * M, 1));
-  const b = new GraphBuilder();
-  const R = b.input(T.F32, [N, M], 'R');
-  const graph = new Graph(engine, b, [b.sum(b.mul(b.mulMat(W, x), R))], { backward: true });
-  const r = randn(3, N * M, 1);
-  R.set(r);
-  graph.compute();
-  const gx = graph.grad(x).get();
-  let err = 0, scale = 0;
-  for (let m = 0; m < M; m++) {
-    for (let k = 0; k < K; k++) {
-      let s = 0;
-      for (let n = 0; n < N; n++) s += wd[n * K + k] * r[m * N + n];
-      err = Math.max(err, Math.abs(s - gx[m * K + k]));
-      scale = Math.max(scale, Math.abs(s));
-    }
-  }
-  graph.free();
-  b.free();
-  engine.native.freeBuffer(buf);
-  store.free();
-  return err / scale;
-}
-
-export const FROZEN_TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
+const FROZEN_TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
 
 describe('input gradient through a frozen weight (CPU)', () => {
   let engine: Engine;

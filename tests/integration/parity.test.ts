@@ -3,12 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
 import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
-import { perplexity, perplexityFromLogprobs, perplexityWindows, tokenLogprobs } from '../../electron/lab/eval/perplexity.js';
-import { ForwardPass, LlamaModel } from '../../electron/lab/model/llama.js';
+import { perplexity, perplexityFromLogprobs, perplexityWindows } from '../../electron/lab/eval/perplexity.js';
+import { LlamaModel } from '../../electron/lab/model/llama.js';
 import type { TinySpec } from '../../electron/lab/model/tiny.js';
 import { SAMPLE_TEXT, tinyModel } from '../helpers/models.js';
+import { honeLogprobs, maxAbsDiff } from '../helpers/parity.js';
 
-export const PARITY_CASES: [string, Partial<TinySpec>, number][] = [
+const PARITY_CASES: [string, Partial<TinySpec>, number][] = [
   ['llama F32', { type: 'f32' }, 1e-3],
   ['llama F16', { type: 'f16' }, 2e-2],
   ['llama BF16', { type: 'bf16' }, 2e-2],
@@ -22,24 +23,6 @@ export const PARITY_CASES: [string, Partial<TinySpec>, number][] = [
   ['qwen2 F32 (q/k/v bias, NeoX rope)', { arch: 'qwen2', nLayer: 1 }, 1e-3],
   ['qwen2 GQA, Q8_0, tied', { arch: 'qwen2', nLayer: 1, nHead: 4, nHeadKv: 2, type: 'q8_0', tied: true }, 2e-2],
 ];
-
-export function honeLogprobs(engine: Engine, path: string, tokens: number[]): Float64Array {
-  const model = LlamaModel.load(path, engine);
-  const pass = new ForwardPass(model, tokens.length);
-  try {
-    return tokenLogprobs(pass.run(Int32Array.from(tokens)), tokens, model.hp.nVocab);
-  } finally {
-    pass.free();
-    model.free();
-  }
-}
-
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 describe('forward parity with llama.cpp (CPU)', () => {
   let engine: Engine;

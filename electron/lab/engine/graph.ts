@@ -24,7 +24,7 @@ const roles = { plain: 0, input: 1, param: 2 } as const;
 
 export class GraphBuilder {
   readonly ctx: NativeContext;
-  constructor(maxTensors = 1 << 14) {
+  constructor(maxTensors = 1 << 15) {
     this.ctx = new (native().Context)(maxTensors);
   }
   free() { this.ctx.free(); }

@@ -3,7 +3,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-// @ts-expect-error plain ESM helper shared with the build script
 import { ggmlBinsDir } from '../../../native/paths.mjs';
 
 export type External = { readonly __tensor: unique symbol };

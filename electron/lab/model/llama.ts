@@ -78,21 +78,91 @@ export function hparamsOf(f: GgufFile): Hparams {
   };
 }
 
-export interface Layer {
-  attnNorm: Tensor;
-  wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor;
-  bq?: Tensor; bk?: Tensor; bv?: Tensor; bo?: Tensor;
-  ffnNorm: Tensor;
-  wGate: Tensor; wUp: Tensor; wDown: Tensor;
+export interface LayerOf<X> {
+  attnNorm: X;
+  wq: X; wk: X; wv: X; wo: X;
+  bq?: X; bk?: X; bv?: X; bo?: X;
+  ffnNorm: X;
+  wGate: X; wUp: X; wDown: X;
 }
 
-export interface Weights {
-  tokEmbd: Tensor;
-  outputNorm: Tensor;
-  output: Tensor;
-  outputBias?: Tensor;
-  ropeFreqs?: Tensor;
-  layers: Layer[];
+export interface WeightsOf<X> {
+  tokEmbd: X;
+  outputNorm: X;
+  output: X;
+  outputBias?: X;
+  ropeFreqs?: X;
+  layers: LayerOf<X>[];
+}
+
+export type Layer = LayerOf<Tensor>;
+export type Weights = WeightsOf<Tensor>;
+
+/**
+ * Finds every tensor the graph needs in the file and checks its shape and type against the
+ * metadata. Throws a GgufError naming the first tensor that is missing or wrong.
+ */
+export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorInfo> {
+  const byName = new Map(file.tensors.map((t) => [t.name, t]));
+  const { nEmbd: d, nHead, nHeadKv, headDim, nFf, nVocab } = hp;
+  function take(name: string, shape: number[]): GgufTensorInfo;
+  function take(name: string, shape: number[], optional: true): GgufTensorInfo | undefined;
+  function take(name: string, shape: number[], optional = false): GgufTensorInfo | undefined {
+    const info = byName.get(name);
+    if (!info) {
+      if (optional) return undefined;
+      throw new GgufError(file.path, `tensor "${name}" is missing; a ${hp.arch} model needs it`);
+    }
+    const got = info.shape.concat(Array(4 - info.shape.length).fill(1));
+    const want = shape.concat(Array(4 - shape.length).fill(1));
+    if (got.some((x, i) => x !== want[i])) throw new GgufError(file.path, `tensor "${name}" has shape [${info.shape}] but the metadata implies [${shape}]`);
+    if (shape.length > 1 && !WEIGHT_TYPES.has(info.type)) throw new GgufError(file.path, `tensor "${name}" has type ${ggmlTypeName(info.type)}, which ggml cannot multiply; Hone cannot use this file`);
+    if (shape.length === 1 && info.type !== T.F32) throw new GgufError(file.path, `tensor "${name}" is ${ggmlTypeName(info.type)}; norms and biases must be F32`);
+    return info;
+  }
+  const tokEmbd = take('token_embd.weight', [d, nVocab]);
+  const layers: LayerOf<GgufTensorInfo>[] = [];
+  for (let i = 0; i < hp.nLayer; i++) {
+    const p = `blk.${i}.`;
+    layers.push({
+      attnNorm: take(`${p}attn_norm.weight`, [d]),
+      wq: take(`${p}attn_q.weight`, [d, nHead * headDim]),
+      wk: take(`${p}attn_k.weight`, [d, nHeadKv * headDim]),
+      wv: take(`${p}attn_v.weight`, [d, nHeadKv * headDim]),
+      wo: take(`${p}attn_output.weight`, [nHead * headDim, d]),
+      bq: take(`${p}attn_q.bias`, [nHead * headDim], true),
+      bk: take(`${p}attn_k.bias`, [nHeadKv * headDim], true),
+      bv: take(`${p}attn_v.bias`, [nHeadKv * headDim], true),
+      bo: take(`${p}attn_output.bias`, [d], true),
+      ffnNorm: take(`${p}ffn_norm.weight`, [d]),
+      wGate: take(`${p}ffn_gate.weight`, [d, nFf]),
+      wUp: take(`${p}ffn_up.weight`, [d, nFf]),
+      wDown: take(`${p}ffn_down.weight`, [nFf, d]),
+    });
+  }
+  return {
+    tokEmbd,
+    outputNorm: take('output_norm.weight', [d]),
+    output: byName.has('output.weight') ? take('output.weight', [d, nVocab]) : tokEmbd,
+    outputBias: take('output.bias', [nVocab], true),
+    ropeFreqs: take('rope_freqs.weight', [hp.rope.nDims / 2], true),
+    layers,
+  };
+}
+
+/** Maps every entry of a weights structure (a tensor shared by two slots stays shared). */
+function mapWeights<X, Y>(w: WeightsOf<X>, f: (x: X) => Y): WeightsOf<Y> {
+  const cache = new Map<X, Y>();
+  const m = (x: X) => { if (!cache.has(x)) cache.set(x, f(x)); return cache.get(x)!; };
+  const o = (x: X | undefined) => (x === undefined ? undefined : m(x));
+  return {
+    tokEmbd: m(w.tokEmbd), outputNorm: m(w.outputNorm), output: m(w.output), outputBias: o(w.outputBias), ropeFreqs: o(w.ropeFreqs),
+    layers: w.layers.map((L) => ({
+      attnNorm: m(L.attnNorm), wq: m(L.wq), wk: m(L.wk), wv: m(L.wv), wo: m(L.wo),
+      bq: o(L.bq), bk: o(L.bk), bv: o(L.bv), bo: o(L.bo),
+      ffnNorm: m(L.ffnNorm), wGate: m(L.wGate), wUp: m(L.wUp), wDown: m(L.wDown),
+    })),
+  };
 }
 
 /** The linear modules adapters attach to, named as Hone's CLI names them. */
@@ -107,6 +177,7 @@ export type AdapterHook = (b: GraphBuilder, layer: number, module: Module, x: Te
 /** Describes the file's tensors for `hone info`. */
 export function describe(f: GgufFile) {
   const hp = hparamsOf(f);
+  planWeights(f, hp);
   const params = f.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   const types = new Map<string, number>();
   for (const t of f.tensors) types.set(ggmlTypeName(t.type), (types.get(ggmlTypeName(t.type)) ?? 0) + 1);
@@ -127,54 +198,23 @@ export class LlamaModel {
   static load(path: string, engine: Engine): LlamaModel {
     const file = readGguf(path);
     const hp = hparamsOf(file);
-    const byName = new Map(file.tensors.map((t) => [t.name, t]));
+    const plan = planWeights(file, hp);
     const b = new GraphBuilder(file.tensors.length + 16);
-    const loadList: [Tensor, GgufTensorInfo][] = [];
-    const { nEmbd: d, nHead, nHeadKv, headDim, nFf, nVocab } = hp;
-
-    const take = (name: string, shape: number[], optional = false): Tensor | undefined => {
-      const info = byName.get(name);
-      if (!info) {
-        if (optional) return undefined;
-        throw new GgufError(path, `tensor "${name}" is missing; a ${hp.arch} model needs it`);
-      }
-      const got = info.shape.concat(Array(4 - info.shape.length).fill(1));
-      const want = shape.concat(Array(4 - shape.length).fill(1));
-      if (got.some((x, i) => x !== want[i])) throw new GgufError(path, `tensor "${name}" has shape [${info.shape}] but the metadata implies [${shape}]`);
-      if (shape.length > 1 && !WEIGHT_TYPES.has(info.type)) throw new GgufError(path, `tensor "${name}" has type ${ggmlTypeName(info.type)}, which ggml cannot multiply; Hone cannot use this file`);
-      if (shape.length === 1 && info.type !== T.F32) throw new GgufError(path, `tensor "${name}" is ${ggmlTypeName(info.type)}; norms and biases must be F32`);
-      const t = b.tensor(info.type, info.shape, name);
-      loadList.push([t, info]);
+    const loaded: [Tensor, GgufTensorInfo][] = [];
+    const weights = mapWeights(plan, (info) => {
+      const t = b.tensor(info.type, info.shape, info.name);
+      loaded.push([t, info]);
       return t;
-    };
-
-    const tokEmbd = take('token_embd.weight', [d, nVocab])!;
-    const outputNorm = take('output_norm.weight', [d])!;
-    const output = byName.has('output.weight') ? take('output.weight', [d, nVocab])! : tokEmbd;
-    const outputBias = take('output.bias', [nVocab], true);
-    const ropeFreqs = take('rope_freqs.weight', [hp.rope.nDims / 2], true);
-    const layers: Layer[] = [];
-    for (let i = 0; i < hp.nLayer; i++) {
-      const p = `blk.${i}.`;
-      layers.push({
-        attnNorm: take(`${p}attn_norm.weight`, [d])!,
-        wq: take(`${p}attn_q.weight`, [d, nHead * headDim])!,
-        wk: take(`${p}attn_k.weight`, [d, nHeadKv * headDim])!,
-        wv: take(`${p}attn_v.weight`, [d, nHeadKv * headDim])!,
-        wo: take(`${p}attn_output.weight`, [nHead * headDim, d])!,
-        bq: take(`${p}attn_q.bias`, [nHead * headDim], true),
-        bk: take(`${p}attn_k.bias`, [nHeadKv * headDim], true),
-        bv: take(`${p}attn_v.bias`, [nHeadKv * headDim], true),
-        bo: take(`${p}attn_output.bias`, [d], true),
-        ffnNorm: take(`${p}ffn_norm.weight`, [d])!,
-        wGate: take(`${p}ffn_gate.weight`, [d, nFf])!,
-        wUp: take(`${p}ffn_up.weight`, [d, nFf])!,
-        wDown: take(`${p}ffn_down.weight`, [nFf, d])!,
-      });
-    }
+    });
     const bufferId = allocStatic(engine, b, `weights of ${path}`);
-    for (const [t, info] of loadList) t.loadFromFile(path, info.offset);
-    return new LlamaModel(file, hp, { tokEmbd, outputNorm, output, outputBias, ropeFreqs, layers }, b, bufferId, engine);
+    try {
+      for (const [t, info] of loaded) t.loadFromFile(path, info.offset);
+    } catch (e) {
+      engine.native.freeBuffer(bufferId);
+      b.free();
+      throw e;
+    }
+    return new LlamaModel(file, hp, weights, b, bufferId, engine);
   }
 
   free() {

@@ -1,7 +1,6 @@
 // Real tokenizer vocabularies for tiny models: llama.cpp's test vocabularies, taken at run time from
 // the source bundle node-llama-cpp ships (models/ggml-vocab-*.gguf). Nothing is downloaded.
 import { join } from 'node:path';
-// @ts-expect-error plain ESM helper shared with the build script
 import { llamaSource } from '../../../native/paths.mjs';
 import { projectRoot } from '../engine/native.js';
 
@@ -16,7 +15,7 @@ export type VocabName = keyof typeof VOCABS;
 export function vocabPath(name: VocabName): string {
   if (!(name in VOCABS)) throw new Error(`unknown vocabulary "${name}"; use one of ${Object.keys(VOCABS).join(', ')}`);
   const rel = `models/ggml-vocab-${name}.gguf`;
-  return join(llamaSource(projectRoot, [rel]) as string, rel);
+  return join(llamaSource(projectRoot, [rel]), rel);
 }
 
 function llama2Template(): string {
