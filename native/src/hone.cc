@@ -445,9 +445,17 @@ class Backend : public Napi::ObjectWrap<Backend> {
 // ---------------------------------------------------------------------------------------------
 // Tensor data: set, get, load straight from a file
 
+// ggml aborts on a tensor without memory; JavaScript gets an error saying what to do instead
+ggml_tensor *Allocated(const Napi::Value &v) {
+    ggml_tensor *t = T(v);
+    ggml_backend_buffer_t buf = t->view_src ? t->view_src->buffer : t->buffer;
+    if (!buf || !t->data) throw Napi::Error::New(v.Env(), std::string("tensor ") + t->name + " has no memory yet: allocate its context, or set graph inputs after the graph is built");
+    return t;
+}
+
 Napi::Value TensorSet(const Napi::CallbackInfo &info) {
     // tensorSet(t, data: TypedArray|Buffer, byteOffsetInTensor)
-    ggml_tensor *t = T(info[0]);
+    ggml_tensor *t = Allocated(info[0]);
     Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
     size_t off = info.Length() > 2 ? info[2].As<Napi::Number>().Int64Value() : 0;
     uint8_t *data = (uint8_t *)arr.ArrayBuffer().Data() + arr.ByteOffset();
@@ -460,7 +468,7 @@ Napi::Value TensorSet(const Napi::CallbackInfo &info) {
 Napi::Value TensorGet(const Napi::CallbackInfo &info) {
     // tensorGet(t) -> Float32Array (converted from the tensor's type) or raw Uint8Array if raw=true
     Napi::Env env = info.Env();
-    ggml_tensor *t = T(info[0]);
+    ggml_tensor *t = Allocated(info[0]);
     bool raw = info.Length() > 1 && info[1].As<Napi::Boolean>();
     if (!ggml_is_contiguous(t)) throw Napi::Error::New(env, std::string("tensorGet: tensor is not contiguous: ") + t->name);
     size_t bytes = ggml_nbytes(t);
@@ -487,7 +495,7 @@ Napi::Value TensorGet(const Napi::CallbackInfo &info) {
 Napi::Value TensorLoadFile(const Napi::CallbackInfo &info) {
     // tensorLoadFile(t, path, fileOffset): reads ggml_nbytes(t) bytes at fileOffset into t, in chunks.
     Napi::Env env = info.Env();
-    ggml_tensor *t = T(info[0]);
+    ggml_tensor *t = Allocated(info[0]);
     std::string path = info[1].As<Napi::String>();
     int64_t off = info[2].As<Napi::Number>().Int64Value();
     int fd = open(path.c_str(), O_RDONLY);

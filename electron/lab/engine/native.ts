@@ -1,5 +1,5 @@
 // Loads Hone's native addon and registers ggml backends from node-llama-cpp's prebuilt binaries.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +59,17 @@ export interface HoneNative {
   Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;
 }
 
-export const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The folder holding Hone's package.json, found from this module upward (source or bundled). */
+export const projectRoot = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'hone') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find Hone's package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+})();
 
 /** GPU backend libraries node-llama-cpp installs beside its CPU build, by Hone backend name. */
 const gpuVariants: Record<string, { variant: string; lib: RegExp }[]> = {

@@ -241,9 +241,14 @@ export function forwardInputs(b: GraphBuilder, nTokens: number, nSeq: number): F
   };
 }
 
-/** Fills positions 0..T-1 per sequence and the causal mask. */
+/** Fills the token ids, positions 0..T-1 per sequence and the causal mask. */
 export function setForwardInputs(inp: ForwardInputs, tokens: Int32Array, nTokens: number, nSeq: number) {
   inp.tokens.set(tokens);
+  setAttentionInputs(inp, nTokens, nSeq);
+}
+
+/** Positions and mask only: what a block graph (without the embedding lookup) needs. */
+export function setAttentionInputs(inp: Pick<ForwardInputs, 'positions' | 'mask'>, nTokens: number, nSeq: number) {
   const pos = new Int32Array(nTokens * nSeq);
   for (let s = 0; s < nSeq; s++) for (let t = 0; t < nTokens; t++) pos[s * nTokens + t] = t;
   inp.positions.set(pos);
@@ -258,45 +263,48 @@ export function causalMask(n: number): Float32Array {
 }
 
 /**
+ * One transformer block: x [d, T·B] -> x' [d, T·B]. Attention per sequence and head with the
+ * causal mask, GQA by broadcasting, then the SwiGLU feed-forward; both with pre-RMS-norm and
+ * residual, as llama.cpp's llama and qwen2 graphs.
+ */
+export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
+  const { nHead, nHeadKv, headDim: hd } = hp;
+  const n = nTokens * nSeq;
+  const linear = (mod: Module, W: Tensor, h: Tensor, bias?: Tensor) => {
+    let y = b.mulMat(W, h);
+    if (bias) y = b.add(y, bias);
+    return adapt ? adapt(b, il, mod, h, y) : y;
+  };
+  const h = b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm);
+  // q, k, v: [hd, heads, n] after rope
+  let q = b.reshape(linear('q', L.wq, h, L.bq), hd, nHead, n);
+  let k = b.reshape(linear('k', L.wk, h, L.bk), hd, nHeadKv, n);
+  const v = linear('v', L.wv, h, L.bv);
+  q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
+  k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
+  // per sequence and head: q, k [hd, T, heads, B]; v^T [T, hd, kvHeads, B]
+  const q4 = b.permute(b.reshape(q, hd, nHead, nTokens, nSeq), 0, 2, 1, 3);
+  const k4 = b.permute(b.reshape(k, hd, nHeadKv, nTokens, nSeq), 0, 2, 1, 3);
+  const vT = b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3));
+  const kq = b.softMaxExt(b.mulMat(k4, q4), inp.mask, 1 / Math.sqrt(hd)); // [T_k, T_q, heads, B]
+  const kqv = b.mulMat(vT, kq); // [hd, T_q, heads, B]
+  const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
+  const x1 = b.add(x, linear('o', L.wo, attn, L.bo));
+
+  const h2 = b.mul(b.rmsNorm(x1, hp.rmsEps), L.ffnNorm);
+  const gate = linear('gate', L.wGate, h2);
+  const up = linear('up', L.wUp, h2);
+  return b.add(x1, linear('down', L.wDown, b.mul(b.silu(gate), up)));
+}
+
+/**
  * The forward pass: tokens -> logits [nVocab, T·B]. `adapt` adds trainable adapters to linear
  * layers; without it this is exactly llama.cpp's graph (without KV cache).
  */
 export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   const { hp, weights: w } = m;
-  const { nHead, nHeadKv, headDim: hd } = hp;
-  const n = nTokens * nSeq;
-  const kqScale = 1 / Math.sqrt(hd);
-  const linear = (il: number, mod: Module, W: Tensor, x: Tensor, bias?: Tensor) => {
-    let y = b.mulMat(W, x);
-    if (bias) y = b.add(y, bias);
-    return adapt ? adapt(b, il, mod, x, y) : y;
-  };
-
-  let x = b.getRows(w.tokEmbd, inp.tokens); // [d, n]
-  if (x.type !== T.F32) x = b.cast(x, T.F32);
-  for (let il = 0; il < hp.nLayer; il++) {
-    const L = w.layers[il];
-    const h = b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm);
-    // q, k, v: [hd, heads, n] after rope
-    let q = b.reshape(linear(il, 'q', L.wq, h, L.bq), hd, nHead, n);
-    let k = b.reshape(linear(il, 'k', L.wk, h, L.bk), hd, nHeadKv, n);
-    const v = linear(il, 'v', L.wv, h, L.bv);
-    q = b.rope(q, inp.positions, w.ropeFreqs ?? null, hp.rope);
-    k = b.rope(k, inp.positions, w.ropeFreqs ?? null, hp.rope);
-    // per sequence and head: q, k [hd, T, heads, B]; v^T [T, hd, kvHeads, B]
-    const q4 = b.permute(b.reshape(q, hd, nHead, nTokens, nSeq), 0, 2, 1, 3);
-    const k4 = b.permute(b.reshape(k, hd, nHeadKv, nTokens, nSeq), 0, 2, 1, 3);
-    const vT = b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3));
-    const kq = b.softMaxExt(b.mulMat(k4, q4), inp.mask, kqScale); // [T_k, T_q, heads, B]; GQA by broadcast
-    const kqv = b.mulMat(vT, kq); // [hd, T_q, heads, B]
-    const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
-    x = b.add(x, linear(il, 'o', L.wo, attn, L.bo));
-
-    const h2 = b.mul(b.rmsNorm(x, hp.rmsEps), L.ffnNorm);
-    const gate = linear(il, 'gate', L.wGate, h2);
-    const up = linear(il, 'up', L.wUp, h2);
-    x = b.add(x, linear(il, 'down', L.wDown, b.mul(b.silu(gate), up)));
-  }
+  let x = b.getRows(w.tokEmbd, inp.tokens); // [d, T·B]
+  for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
   x = b.mul(b.rmsNorm(x, hp.rmsEps), w.outputNorm);
   let logits = b.mulMat(w.output, x);
   if (w.outputBias) logits = b.add(logits, w.outputBias);

@@ -1,0 +1,106 @@
+// `npm run bench [-- engine]`: speed figures, printed as a table (see docs/benchmarks.md).
+//   engine: forward+backward of one llama block with LoRA on q and v (d=512, 8 heads, ff=1376,
+//           T=256) per frozen weight type, against the same run's ggml F32 matmul ceiling (1024³).
+import { availableParallelism, cpus } from 'node:os';
+import { openEngine, type Engine } from '../electron/lab/engine/backend.js';
+import { Graph, GraphBuilder, allocStatic, type Tensor } from '../electron/lab/engine/graph.js';
+import { native } from '../electron/lab/engine/native.js';
+import { T, ggmlTypeByName } from '../electron/lab/engine/types.js';
+import { buildBlock, forwardInputs, setAttentionInputs, type AdapterHook, type Hparams } from '../electron/lab/model/llama.js';
+import { randn } from '../electron/lab/model/tiny.js';
+
+const threads = Number(process.env.HONE_THREADS ?? 2);
+
+function time(fn: () => void, minMs = 1500, minRuns = 3): number {
+  fn(); // warm-up
+  const t0 = performance.now();
+  let n = 0;
+  while (n < minRuns || performance.now() - t0 < minMs) { fn(); n++; }
+  return (performance.now() - t0) / n;
+}
+
+function matmulCeiling(engine: Engine): number {
+  const N = 1024;
+  const store = new GraphBuilder(4);
+  const a = store.tensor(T.F32, [N, N], 'a');
+  const bb = store.tensor(T.F32, [N, N], 'b');
+  const buf = allocStatic(engine, store, 'ceiling');
+  a.set(randn(1, N * N, 1));
+  bb.set(randn(2, N * N, 1));
+  const g = new GraphBuilder(8);
+  const graph = new Graph(engine, g, [g.mulMat(a, bb)]);
+  const ms = time(() => graph.compute());
+  graph.free(); g.free(); engine.native.freeBuffer(buf); store.free();
+  return (2 * N ** 3) / (ms / 1000) / 1e9;
+}
+
+interface BlockResult { type: string; ms: number; gflops: number; nodes: number; splits: number; note: string }
+
+function blockStep(engine: Engine, typeName: string, d = 512, nHead = 8, ff = 1376, nTok = 256, rank = 16): BlockResult {
+  const type = ggmlTypeByName(typeName).id;
+  const hd = d / nHead;
+  const hp: Hparams = {
+    arch: 'llama', nVocab: 0, nCtxTrain: nTok, nEmbd: d, nLayer: 1, nHead, nHeadKv: nHead, headDim: hd, nFf: ff, rmsEps: 1e-5,
+    rope: { nDims: hd, mode: 0, nCtxOrig: nTok, freqBase: 10000, freqScale: 1, extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1 },
+  };
+  const store = new GraphBuilder(64);
+  // like llama.cpp's quantizer, rows that do not fill whole blocks of the type fall back to Q8_0
+  const fallbacks: string[] = [];
+  const mk = (shape: number[], name: string, t = type) => {
+    if (shape[0] % ggmlTypeByName(typeName).blockSize !== 0 && t === type) { t = T.Q8_0; fallbacks.push(name); }
+    return store.tensor(t, shape, name);
+  };
+  const layer = {
+    attnNorm: mk([d], 'attn_norm', T.F32), ffnNorm: mk([d], 'ffn_norm', T.F32),
+    wq: mk([d, d], 'wq'), wk: mk([d, d], 'wk'), wv: mk([d, d], 'wv'), wo: mk([d, d], 'wo'),
+    wGate: mk([d, ff], 'gate'), wUp: mk([d, ff], 'up'), wDown: mk([ff, d], 'down'),
+  };
+  const x0 = store.param([d, nTok], 'x'); // the block input: its gradient is what the block below needs
+  const lora = { q: { a: store.param([d, rank], 'qa'), b: store.param([rank, d], 'qb') }, v: { a: store.param([d, rank], 'va'), b: store.param([rank, d], 'vb') } };
+  const buf = allocStatic(engine, store, 'bench block');
+  const fill = (t: Tensor, seed: number, std: number, mean = 0) => {
+    const [n0, n1] = t.shape;
+    const x = randn(seed, n0 * n1, std, mean);
+    t.set(t.type === T.F32 ? x : native().quantize(t.type, x, n1, n0));
+  };
+  let seed = 1;
+  for (const t of Object.values(layer)) fill(t, seed++, t.shape[1] === 1 ? 0.1 : 1 / Math.sqrt(t.shape[0]), t.shape[1] === 1 ? 1 : 0);
+  fill(x0, seed++, 1);
+  for (const p of Object.values(lora)) { fill(p.a, seed++, 0.02); fill(p.b, seed++, 0.02); }
+
+  const b = new GraphBuilder();
+  const adapt: AdapterHook = (g, _il, mod, x, y) => {
+    const p = (lora as Record<string, { a: Tensor; b: Tensor }>)[mod];
+    return p ? g.add(y, g.scale(g.mulMat(p.b, g.mulMat(p.a, x)), 2)) : y;
+  };
+  const inp = forwardInputs(b, nTok, 1);
+  const out = buildBlock(b, hp, layer, 0, x0, inp, null, nTok, 1, adapt);
+  const loss = b.sum(b.sqr(out));
+  const graph = new Graph(engine, b, [loss], { backward: true });
+  setAttentionInputs(inp, nTok, 1);
+  const ms = time(() => graph.compute());
+  const res = { type: typeName, ms, gflops: blockFlops(d, ff, nTok, rank) / (ms / 1000) / 1e9, nodes: graph.nodes, splits: graph.native.splits(), note: fallbacks.length ? `${fallbacks.join(', ')} in q8_0` : '' };
+  graph.free(); b.free(); engine.native.freeBuffer(buf); store.free();
+  return res;
+}
+
+/** useful FLOPs of forward + backward: frozen linears (forward + input-gradient), attention, LoRA */
+function blockFlops(d: number, ff: number, n: number, r: number): number {
+  const linears = 4 * d * d + 3 * d * ff; // MACs per token
+  const frozen = 2 * linears * n * 2; // forward + input gradient
+  const attn = 2 * 2 * n * n * d * 3; // QK and PV: forward + two gradients each
+  const loraF = 2 * 2 * (2 * d * r) * n * 3; // two adapters, two matmuls, fwd + 2 grads
+  return frozen + attn + loraF;
+}
+
+const engine = openEngine({ threads });
+console.log(`Hone engine bench — ${engine.kind} (${engine.device.description}), ${threads} threads of ${availableParallelism()} (${cpus()[0]?.model ?? 'cpu'}), ${new Date().toISOString().slice(0, 10)}`);
+const ceiling = matmulCeiling(engine);
+console.log(`ggml F32 matmul 1024³: ${ceiling.toFixed(1)} GFLOP/s`);
+console.log('llama block d=512 heads=8 ff=1376 T=256, LoRA r=16 on q,v — forward + backward (ggml autodiff):');
+console.log('  weights   ms/step   GFLOP/s   of ceiling   graph nodes   splits');
+for (const t of (process.env.BENCH_TYPES ?? 'f32,f16,q8_0,q4_k').split(',')) {
+  const r = blockStep(engine, t);
+  console.log(`  ${r.type.padEnd(8)} ${r.ms.toFixed(1).padStart(8)} ${r.gflops.toFixed(1).padStart(9)} ${((100 * r.gflops) / ceiling).toFixed(0).padStart(10)}% ${String(r.nodes).padStart(13)} ${String(r.splits).padStart(8)}  ${r.note}`);
+}
+engine.free();
