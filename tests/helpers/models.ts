@@ -1,18 +1,25 @@
 // Tiny models for tests, made once per spec and cached in the OS temp folder.
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTiny, type TinySpec } from '../../electron/lab/model/tiny.js';
 import { readGguf } from '../../electron/lab/model/gguf.js';
-import { native } from '../../electron/lab/engine/native.js';
+import { native, projectRoot } from '../../electron/lab/engine/native.js';
 import type { RefLayer, RefModel } from './reference.js';
 
 export const testDir = join(tmpdir(), 'hone-tests');
 
+/** cached models are keyed by the factory's own source, so a change to it makes new ones */
+const factoryVersion = createHash('sha256')
+  .update(['model/tiny.ts', 'model/vocab.ts', 'export/gguf-writer.ts'].map((f) => readFileSync(join(projectRoot, 'electron/lab', f), 'utf8')).join())
+  .digest('hex')
+  .slice(0, 10);
+
 export function tinyModel(spec: Partial<TinySpec>): string {
   mkdirSync(testDir, { recursive: true });
   const key = Object.entries(spec).sort().map(([k, v]) => `${k}-${v}`).join('_') || 'default';
-  const path = join(testDir, `tiny_${key}.gguf`);
+  const path = join(testDir, `tiny_${factoryVersion}_${key}.gguf`);
   if (!existsSync(path)) {
     const tmp = `${path}.${process.pid}.gguf`;
     makeTiny(tmp, spec, { overwrite: true });
