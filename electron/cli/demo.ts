@@ -27,4 +27,4 @@ function hone(...args: string[]) {
 hone('make-tiny', '--out', model, '--type', 'q8_0', '--embd', '128', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--ff', '352', '--force');
 hone('info', model);
 hone('perplexity', '--model', model, '--text', text, '--ctx', '128');
-console.log('\nA random tiny model scores a perplexity near its vocabulary size; training (next) brings it down.');
+console.log('\nRandom weights predict worse than chance (perplexity above the 32,000-token vocabulary); training brings it down.');
