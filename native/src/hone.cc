@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <string>
 #include <unistd.h>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -325,23 +326,56 @@ class Backend : public Napi::ObjectWrap<Backend> {
     }
     ~Backend() override { Release(); }
 
-    // Schedulers are pooled and reused (reset, then given the next graph) rather than freed while
-    // the device lives: llama.cpp uses them the same way, and freeing one between graphs corrupted
-    // the heap on Vulkan (Mesa lavapipe).
+    // Schedulers are pooled by graph shape: a graph takes a free scheduler last used by a graph of
+    // the same structure (so its buffers fit exactly), else a new one. A scheduler's buffers are never
+    // freed or regrown while the device is open: on Vulkan (Mesa lavapipe) freeing or regrowing
+    // compute buffers between graphs corrupted the heap. llama.cpp likewise keeps its scheduler,
+    // reserved once, for a context's lifetime.
     static constexpr size_t kGraphSize = 1 << 17;
-    ggml_backend_sched_t take_sched() {
-        if (!free_scheds_.empty()) {
-            ggml_backend_sched_t s = free_scheds_.back();
-            free_scheds_.pop_back();
+    static uint64_t shape_of(ggml_cgraph *graph) {
+        uint64_t h = 1469598103934665603ull;
+        auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+        auto add = [&](ggml_tensor *t) {
+            mix((uint64_t)t->op);
+            mix((uint64_t)t->type);
+            for (int d = 0; d < 4; d++) mix((uint64_t)t->ne[d]);
+            mix((uint64_t)t->flags);
+        };
+        // nodes with their wiring (which earlier node or outside tensor feeds each input)
+        std::unordered_map<const ggml_tensor *, int> index;
+        mix((uint64_t)ggml_graph_n_nodes(graph));
+        for (int i = 0; i < ggml_graph_n_nodes(graph); i++) {
+            ggml_tensor *t = ggml_graph_node(graph, i);
+            index[t] = i;
+            add(t);
+            for (int j = 0; j < GGML_MAX_SRC && t->src[j]; j++) {
+                auto it = index.find(t->src[j]);
+                mix(it == index.end() ? ~0ull : (uint64_t)it->second);
+            }
+        }
+        return h;
+    }
+    ggml_backend_sched_t take_sched(ggml_cgraph *graph, uint64_t *shape) {
+        *shape = shape_of(graph);
+        for (size_t i = 0; i < free_scheds_.size(); i++) {
+            if (free_scheds_[i].second != *shape) continue;
+            ggml_backend_sched_t s = free_scheds_[i].first;
+            free_scheds_.erase(free_scheds_.begin() + i);
             return s;
         }
         std::vector<ggml_backend_t> backends = {main_};
-        if (cpu_) backends.push_back(cpu_);
-        return ggml_backend_sched_new(backends.data(), nullptr, (int)backends.size(), kGraphSize, false, false);
+        std::vector<ggml_backend_buffer_type_t> bufts = {ggml_backend_get_default_buffer_type(main_)};
+        if (cpu_) {
+            // CPU fallbacks work in the device's pinned host memory when it has one, as llama.cpp does
+            backends.push_back(cpu_);
+            ggml_backend_buffer_type_t host = ggml_backend_dev_host_buffer_type(ggml_backend_get_device(main_));
+            bufts.push_back(host ? host : ggml_backend_get_default_buffer_type(cpu_));
+        }
+        return ggml_backend_sched_new(backends.data(), bufts.data(), (int)backends.size(), kGraphSize, false, false);
     }
-    void give_sched(ggml_backend_sched_t s) {
+    void give_sched(ggml_backend_sched_t s, uint64_t shape) {
         ggml_backend_sched_reset(s);
-        free_scheds_.push_back(s);
+        free_scheds_.push_back({s, shape});
     }
     size_t sched_bytes() const {
         size_t total = 0;
@@ -366,7 +400,8 @@ class Backend : public Napi::ObjectWrap<Backend> {
   private:
     ggml_backend_t main_ = nullptr, cpu_ = nullptr;
     std::vector<Buffer> buffers_;
-    std::vector<ggml_backend_sched_t> free_scheds_, all_scheds_;
+    std::vector<std::pair<ggml_backend_sched_t, uint64_t>> free_scheds_;
+    std::vector<ggml_backend_sched_t> all_scheds_;
     size_t current_ = 0, peak_ = 0;
     int threads_ = 0;
 
@@ -583,10 +618,10 @@ class Graph : public Napi::ObjectWrap<Graph> {
             }
         }
         size_t before = backend_->sched_bytes();
-        sched_ = backend_->take_sched();
+        sched_ = backend_->take_sched(graph_, &shape_);
         backend_->note_sched(sched_);
         if (!ggml_backend_sched_alloc_graph(sched_, graph_)) {
-            backend_->give_sched(sched_);
+            backend_->give_sched(sched_, shape_);
             sched_ = nullptr;
             throw Napi::Error::New(env, "out of memory allocating the compute graph on " + std::string(ggml_backend_name(backend_->main())));
         }
@@ -603,11 +638,12 @@ class Graph : public Napi::ObjectWrap<Graph> {
     Napi::ObjectReference backend_ref_, ctx_ref_;
     ggml_cgraph *graph_ = nullptr;
     ggml_backend_sched_t sched_ = nullptr;
+    uint64_t shape_ = 0;
     size_t compute_bytes_ = 0;
     bool backward_ = false;
 
     void Release() {
-        if (sched_ && backend_->alive()) backend_->give_sched(sched_);
+        if (sched_ && backend_->alive()) backend_->give_sched(sched_, shape_);
         sched_ = nullptr;
     }
     Napi::Value Free(const Napi::CallbackInfo &info) { Release(); return info.Env().Undefined(); }
