@@ -1,0 +1,67 @@
+// A dataset ready to train on: file → rows → examples → tokens → windows, with every rejected row
+// reported (file, row, reason). The run goes on with the good rows; none left is an error.
+import { DataError, readRows, type RowIssue } from './read.js';
+import { SHAPES, detectShape, toExamples, type Shape } from './shape.js';
+import { openTokenizer, type Encoded } from './tokenize.js';
+import { packWindows, splitExamples, type LongPolicy, type Window } from './pack.js';
+
+export interface DatasetOptions {
+  format?: Shape;
+  /** T: tokens per window fed to the model */
+  seq: number;
+  valFraction?: number;
+  seed?: number;
+  long?: LongPolicy;
+}
+
+export interface Dataset {
+  file: string;
+  shape: Shape;
+  template: string;
+  train: Window[];
+  val: Window[];
+  rows: number;
+  examples: number;
+  issues: RowIssue[];
+  trainedTokens: number;
+  tokens: number;
+}
+
+export async function loadDataset(file: string, modelPath: string, opts: DatasetOptions): Promise<Dataset> {
+  const { rows, issues } = readRows(file);
+  const shape = opts.format ?? detectShape(rows);
+  if (!shape) throw new DataError(file, `cannot tell the dataset's shape from its rows; give --format ${SHAPES.join('|')} (rows need "messages", "instruction"/"output", "prompt"/"completion" or "text")`);
+  const { examples, issues: shapeIssues } = toExamples(file, rows, shape);
+  issues.push(...shapeIssues);
+  const tok = await openTokenizer(modelPath);
+  const encoded: Encoded[] = [];
+  try {
+    for (const e of examples) {
+      const r = tok.encode(e);
+      if (typeof r === 'string') issues.push({ file, row: e.row, reason: r });
+      else encoded.push(r);
+    }
+  } finally {
+    await tok.dispose();
+  }
+  const seed = opts.seed ?? 1;
+  const { train, val } = splitExamples(encoded, opts.valFraction ?? 0.1, seed);
+  const pack = (list: Encoded[]) => packWindows(file, list, opts.seq, { long: opts.long ?? 'drop', pad: tok.endOfTurn, isText: () => shape === 'text' });
+  const tr = pack(train), va = pack(val);
+  issues.push(...tr.issues, ...va.issues);
+  issues.sort((a, b) => a.row - b.row);
+  if (tr.windows.length === 0) {
+    const why = issues.slice(0, 3).map((i) => `row ${i.row} ${i.reason}`).join('; ');
+    throw new DataError(file, `no usable rows (${rows.length + issues.filter((i) => !rows.some((r) => r.row === i.row)).length} read, ${issues.length} rejected${why ? `: ${why}` : ''})`);
+  }
+  const count = (ws: Window[], f: (w: Window) => number) => ws.reduce((s, w) => s + f(w), 0);
+  return {
+    file, shape, template: tok.templateName, train: tr.windows, val: va.windows, rows: rows.length, examples: encoded.length, issues,
+    trainedTokens: count(tr.windows, (w) => w.trained.reduce((a, b) => a + b, 0)),
+    tokens: count(tr.windows, (w) => w.trained.length),
+  };
+}
+
+export function formatIssue(i: RowIssue): string {
+  return `${i.file}: row ${i.row} ${i.reason}`;
+}
