@@ -1,6 +1,8 @@
 #!/usr/bin/env -S npx tsx
 // The `hone` command: thin over electron/lab.
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { openEngine } from '../lab/engine/backend.js';
 import { ggmlTypeName } from '../lab/engine/types.js';
@@ -11,6 +13,14 @@ import { LlamaModel, describe } from '../lab/model/llama.js';
 import { TINY_DEFAULTS, makeTiny } from '../lab/model/tiny.js';
 import type { VocabName } from '../lab/model/vocab.js';
 import { Progress } from './progress.js';
+import { SHAPES, type Shape } from '../lab/data/shape.js';
+import type { LongPolicy } from '../lab/data/pack.js';
+import type { Module } from '../lab/model/llama.js';
+import { MODULES } from '../lab/tune/lora.js';
+import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
+import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../lab/tune/run.js';
+import { EXPORT_FORMATS, exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
+import { openChat } from '../lab/eval/chat.js';
 
 const usage = `hone — fine-tune, compress and export LLMs on one machine
 
@@ -22,6 +32,15 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--embd N] [--layers N] [--heads N]
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
+
+  hone train --model <gguf> --data <file> --out <dir> [--method lora] [--steps N | --epochs N]
+      [--lr 2e-4] [--rank 8] [--alpha 16] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
+      [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
+      [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--seed 1]
+      [--resume] [--json]
+      fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
+  hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
+  hone chat --model <gguf> [--lora <adapter.gguf>] [--prompt "…"]
 
 Environment: HONE_BACKEND=cpu|cuda|vulkan|metal picks the device, HONE_THREADS the CPU threads.`;
 
@@ -122,7 +141,124 @@ async function tiny(argv: string[]) {
   console.log(`wrote ${out}: ${spec.arch}, ${spec.vocab} vocabulary, ${spec.type}, d=${spec.nEmbd}, ${spec.nLayer} layers`);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny };
+async function train(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, method: { type: 'string' },
+      steps: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' },
+      targets: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' }, schedule: { type: 'string' },
+      warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
+      format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' },
+      'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
+    },
+  });
+  const out = values.out ?? fail('--out <dir> is required');
+  if (!values.resume) {
+    if (!values.model) fail('--model <model.gguf> is required');
+    if (!values.data) fail('--data <file> is required');
+  }
+  if (values.method && values.method !== 'lora') fail(`--method ${values.method} is not available yet; use lora`);
+  if (values.schedule && !SCHEDULES.includes(values.schedule as ScheduleName)) fail(`--schedule must be one of ${SCHEDULES.join(', ')}`);
+  if (values.format && !SHAPES.includes(values.format as Shape)) fail(`--format must be one of ${SHAPES.join(', ')}`);
+  if (values.long && !['drop', 'truncate'].includes(values.long)) fail('--long must be drop or truncate');
+  const targets = values.targets?.split(',').map((t) => t.trim()) as Module[] | undefined;
+  if (targets?.some((t) => !MODULES.includes(t))) fail(`--targets must be a comma list of ${MODULES.join(',')}`);
+  if (values.steps && values.epochs) fail('give --steps or --epochs, not both');
+  const d = TRAIN_DEFAULTS;
+  const cfg: TrainConfig = {
+    ...d,
+    model: values.model ?? '', data: values.data ?? '',
+    steps: num(values.steps, 'steps'), epochs: num(values.epochs, 'epochs'),
+    lr: num(values.lr, 'lr') ?? d.lr, rank: num(values.rank, 'rank') ?? d.rank, alpha: num(values.alpha, 'alpha') ?? d.alpha,
+    targets: targets ?? d.targets, seq: num(values.seq, 'seq') ?? d.seq, batch: num(values.batch, 'batch') ?? d.batch,
+    accum: num(values.accum, 'accum') ?? d.accum, schedule: (values.schedule as ScheduleName) ?? d.schedule,
+    warmup: num(values.warmup, 'warmup') ?? d.warmup, evalEvery: num(values['eval-every'], 'eval-every') ?? d.evalEvery,
+    saveEvery: num(values['save-every'], 'save-every') ?? d.saveEvery, seed: num(values.seed, 'seed') ?? d.seed,
+    valFraction: num(values.val, 'val') ?? d.valFraction, format: values.format as Shape | undefined, long: (values.long as LongPolicy) ?? d.long,
+    maxGradNorm: num(values['max-grad-norm'], 'max-grad-norm') ?? d.maxGradNorm, weightDecay: num(values['weight-decay'], 'weight-decay') ?? d.weightDecay,
+  };
+  const stop = new AbortController();
+  process.on('SIGINT', () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write('\nhone: stopping after this step and writing a checkpoint (Ctrl-C again to quit now)\n');
+    stop.abort();
+  });
+  const bar = new Progress('train');
+  let lastVal = '';
+  await runTraining(cfg, {
+    runDir: out,
+    resume: values.resume,
+    signal: stop.signal,
+    onEvent: (e) => {
+      if (values.json) console.log(JSON.stringify(e));
+      switch (e.type) {
+        case 'dataset':
+          process.stderr.write(`data: ${e.file} (${e.shape}, template ${e.template}): ${e.examples} of ${e.rows} rows used, ${e.trainWindows} training and ${e.valWindows} validation windows, ${e.trainedTokens} trained tokens\n`);
+          for (const r of e.rejected.slice(0, 20)) process.stderr.write(`  skipped ${e.file}: row ${r.row} ${r.reason}\n`);
+          if (e.rejected.length > 20) process.stderr.write(`  … and ${e.rejected.length - 20} more rows skipped\n`);
+          break;
+        case 'start':
+          process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} LoRA parameters on ${e.backend}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
+          break;
+        case 'step':
+          bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)}${lastVal} ${e.tokensPerSecond.toFixed(0)} tok/s`);
+          break;
+        case 'eval':
+          lastVal = ` val ${e.valLoss.toFixed(4)}`;
+          break;
+        case 'done':
+          process.stderr.write(`${e.stopped ? 'stopped' : 'done'} at step ${e.step}; run folder ${e.runDir}\n`);
+          break;
+      }
+    },
+  });
+}
+
+async function exportCmd(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: { run: { type: 'string' }, format: { type: 'string' }, type: { type: 'string' }, force: { type: 'boolean' }, out: { type: 'string' } } });
+  const run = values.run ?? fail('--run <dir> is required');
+  const format = (values.format ?? fail(`--format ${EXPORT_FORMATS.join('|')} is required`)) as ExportFormat;
+  if (!EXPORT_FORMATS.includes(format)) fail(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
+  const type = (values.type ?? 'f16') as MergedType;
+  if (!['f16', 'f32', 'q8_0'].includes(type)) fail('--type must be f16, f32 or q8_0');
+  const dir = values.out ?? join(run, 'export');
+  mkdirSync(dir, { recursive: true });
+  const l = loadTrainedLora(run);
+  const overwrite = values.force ?? false;
+  const written: string[] = [];
+  const merged = join(dir, `model-${type}.gguf`), adapter = join(dir, 'adapter.gguf');
+  if (format === 'adapter') { exportAdapterGguf(l, adapter, overwrite); written.push(adapter); }
+  if (format === 'merged' || format === 'ollama') {
+    if (format === 'merged' || !existsSync(merged)) { exportMergedGguf(l, merged, type, overwrite); written.push(merged); }
+    if (format === 'ollama') written.push(exportModelfile(l, dir, merged, 'merged', overwrite));
+  }
+  if (format === 'peft') { exportPeft(l, join(dir, 'peft'), overwrite); written.push(join(dir, 'peft', 'adapter_model.safetensors'), join(dir, 'peft', 'adapter_config.json')); }
+  for (const f of written) console.log(`${f}  ${(statSync(f).size / 2 ** 20).toFixed(2)} MiB`);
+}
+
+async function chat(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, lora: { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string' } } });
+  const modelPath = values.model ?? fail('--model <gguf> is required');
+  const maxTokens = num(values['max-tokens'], 'max-tokens') ?? 128;
+  const ask = async (session: Awaited<ReturnType<typeof openChat>>, q: string) => {
+    process.stdout.write('> ');
+    await session.ask(q, maxTokens, (t) => process.stdout.write(t));
+    process.stdout.write('\n');
+  };
+  const session = await openChat(modelPath, values.lora);
+  try {
+    if (values.prompt) return await ask(session, values.prompt);
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    for await (const line of rl) {
+      if (line.trim()) await ask(session, line);
+    }
+  } finally {
+    await session.dispose();
+  }
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, chat };
 
 const [cmd, ...rest] = process.argv.slice(2);
 if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {

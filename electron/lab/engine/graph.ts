@@ -59,6 +59,8 @@ export class GraphBuilder {
     return this.op('rope_ext', [a, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
   }
   crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
+  /** in-place AdamW update of `param`; params: F32 [7] = lr, β1, β2, ε, weight decay, 1/(1−β1^t), 1/(1−β2^t) */
+  adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor) { return this.op('opt_step_adamw', [param, grad, m, v, params]); }
   cont(a: Tensor) { return this.op('cont', [a]); }
   cast(a: Tensor, type: number) { return this.op('cast', [a], [type]); }
   transpose(a: Tensor) { return this.op('transpose', [a]); }
@@ -87,10 +89,14 @@ export function allocStatic(engine: Engine, b: GraphBuilder, label: string): num
 
 export class Graph {
   readonly native: NativeGraph;
-  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number } = {}) {
-    this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), opts);
+  /**
+   * outputs[0] is the loss when `backward`; `gradAccs` pairs parameters with static accumulators
+   * that their gradients add into on every compute (zeroed by compute({ zeroGrads: true })).
+   */
+  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number; gradAccs?: [Tensor, Tensor][] } = {}) {
+    this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), { ...opts, gradAccs: opts.gradAccs?.map(([p, a]) => [p.h, a.h] as [External, External]) });
   }
-  compute() { this.native.compute(); }
+  compute(opts: { zeroGrads?: boolean } = {}) { this.native.compute(opts); }
   /** the gradient of the loss (first output) w.r.t. a parameter, after compute */
   grad(t: Tensor): Tensor {
     const g = this.native.grad(t.h);

@@ -311,6 +311,50 @@ export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights
   return logits;
 }
 
+export interface LossInputs {
+  /** I32 [m]: positions (0..T·B−1) whose next token is a target; padding repeats position 0 */
+  positions: Tensor;
+  /** F32 [nVocab, m]: one-hot targets, all-zero rows for padding */
+  labels: Tensor;
+  /** F32 [1]: m / (number of real targets), so the loss is the mean over real targets */
+  scale: Tensor;
+}
+
+export function lossInputs(b: GraphBuilder, nVocab: number, m: number): LossInputs {
+  return {
+    positions: b.input(T.I32, [m], 'loss_positions'),
+    labels: b.input(T.F32, [nVocab, m], 'loss_labels'),
+    scale: b.input(T.F32, [1], 'loss_scale'),
+  };
+}
+
+/**
+ * Mean next-token cross-entropy over the trained positions only: the output head runs on those m
+ * hidden states, not on every position (answers are often a small part of instruction data).
+ */
+export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
+  const { hp, weights: w } = m;
+  let x = b.getRows(w.tokEmbd, inp.tokens);
+  for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
+  const picked = b.getRows(x, loss.positions); // [d, m]
+  const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
+  let logits = b.mulMat(w.output, h); // [nVocab, m]
+  if (w.outputBias) logits = b.add(logits, w.outputBias);
+  return b.mul(b.crossEntropy(logits, loss.labels), loss.scale);
+}
+
+/** Fills the loss inputs from a batch's targets: (position, token) pairs, at most m of them. */
+export function setLossInputs(l: LossInputs, nVocab: number, m: number, targets: [number, number][]) {
+  if (targets.length === 0) throw new Error('a batch without any trained token');
+  if (targets.length > m) throw new Error(`${targets.length} targets do not fit the graph's ${m}`);
+  const pos = new Int32Array(m);
+  const onehot = new Float32Array(nVocab * m);
+  targets.forEach(([p, tok], i) => { pos[i] = p; onehot[i * nVocab + tok] = 1; });
+  l.positions.set(pos);
+  l.labels.set(onehot);
+  l.scale.set(new Float32Array([m / targets.length]));
+}
+
 /** A reusable forward graph for B×T tokens: build once, evaluate many token batches. */
 export class ForwardPass {
   readonly b = new GraphBuilder();

@@ -1,0 +1,203 @@
+// Exports of a trained LoRA run: llama.cpp adapter GGUF, merged GGUF (F32, F16 or Q8_0), PEFT
+// adapter (safetensors + adapter_config.json, Hugging Face names), and an Ollama Modelfile.
+// Every file goes to a temp name first; existing files are never overwritten without `overwrite`.
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
+import { native } from '../engine/native.js';
+import { T } from '../engine/types.js';
+import { GgufValueType, readGguf, type GgufFile, type GgufValue } from '../model/gguf.js';
+import { hparamsOf, type Hparams, type Module } from '../model/llama.js';
+import { listCheckpoints } from '../tune/checkpoint.js';
+import { GGUF_NAMES } from '../tune/lora.js';
+import type { TrainConfig } from '../tune/run.js';
+import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
+
+export type ExportFormat = 'adapter' | 'merged' | 'peft' | 'ollama';
+export const EXPORT_FORMATS: ExportFormat[] = ['adapter', 'merged', 'peft', 'ollama'];
+export type MergedType = 'f32' | 'f16' | 'q8_0';
+
+export interface TrainedLora {
+  config: TrainConfig;
+  checkpoint: string;
+  step: number;
+  base: GgufFile;
+  hp: Hparams;
+  /** per adapted weight name (blk.N.attn_q.weight): A [in, r] and B [r, out] in ggml order */
+  pairs: { weight: string; layer: number; module: Module; a: Float32Array; b: Float32Array; inDim: number; outDim: number }[];
+  scale: number;
+}
+
+export function loadTrainedLora(runDir: string): TrainedLora {
+  const cfgPath = join(runDir, 'config.json');
+  if (!existsSync(cfgPath)) throw new Error(`${runDir} is not a Hone run (config.json is missing)`);
+  const config = JSON.parse(readFileSync(cfgPath, 'utf8')) as TrainConfig;
+  const cks = listCheckpoints(runDir);
+  if (!cks.length) throw new Error(`${runDir} has no checkpoint yet; train first`);
+  const checkpoint = cks[cks.length - 1];
+  const ck = readGguf(checkpoint);
+  const raw = readFileSync(checkpoint);
+  const f32 = (name: string) => {
+    const t = ck.tensors.find((x) => x.name === name);
+    if (!t) throw new Error(`${checkpoint}: tensor ${name} is missing`);
+    return { data: new Float32Array(raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes)), shape: t.shape };
+  };
+  const base = readGguf(config.model);
+  const hp = hparamsOf(base);
+  const pairs: TrainedLora['pairs'] = [];
+  for (let layer = 0; layer < hp.nLayer; layer++) {
+    for (const module of config.targets) {
+      const weight = `blk.${layer}.${GGUF_NAMES[module]}.weight`;
+      const a = f32(`${weight}.lora_a`), b = f32(`${weight}.lora_b`);
+      pairs.push({ weight, layer, module, a: a.data, b: b.data, inDim: a.shape[0], outDim: b.shape[1] });
+    }
+  }
+  const step = JSON.parse(String(ck.metadata.get('hone.checkpoint')!.value)).step as number;
+  return { config, checkpoint, step, base, hp, pairs, scale: config.alpha / config.rank };
+}
+
+const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+
+/** llama.cpp's LoRA adapter GGUF: blk.N.<name>.weight.lora_a [in, r] / .lora_b [r, out], adapter.lora.alpha */
+export function exportAdapterGguf(l: TrainedLora, path: string, overwrite = false) {
+  const md = new Map<string, GgufValue>([
+    ['general.architecture', kv.str(l.hp.arch)],
+    ['general.type', kv.str('adapter')],
+    ['general.name', kv.str(`${basename(l.config.model, '.gguf')}-hone-lora`)],
+    ['adapter.type', kv.str('lora')],
+    ['adapter.lora.alpha', kv.f32(l.config.alpha)],
+  ]);
+  const tensors: GgufTensorOut[] = l.pairs.flatMap((p) => [
+    { name: `${p.weight}.lora_a`, shape: [p.inDim, l.config.rank], type: T.F32, data: f32bytes(p.a) },
+    { name: `${p.weight}.lora_b`, shape: [l.config.rank, p.outDim], type: T.F32, data: f32bytes(p.b) },
+  ]);
+  writeGguf(path, md, tensors, { overwrite });
+}
+
+/** W [out][in] += s · B A, with A [r][in] and B [out][r] (row-major views of the ggml tensors) */
+export function addLoraDelta(w: Float32Array, a: Float32Array, b: Float32Array, inDim: number, outDim: number, r: number, s: number) {
+  for (let o = 0; o < outDim; o++) {
+    const row = o * inDim;
+    for (let k = 0; k < r; k++) {
+      const c = s * b[o * r + k];
+      if (c === 0) continue;
+      const ak = k * inDim;
+      for (let i = 0; i < inDim; i++) w[row + i] += c * a[ak + i];
+    }
+  }
+}
+
+const FILE_TYPE: Record<MergedType, number> = { f32: 0, f16: 1, q8_0: 7 };
+const TYPE_ID: Record<MergedType, number> = { f32: T.F32, f16: T.F16, q8_0: T.Q8_0 };
+
+/** The base with the adapter folded in, every 2-D weight stored as `type` (norms stay F32). */
+export function exportMergedGguf(l: TrainedLora, path: string, type: MergedType, overwrite = false) {
+  const byWeight = new Map(l.pairs.map((p) => [p.weight, p]));
+  const fd = openSync(l.base.path, 'r');
+  try {
+    const tensors: GgufTensorOut[] = l.base.tensors.map((t) => {
+      const is2d = t.shape.length >= 2;
+      const rowLen = t.shape[0];
+      const rows = t.shape.slice(1).reduce((a, b) => a * b, 1);
+      const target = !is2d ? t.type : rowLen % 32 === 0 || type !== 'q8_0' ? TYPE_ID[type] : T.F16;
+      const pair = byWeight.get(t.name);
+      return {
+        name: t.name, shape: t.shape, type: target,
+        data: () => {
+          const raw = Buffer.alloc(t.bytes);
+          readSync(fd, raw, 0, t.bytes, t.offset);
+          if (!pair && target === t.type) return raw;
+          const w = native().dequantize(t.type, raw, rowLen * rows);
+          if (pair) addLoraDelta(w, pair.a, pair.b, pair.inDim, pair.outDim, l.config.rank, l.scale);
+          return target === T.F32 ? f32bytes(w) : native().quantize(target, w, rows, rowLen);
+        },
+      };
+    });
+    const md = new Map(l.base.metadata);
+    md.set('general.file_type', kv.u32(FILE_TYPE[type]));
+    md.set('general.name', kv.str(`${String(l.base.metadata.get('general.name')?.value ?? basename(l.config.model, '.gguf'))}-hone`));
+    writeGguf(path, md, tensors, { overwrite });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const HF_NAMES: Record<Module, string> = {
+  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj', gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+};
+
+/**
+ * llama.cpp's converter permutes q and k rows of llama models (rotary pairs interleaved); Hugging
+ * Face keeps halves. For output row index `g` in GGUF order, the row in Hugging Face order.
+ */
+export function hfRowOfGguf(g: number, headDim: number): number {
+  const h = Math.floor(g / headDim), j = Math.floor((g % headDim) / 2), s = g % 2;
+  return h * headDim + s * (headDim / 2) + j;
+}
+
+/** PEFT adapter: adapter_model.safetensors + adapter_config.json, as PEFT writes them for a llama model. */
+export function exportPeft(l: TrainedLora, dir: string, overwrite = false) {
+  mkdirSync(dir, { recursive: true });
+  const files = [join(dir, 'adapter_model.safetensors'), join(dir, 'adapter_config.json')];
+  for (const f of files) if (!overwrite && existsSync(f)) throw new Error(`${f} already exists; choose another folder or remove it first`);
+  const r = l.config.rank;
+  const entries: { name: string; shape: number[]; data: Float32Array }[] = [];
+  for (const p of l.pairs) {
+    let b = p.b; // [out][r]
+    if (l.hp.arch === 'llama' && (p.module === 'q' || p.module === 'k')) {
+      b = new Float32Array(p.b.length);
+      for (let g = 0; g < p.outDim; g++) b.set(p.b.subarray(g * r, (g + 1) * r), hfRowOfGguf(g, l.hp.headDim) * r);
+    }
+    const prefix = `base_model.model.model.layers.${p.layer}.${HF_NAMES[p.module]}`;
+    entries.push({ name: `${prefix}.lora_A.weight`, shape: [r, p.inDim], data: p.a });
+    entries.push({ name: `${prefix}.lora_B.weight`, shape: [p.outDim, r], data: b });
+  }
+  writeFileAtomic(files[0], safetensors(entries));
+  const targets = [...new Set(l.config.targets.map((m) => HF_NAMES[m].split('.')[1]))];
+  writeFileAtomic(files[1], Buffer.from(JSON.stringify({
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: l.config.alpha, lora_dropout: 0, target_modules: targets, bias: 'none',
+    fan_in_fan_out: false, inference_mode: true, base_model_name_or_path: String(l.base.metadata.get('general.name')?.value ?? basename(l.config.model)),
+  }, null, 2)));
+}
+
+/** safetensors: u64 header length, JSON header, then the tensors' bytes */
+export function safetensors(entries: { name: string; shape: number[]; data: Float32Array }[]): Buffer {
+  let offset = 0;
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  for (const e of entries) {
+    header[e.name] = { dtype: 'F32', shape: e.shape, data_offsets: [offset, offset + e.data.byteLength] };
+    offset += e.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([len, Buffer.from(json), ...entries.map((e) => Buffer.from(f32bytes(e.data)))]);
+}
+
+function writeFileAtomic(path: string, data: Buffer) {
+  const tmp = `${path}.partial-${process.pid}`;
+  writeFileSync(tmp, data, { flush: true });
+  renameSync(tmp, path);
+}
+
+/** the text of the model's end-of-turn / end-of-sequence tokens, for Ollama's stop parameters */
+export function stopStrings(f: GgufFile): string[] {
+  const tokens = f.metadata.get('tokenizer.ggml.tokens');
+  if (!tokens || tokens.type !== GgufValueType.ARRAY) return [];
+  const ids = ['tokenizer.ggml.eot_token_id', 'tokenizer.ggml.eos_token_id'].map((k) => f.metadata.get(k)?.value).filter((v) => v !== undefined).map(Number);
+  return [...new Set(ids.map((i) => String(tokens.value[i])))];
+}
+
+/** An Ollama Modelfile beside `ggufPath` (a merged model), or base + ADAPTER for an adapter. */
+export function exportModelfile(l: TrainedLora, dir: string, ggufPath: string, kind: 'merged' | 'adapter', overwrite = false) {
+  const path = join(dir, kind === 'merged' ? 'Modelfile' : 'Modelfile.adapter');
+  if (!overwrite && existsSync(path)) throw new Error(`${path} already exists`);
+  const rel = (p: string) => (p.startsWith('/') || p.startsWith('.') ? p : `./${p}`);
+  const lines = kind === 'merged'
+    ? [`FROM ${rel(relative(dir, ggufPath))}`]
+    : [`FROM ${resolve(l.config.model)}`, `ADAPTER ${rel(relative(dir, ggufPath))}`];
+  for (const s of stopStrings(l.base)) lines.push(`PARAMETER stop ${JSON.stringify(s)}`);
+  writeFileAtomic(path, Buffer.from(`# Made by Hone from ${basename(l.config.model)} (step ${l.step})\n${lines.join('\n')}\n`));
+  return path;
+}
+

@@ -1,0 +1,152 @@
+// A training run from start (or its last checkpoint) to the end: data, adapter, steps, validation,
+// checkpoints, metrics. Emits typed events; the CLI, the app's job runner and tests listen.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { openEngine } from '../engine/backend.js';
+import { loadDataset, type Dataset } from '../data/dataset.js';
+import { Rng, type LongPolicy, type Window } from '../data/pack.js';
+import type { Shape } from '../data/shape.js';
+import { LlamaModel, type Module } from '../model/llama.js';
+import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { Lora } from './lora.js';
+import { lrAt, type ScheduleName } from './schedule.js';
+import { Trainer, targetCapacity } from './trainer.js';
+
+export interface TrainConfig {
+  model: string;
+  data: string;
+  method: 'lora';
+  steps?: number;
+  epochs?: number;
+  lr: number;
+  rank: number;
+  alpha: number;
+  targets: Module[];
+  seq: number;
+  batch: number;
+  accum: number;
+  schedule: ScheduleName;
+  warmup: number;
+  evalEvery: number;
+  saveEvery: number;
+  seed: number;
+  valFraction: number;
+  format?: Shape;
+  long: LongPolicy;
+  maxGradNorm: number;
+  weightDecay: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
+  method: 'lora', lr: 2e-4, rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seq: 256, batch: 4, accum: 1,
+  schedule: 'cosine', warmup: 0, evalEvery: 50, saveEvery: 100, seed: 1, valFraction: 0.1, long: 'drop', maxGradNorm: 1, weightDecay: 0,
+};
+
+export type TrainEvent =
+  | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
+  | { type: 'start'; totalSteps: number; startStep: number; parameters: number; backend: string; resumedFrom?: string }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number }
+  | { type: 'eval'; step: number; valLoss: number }
+  | { type: 'checkpoint'; step: number; path: string }
+  | { type: 'done'; step: number; stopped: boolean; runDir: string };
+
+export interface RunOptions {
+  runDir: string;
+  resume?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (e: TrainEvent) => void;
+}
+
+/** The window stream: epoch e visits all windows in an order drawn from (seed, e). */
+export function windowAt(windows: Window[], seed: number, p: number, cache: Map<number, number[]>): Window {
+  const n = windows.length;
+  const epoch = Math.floor(p / n);
+  let order = cache.get(epoch);
+  if (!order) {
+    order = new Rng((seed * 7919 + epoch) >>> 0).shuffle(windows.map((_, i) => i));
+    cache.clear();
+    cache.set(epoch, order);
+  }
+  return windows[order[p % n]];
+}
+
+export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise<{ step: number; stopped: boolean; dataset: Dataset }> {
+  const runDir = resolve(opts.runDir);
+  const configFile = join(runDir, 'config.json');
+  let cfg = cfgIn;
+  if (opts.resume) {
+    if (!existsSync(configFile)) throw new Error(`${runDir} has no run to resume (config.json is missing)`);
+    const saved = JSON.parse(readFileSync(configFile, 'utf8')) as TrainConfig;
+    cfg = { ...saved, steps: cfgIn.steps ?? saved.steps, epochs: cfgIn.epochs ?? saved.epochs };
+  } else if (listCheckpoints(runDir).length || existsSync(configFile)) {
+    throw new Error(`${runDir} already holds a run; resume it with --resume or choose another --out`);
+  }
+  const emit = (e: TrainEvent) => {
+    opts.onEvent?.(e);
+    if (e.type === 'step' || e.type === 'eval') appendFileSync(join(runDir, 'metrics.jsonl'), `${JSON.stringify({ ...e, time: Date.now() })}\n`);
+  };
+  mkdirSync(runDir, { recursive: true });
+
+  const ds = await loadDataset(cfg.data, cfg.model, { seq: cfg.seq, format: cfg.format, valFraction: cfg.valFraction, seed: cfg.seed, long: cfg.long });
+  emit({
+    type: 'dataset', file: ds.file, shape: ds.shape, template: ds.template, rows: ds.rows, examples: ds.examples,
+    rejected: ds.issues.map(({ row, reason }) => ({ row, reason })), trainWindows: ds.train.length, valWindows: ds.val.length, trainedTokens: ds.trainedTokens,
+  });
+  const perStep = cfg.batch * cfg.accum;
+  const totalSteps = cfg.steps ?? Math.max(1, Math.ceil(((cfg.epochs ?? 1) * ds.train.length) / perStep));
+  if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
+
+  const engine = openEngine();
+  const model = LlamaModel.load(cfg.model, engine);
+  const lora = new Lora(engine, model.hp, { rank: cfg.rank, alpha: cfg.alpha, targets: cfg.targets });
+  lora.init(cfg.seed);
+  let trainer: Trainer | null = null;
+  try {
+    let step = 0, consumed = 0;
+    let resumedFrom: string | undefined;
+    if (opts.resume) {
+      const ck = loadLatestCheckpoint(runDir, lora.trainables);
+      if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
+    }
+    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, {
+      beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm,
+    });
+    emit({ type: 'start', totalSteps, startStep: step, parameters: lora.parameterCount, backend: engine.kind, resumedFrom });
+    const orders = new Map<number, number[]>();
+    const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
+    const t0 = Date.now();
+    const startStep = step;
+    let stopped = false;
+    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora.trainables, { seed: cfg.seed }) });
+    while (step < totalSteps) {
+      if (opts.signal?.aborted) { stopped = true; break; }
+      let lossSum = 0, targets = 0;
+      for (let micro = 0; micro < cfg.accum; micro++) {
+        const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
+        consumed += cfg.batch;
+        const r = trainer.accumulate(batch, micro === 0);
+        lossSum += r.loss * r.targets;
+        targets += r.targets;
+      }
+      step++;
+      const lr = lrAt(schedule, step);
+      const gradNorm = trainer.step(step, lr, cfg.accum);
+      const elapsed = (Date.now() - t0) / 1000;
+      const done = step - startStep;
+      emit({
+        type: 'step', step, totalSteps, loss: lossSum / targets, lr, gradNorm,
+        tokensPerSecond: (done * perStep * cfg.seq) / Math.max(elapsed, 1e-9), elapsed, eta: (elapsed / done) * (totalSteps - step),
+      });
+      if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: trainer.evaluate(ds.val) });
+      if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) save();
+    }
+    if (stopped && step > startStep && !listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`))) save();
+    emit({ type: 'done', step, stopped, runDir });
+    return { step, stopped, dataset: ds };
+  } finally {
+    trainer?.free();
+    lora.free();
+    model.free();
+    engine.free();
+  }
+}

@@ -1,0 +1,123 @@
+// One training step on ggml: forward + backward of a batch into gradient accumulators, then the
+// optimizer: global gradient norm → clipping factor → AdamW on every trainable tensor. Four graphs,
+// built once: train (B×T with backward), eval (loss only), norm, and AdamW.
+import type { Engine } from '../engine/backend.js';
+import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
+import { T } from '../engine/types.js';
+import type { Window } from '../data/pack.js';
+import { buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type ForwardInputs, type LlamaModel, type LossInputs } from '../model/llama.js';
+import type { Lora } from './lora.js';
+
+export interface OptimizerConfig {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** clip the global gradient norm to this (0: no clipping) */
+  maxGradNorm: number;
+}
+
+export const OPTIMIZER_DEFAULTS: OptimizerConfig = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+
+interface LossGraph {
+  b: GraphBuilder;
+  inp: ForwardInputs;
+  loss: LossInputs;
+  out: Tensor;
+  graph: Graph;
+  m: number;
+}
+
+/** the most targets any batch of `batch` windows can have: the sum of the largest counts */
+export function targetCapacity(windows: Window[], batch: number): number {
+  const counts = windows.map((w) => w.trained.reduce((a, b) => a + b, 0)).sort((a, b) => b - a);
+  return Math.max(1, counts.slice(0, batch).reduce((a, b) => a + b, 0));
+}
+
+export class Trainer {
+  private readonly train: LossGraph;
+  private readonly evalGraph: LossGraph;
+  private readonly opt: { b: GraphBuilder; graph: Graph; params: Tensor; gscale: Tensor };
+  private readonly norm: { b: GraphBuilder; graph: Graph; out: Tensor };
+  readonly T: number;
+
+  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly lora: Lora, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig) {
+    this.T = seq;
+    this.train = this.lossGraph(capacity.train, true);
+    this.evalGraph = this.lossGraph(capacity.eval, false);
+
+    const nb = new GraphBuilder(64 + 8 * lora.trainables.length);
+    let sumsq: Tensor | null = null;
+    for (const t of lora.trainables) {
+      const s = nb.sum(nb.sqr(t.acc));
+      sumsq = sumsq ? nb.add(sumsq, s) : s;
+    }
+    this.norm = { b: nb, out: sumsq!, graph: new Graph(engine, nb, [sumsq!]) };
+
+    const ob = new GraphBuilder(64 + 8 * lora.trainables.length);
+    const params = ob.input(T.F32, [7], 'adamw_params');
+    const gscale = ob.input(T.F32, [1], 'grad_scale');
+    const steps = lora.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
+    this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
+  }
+
+  private lossGraph(m: number, backward: boolean): LossGraph {
+    const b = new GraphBuilder();
+    const inp = forwardInputs(b, this.T, this.batch);
+    const loss = lossInputs(b, this.model.hp.nVocab, m);
+    const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, this.lora.hook);
+    const graph = new Graph(this.engine, b, [out], backward ? { backward: true, gradAccs: this.lora.trainables.map((t) => [t.param, t.acc]) } : {});
+    return { b, inp, loss, out, graph, m };
+  }
+
+  private run(g: LossGraph, windows: Window[], opts: { zeroGrads?: boolean } = {}): { loss: number; targets: number } {
+    const { T, batch } = this;
+    const tokens = new Int32Array(T * batch);
+    const targets: [number, number][] = [];
+    for (let s = 0; s < batch; s++) {
+      const w = windows[s % windows.length];
+      // a short last batch repeats windows but counts their targets once
+      const counted = s < windows.length;
+      tokens.set(w.tokens.subarray(0, T), s * T);
+      if (counted) for (let i = 0; i < T; i++) if (w.trained[i]) targets.push([s * T + i, w.tokens[i + 1]]);
+    }
+    setForwardInputs(g.inp, tokens, T, batch);
+    setLossInputs(g.loss, this.model.hp.nVocab, g.m, targets);
+    g.graph.compute(opts);
+    return { loss: g.out.get()[0], targets: targets.length };
+  }
+
+  /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
+  accumulate(windows: Window[], first: boolean) {
+    return this.run(this.train, windows, { zeroGrads: first });
+  }
+
+  /** mean loss over windows, forward only */
+  evaluate(windows: Window[]): number {
+    let sum = 0, n = 0;
+    for (let i = 0; i < windows.length; i += this.batch) {
+      const r = this.run(this.evalGraph, windows.slice(i, i + this.batch));
+      sum += r.loss * r.targets;
+      n += r.targets;
+    }
+    return sum / n;
+  }
+
+  /** AdamW step `t` (1-based) on the accumulated gradients of `micro` micro-batches; returns the gradient norm */
+  step(t: number, lr: number, micro: number): number {
+    this.norm.graph.compute();
+    const norm = Math.sqrt(this.norm.out.get()[0]) / micro;
+    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.optCfg;
+    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
+    this.opt.gscale.set(new Float32Array([clip / micro]));
+    this.opt.params.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, 1 / (1 - beta1 ** t), 1 / (1 - beta2 ** t)]));
+    this.opt.graph.compute();
+    return norm;
+  }
+
+  free() {
+    for (const g of [this.train, this.evalGraph]) { g.graph.free(); g.b.free(); }
+    this.norm.graph.free(); this.norm.b.free();
+    this.opt.graph.free(); this.opt.b.free();
+  }
+}
