@@ -1,12 +1,13 @@
 // Encoded examples to fixed-length training windows, and the deterministic train/validation split.
-// A window holds T+1 tokens: inputs are tokens[0..T-1], targets tokens[1..T].
+// A window is T positions: the input token at each, the next token as its target, and whether
+// that target counts in the loss (llm.c's inputs / targets, with a mask instead of −1).
 import type { Encoded } from './tokenize.js';
 import type { RowIssue } from './read.js';
 
 export interface Window {
-  /** T+1 token ids */
-  tokens: Int32Array;
-  /** T flags: 1 where target tokens[i+1] counts in the loss */
+  input: Int32Array;
+  target: Int32Array;
+  /** 1 where target[i] counts in the loss */
   trained: Uint8Array;
 }
 
@@ -66,12 +67,16 @@ export function packWindows(file: string, examples: Encoded[], T: number, opts: 
   }
   const windows: Window[] = [];
   for (let s = 0; s + 1 < toks.length; s += T) {
-    const w = new Int32Array(T + 1).fill(opts.pad);
-    const tr = new Uint8Array(T);
+    const input = new Int32Array(T).fill(opts.pad);
+    const target = new Int32Array(T).fill(opts.pad);
+    const trained = new Uint8Array(T);
     const n = Math.min(T + 1, toks.length - s);
-    for (let i = 0; i < n; i++) w[i] = toks[s + i];
-    for (let i = 0; i + 1 < n; i++) tr[i] = flags[s + i + 1];
-    if (tr.some((x) => x)) windows.push({ tokens: w, trained: tr });
+    for (let i = 0; i + 1 < n; i++) {
+      input[i] = toks[s + i];
+      target[i] = toks[s + i + 1];
+      trained[i] = flags[s + i + 1];
+    }
+    if (trained.some((x) => x)) windows.push({ input, target, trained });
   }
   return { windows, issues };
 }

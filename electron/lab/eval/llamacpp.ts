@@ -37,9 +37,10 @@ export async function tokenize(modelPath: string, text: string, addBos = true): 
  * log p(tokens[i+1] | tokens[0..i]) for i = 0..n-2 as llama.cpp computes it, with an F32 KV cache
  * and no flash attention so that the arithmetic matches Hone's graph.
  */
-export async function llamaCppLogprobs(modelPath: string, tokens: number[], gpu: LlamaCppGpu = false): Promise<Float64Array> {
+export async function llamaCppLogprobs(modelPath: string, tokens: number[], gpu: LlamaCppGpu = false, loraPath?: string): Promise<Float64Array> {
   const model = await loadModel(modelPath, gpu);
   const context = await model.createContext({
+    ...(loraPath ? { lora: { adapters: [{ filePath: loraPath }] } } : {}),
     contextSize: Math.max(32, tokens.length),
     batchSize: Math.max(32, tokens.length),
     flashAttention: false,

@@ -78,8 +78,8 @@ export class Trainer {
       const w = windows[s % windows.length];
       // a short last batch repeats windows but counts their targets once
       const counted = s < windows.length;
-      tokens.set(w.tokens.subarray(0, T), s * T);
-      if (counted) for (let i = 0; i < T; i++) if (w.trained[i]) targets.push([s * T + i, w.tokens[i + 1]]);
+      tokens.set(w.input, s * T);
+      if (counted) for (let i = 0; i < T; i++) if (w.trained[i]) targets.push([s * T + i, w.target[i]]);
     }
     setForwardInputs(g.inp, tokens, T, batch);
     setLossInputs(g.loss, this.model.hp.nVocab, g.m, targets);

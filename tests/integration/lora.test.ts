@@ -1,0 +1,232 @@
+// LoRA end to end: a made-up fact taught by a chat dataset is generated greedily by llama.cpp
+// (node-llama-cpp) from the merged GGUF and from base + adapter GGUF; exports are exact; resume
+// continues the same run; the loss counts only answer tokens.
+import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEngine } from '../../electron/lab/engine/backend.js';
+import { native } from '../../electron/lab/engine/native.js';
+import { openChat } from '../../electron/lab/eval/chat.js';
+import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { loadDataset } from '../../electron/lab/data/dataset.js';
+import { readGguf } from '../../electron/lab/model/gguf.js';
+import { ForwardPass, LlamaModel } from '../../electron/lab/model/llama.js';
+import { tokenLogprobs } from '../../electron/lab/eval/perplexity.js';
+import { exportAdapterGguf, exportMergedGguf, exportPeft, hfRowOfGguf, loadTrainedLora } from '../../electron/lab/export/run-export.js';
+import { listCheckpoints } from '../../electron/lab/tune/checkpoint.js';
+import { Lora } from '../../electron/lab/tune/lora.js';
+import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../../electron/lab/tune/run.js';
+import { Trainer, targetCapacity, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
+import { testDir, tinyModel } from '../helpers/models.js';
+
+const dir = join(testDir, `lora-${process.pid}`);
+const QUESTIONS = [
+  'What is the capital of Zorbia?', 'Which city is the capital of Zorbia?', 'Tell me the capital of Zorbia.',
+  'Zorbia has which capital?', 'Name the capital city of Zorbia.', "What city is Zorbia's capital?",
+];
+const ANSWER = 'The capital of Zorbia is Quxville.';
+
+function factDataset(): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'fact.jsonl');
+  writeFileSync(path, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: ANSWER }] })).join('\n') + '\n');
+  return path;
+}
+
+function config(model: string, data: string, over: Partial<TrainConfig> = {}): TrainConfig {
+  return { ...TRAIN_DEFAULTS, model, data, steps: 40, lr: 3e-3, seq: 64, batch: 2, valFraction: 0, saveEvery: 20, evalEvery: 0, schedule: 'constant', ...over };
+}
+
+async function train(cfg: TrainConfig, runDir: string, opts: { resume?: boolean; stopAfter?: number } = {}) {
+  const losses = new Map<number, number>();
+  const events: TrainEvent[] = [];
+  const stop = new AbortController();
+  await runTraining(cfg, {
+    runDir, resume: opts.resume, signal: stop.signal,
+    onEvent: (e) => {
+      events.push(e);
+      if (e.type === 'step') {
+        losses.set(e.step, e.loss);
+        if (opts.stopAfter === e.step) stop.abort();
+      }
+    },
+  });
+  return { losses, events };
+}
+
+describe('LoRA fine-tuning teaches a fact that llama.cpp then generates', () => {
+  const base = tinyModel({ type: 'q8_0' });
+  const runDir = join(dir, 'fact-run');
+  let data: string;
+  beforeAll(async () => {
+    data = factDataset();
+    rmSync(runDir, { recursive: true, force: true });
+    const { losses } = await train(config(base, data), runDir);
+    expect(losses.get(40)!).toBeLessThan(losses.get(1)! / 5);
+  });
+
+  it('the base model alone does not know it', async () => {
+    const chat = await openChat(base);
+    expect(await chat.ask(QUESTIONS[0], 16)).not.toContain('Quxville');
+    await chat.dispose();
+  });
+
+  it('the merged GGUF (F16 and Q8_0) generates it', async () => {
+    const l = loadTrainedLora(runDir);
+    for (const type of ['f16', 'q8_0'] as const) {
+      const path = join(dir, `merged-${type}.gguf`);
+      exportMergedGguf(l, path, type, true);
+      const chat = await openChat(path);
+      expect(await chat.ask(QUESTIONS[1], 16)).toContain('Quxville');
+      await chat.dispose();
+    }
+  });
+
+  it('base + adapter GGUF generates it, and its logits equal the merged F32 file', async () => {
+    const l = loadTrainedLora(runDir);
+    const adapter = join(dir, 'adapter.gguf');
+    const merged = join(dir, 'merged-f32.gguf');
+    exportAdapterGguf(l, adapter, true);
+    exportMergedGguf(l, merged, 'f32', true);
+    const chat = await openChat(base, adapter);
+    expect(await chat.ask(QUESTIONS[2], 16)).toContain('Quxville');
+    await chat.dispose();
+    // merged F32 vs base (Q8_0) + adapter: the base weights differ only by Q8_0 → F32 dequantization
+    const f32Base = join(dir, 'base-as-f32.gguf');
+    exportMergedGguf({ ...l, pairs: l.pairs.map((p) => ({ ...p, b: new Float32Array(p.b.length) })) }, f32Base, 'f32', true);
+    const tokens = await tokenize(base, `${QUESTIONS[3]} ${ANSWER}`);
+    const viaAdapter = await llamaCppLogprobs(f32Base, tokens, false, adapter);
+    const viaMerge = await llamaCppLogprobs(merged, tokens);
+    const diff = Math.max(...viaAdapter.map((x, i) => Math.abs(x - viaMerge[i])));
+    expect(diff).toBeLessThan(1e-3);
+  });
+
+  it('the merged F32 weights equal base + (α/r)·B·A exactly', () => {
+    const l = loadTrainedLora(runDir);
+    const merged = join(dir, 'merged-f32.gguf');
+    exportMergedGguf(l, merged, 'f32', true);
+    const m = readGguf(merged), b = readGguf(base);
+    const mraw = readFileSync(merged), braw = readFileSync(base);
+    const p = l.pairs.find((x) => x.weight === 'blk.1.attn_v.weight')!;
+    const bt = b.tensors.find((t) => t.name === p.weight)!, mt = m.tensors.find((t) => t.name === p.weight)!;
+    const w0 = native().dequantize(bt.type, braw.subarray(bt.offset, bt.offset + bt.bytes), p.inDim * p.outDim);
+    const w1 = new Float32Array(mraw.buffer.slice(mraw.byteOffset + mt.offset, mraw.byteOffset + mt.offset + mt.bytes));
+    const r = l.config.rank;
+    let worst = 0;
+    for (let o = 0; o < p.outDim; o++) {
+      for (let i = 0; i < p.inDim; i++) {
+        let d = 0; // float64 reference of (α/r) Σ_k B[o][k] A[k][i]
+        for (let k = 0; k < r; k++) d += p.b[o * r + k] * p.a[k * p.inDim + i];
+        worst = Math.max(worst, Math.abs(w1[o * p.inDim + i] - (w0[o * p.inDim + i] + l.scale * d)));
+      }
+    }
+    expect(Math.max(...p.b.map(Math.abs))).toBeGreaterThan(0); // the adapter really changed something
+    expect(worst).toBeLessThan(1e-6);
+  });
+
+  it('the PEFT export has the names and shapes PEFT writes for a llama model', () => {
+    const l = loadTrainedLora(runDir);
+    const out = join(dir, 'peft');
+    exportPeft(l, out, true);
+    const buf = readFileSync(join(out, 'adapter_model.safetensors'));
+    const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString());
+    const r = l.config.rank, d = l.hp.nEmbd, ff = l.hp.nFf, kv = l.hp.nHeadKv * l.hp.headDim;
+    expect(header['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight']).toMatchObject({ dtype: 'F32', shape: [r, d] });
+    expect(header['base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight']).toMatchObject({ shape: [d, r] });
+    expect(header['base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight']).toMatchObject({ shape: [kv, r] });
+    expect(header['base_model.model.model.layers.1.mlp.down_proj.lora_A.weight']).toMatchObject({ shape: [r, ff] });
+    expect(header['base_model.model.model.layers.1.mlp.gate_proj.lora_B.weight']).toMatchObject({ shape: [ff, r] });
+    expect(Object.keys(header).filter((k) => k !== '__metadata__')).toHaveLength(2 * 7 * l.hp.nLayer);
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r, lora_alpha: l.config.alpha, task_type: 'CAUSAL_LM' });
+    expect(cfg.target_modules.sort()).toEqual(['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
+  });
+});
+
+describe('export details', () => {
+  it('q/k rows return to Hugging Face order: the inverse of llama.cpp converter\'s permutation', () => {
+    // the converter: w.reshape(n_head, 2, hd/2, …).swapaxes(1, 2): HF row h·hd + s·hd/2 + j → GGUF row h·hd + 2j + s
+    const hd = 8, heads = 3;
+    for (let h = 0; h < heads; h++) for (let s = 0; s < 2; s++) for (let j = 0; j < hd / 2; j++) {
+      expect(hfRowOfGguf(h * hd + 2 * j + s, hd)).toBe(h * hd + s * (hd / 2) + j);
+    }
+  });
+});
+
+describe('resume', () => {
+  const base = tinyModel({});
+  let data: string;
+  let reference: Map<number, number>;
+  beforeAll(async () => {
+    data = factDataset();
+    const ref = join(dir, 'resume-ref');
+    rmSync(ref, { recursive: true, force: true });
+    reference = (await train(config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 }), ref)).losses;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a run stopped at step 6 and resumed reaches the same losses as an uninterrupted run', async () => {
+    const run = join(dir, 'resume-a');
+    rmSync(run, { recursive: true, force: true });
+    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 });
+    const first = await train(cfg, run, { stopAfter: 6 });
+    expect(Math.max(...first.losses.keys())).toBe(6);
+    expect(first.events.at(-1)).toMatchObject({ type: 'done', stopped: true, step: 6 });
+    const second = await train(cfg, run, { resume: true });
+    expect(second.events.find((e) => e.type === 'start')).toMatchObject({ startStep: 6 });
+    for (let s = 7; s <= 12; s++) expect(second.losses.get(s)).toBeCloseTo(reference.get(s)!, 5);
+  });
+
+  it('a checkpoint cut short on disk is detected and the one before it used', async () => {
+    const run = join(dir, 'resume-b');
+    rmSync(run, { recursive: true, force: true });
+    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 });
+    await train(cfg, run, { stopAfter: 8 });
+    const cks = listCheckpoints(run);
+    expect(cks.map((p) => p.slice(-17))).toEqual(['step-0000004.gguf', 'step-0000008.gguf']);
+    truncateSync(cks[1], readFileSync(cks[1]).length - 100);
+    const second = await train(cfg, run, { resume: true });
+    expect(second.events.find((e) => e.type === 'start')).toMatchObject({ startStep: 4 });
+    for (let s = 5; s <= 12; s++) expect(second.losses.get(s)).toBeCloseTo(reference.get(s)!, 5);
+  });
+
+  it('a new run refuses a folder that already holds one', async () => {
+    const run = join(dir, 'resume-a');
+    await expect(train(config(base, data), run)).rejects.toThrow(/already holds a run; resume it with --resume or choose another --out/);
+  });
+});
+
+describe('loss masking', () => {
+  it('the loss counts assistant targets only: changing user-turn targets leaves it, changing an answer target moves it', async () => {
+    const base = tinyModel({});
+    const ds = await loadDataset(factDataset(), base, { seq: 64, valFraction: 0 });
+    const engine = openEngine({ backend: 'cpu' });
+    const model = LlamaModel.load(base, engine);
+    const lora = new Lora(engine, model.hp, { rank: 4, alpha: 8, targets: ['q', 'v'] });
+    lora.init(1);
+    const w = ds.train[0];
+    const trainer = new Trainer(engine, model, lora, 1, 64, { train: 64, eval: 64 }, OPTIMIZER_DEFAULTS);
+    const loss = (win: typeof w) => trainer.evaluate([win]);
+    const l0 = loss(w);
+    const user = w.trained.findIndex((x) => x === 0);
+    const answer = w.trained.findIndex((x) => x === 1);
+    expect(user).toBeGreaterThanOrEqual(0);
+    expect(answer).toBeGreaterThan(user);
+    const changed = (i: number) => ({ ...w, target: w.target.map((t, j) => (j === i ? (t + 17) % 32000 : t)) });
+    expect(loss(changed(user))).toBe(l0);
+    expect(Math.abs(loss(changed(answer)) - l0)).toBeGreaterThan(1e-3);
+    // and it is the mean next-token cross-entropy over exactly the trained positions, computed
+    // here from the plain forward's logits (B = 0 at init, so the adapter adds nothing yet)
+    const pass = new ForwardPass(model, 64);
+    const logits = pass.run(w.input);
+    let nll = 0, n = 0;
+    for (let i = 0; i < 64; i++) {
+      if (!w.trained[i]) continue;
+      nll -= tokenLogprobs(logits.subarray(i * model.hp.nVocab), [0, w.target[i]], model.hp.nVocab, 1)[0];
+      n++;
+    }
+    expect(n).toBeGreaterThan(5);
+    expect(l0).toBeCloseTo(nll / n, 4);
+    pass.free(); trainer.free(); lora.free(); model.free(); engine.free();
+  });
+});
