@@ -593,7 +593,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
             // optional gradient accumulators: [[param, acc], ...]; grads then add into acc each compute
             std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(graph_), nullptr);
             bool any_acc = false;
-            if (opts.Has("gradAccs")) {
+            if (opts.Has("gradAccs") && opts.Get("gradAccs").IsArray()) {
                 Napi::Array pairs = opts.Get("gradAccs").As<Napi::Array>();
                 for (uint32_t k = 0; k < pairs.Length(); k++) {
                     Napi::Array pr = pairs.Get(k).As<Napi::Array>();

@@ -282,12 +282,16 @@ export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x
   const v = linear('v', L.wv, h, L.bv);
   q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
   k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
-  // per sequence and head: q, k [hd, T, heads, B]; v^T [T, hd, kvHeads, B]
-  const q4 = b.permute(b.reshape(q, hd, nHead, nTokens, nSeq), 0, 2, 1, 3);
-  const k4 = b.permute(b.reshape(k, hd, nHeadKv, nTokens, nSeq), 0, 2, 1, 3);
-  const vT = b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3));
-  const kq = b.softMaxExt(b.mulMat(k4, q4), inp.mask, 1 / Math.sqrt(hd)); // [T_k, T_q, heads, B]
-  const kqv = b.mulMat(vT, kq); // [hd, T_q, heads, B]
+  // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
+  // q, k [hd, T, heads·B]; v^T [T, hd, kvHeads·B]. Matmul broadcasting then pairs q head h of
+  // sequence s with kv head h/(heads/kvHeads) of s (GQA), and ggml's backward supports it (it does
+  // not support broadcasting with a 4th dimension).
+  const heads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nh, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nh * nSeq);
+  const q3 = heads(q, nHead);
+  const k3 = heads(k, nHeadKv);
+  const vT = b.reshape(b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3)), nTokens, hd, nHeadKv * nSeq);
+  const kq = b.softMaxExt(b.mulMat(k3, q3), inp.mask, 1 / Math.sqrt(hd)); // [T_k, T_q, heads·B]
+  const kqv = b.reshape(b.mulMat(vT, kq), hd, nTokens, nHead, nSeq); // [hd, T_q, heads, B]
   const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
   const x1 = b.add(x, linear('o', L.wo, attn, L.bo));
 
