@@ -1,7 +1,17 @@
-// `npm run bench [-- engine]`: speed figures, printed as a table (see docs/benchmarks.md).
+// `npm run bench [-- engine|train]`: speed figures, printed as a table (see docs/benchmarks.md).
+//   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B
 //   engine: forward+backward of one llama block with LoRA on q and v (d=512, 8 heads, ff=1376,
 //           T=256) per frozen weight type, against the same run's ggml F32 matmul ceiling (1024³).
-import { availableParallelism, cpus } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Rng, type Window } from '../electron/lab/data/pack.js';
+import { LlamaModel } from '../electron/lab/model/llama.js';
+import { makeTiny } from '../electron/lab/model/tiny.js';
+import { Lora, MODULES } from '../electron/lab/tune/lora.js';
+import { OPTIMIZER_DEFAULTS, Trainer } from '../electron/lab/tune/trainer.js';
 import { openEngine, type Engine } from '../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../electron/lab/engine/graph.js';
 import { native } from '../electron/lab/engine/native.js';
@@ -93,14 +103,63 @@ function blockFlops(d: number, ff: number, n: number, r: number): number {
   return frozen + attn + loraF;
 }
 
+/** LoRA training on a tiny model with random weights: tokens/s, peak RSS and the share of the ceiling */
+async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string }) {
+  const path = join(tmpdir(), `hone-bench-${name}-${spec.type}.gguf`);
+  if (!existsSync(path)) makeTiny(path, { nEmbd: spec.d, nLayer: spec.layers, nHead: spec.heads, nHeadKv: spec.heads, nFf: spec.ff, nCtx: spec.seq, type: spec.type, tied: false }, { overwrite: true });
+  const model = LlamaModel.load(path, engine);
+  const lora = new Lora(engine, model.hp, { rank: spec.rank, alpha: 2 * spec.rank, targets: MODULES });
+  lora.init(1);
+  const { seq: T, batch: B } = spec;
+  const rng = new Rng(3);
+  const windows: Window[] = Array.from({ length: B }, () => ({
+    input: Int32Array.from({ length: T }, () => Math.floor(rng.next() * 32000)),
+    target: Int32Array.from({ length: T }, () => Math.floor(rng.next() * 32000)),
+    trained: new Uint8Array(T).fill(1),
+  }));
+  const trainer = new Trainer(engine, model, lora, B, T, { train: B * T, eval: B * T }, OPTIMIZER_DEFAULTS);
+  let step = 0;
+  const ms = time(() => { trainer.accumulate(windows, true); trainer.step(++step, 1e-4, 1); }, 4000, 3);
+  const tokens = B * T;
+  const { d, layers, ff, rank } = spec;
+  const V = 32000;
+  const linear = 4 * d * d + 3 * d * ff; // MACs per token per layer
+  const loraMacs = 2 * rank * (4 * d + 3 * d + 3 * ff + d) / 2; // A and B of all seven modules (≈)
+  // frozen linears and head: forward + input gradient; attention: forward + two gradients; LoRA: forward + two gradients
+  const flopsPerToken = layers * (2 * linear * 2 + 2 * 2 * T * d * 3 + 2 * loraMacs * 3) + 2 * d * V * 2;
+  const gflops = (flopsPerToken * tokens) / (ms / 1000) / 1e9;
+  console.log(`  ${name} ${spec.type.padEnd(5)} ${(tokens / (ms / 1000)).toFixed(0).padStart(8)} tok/s ${ms.toFixed(0).padStart(7)} ms/step ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / ceiling).toFixed(0).padStart(4)}% of ceiling   peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+  trainer.free(); lora.free(); model.free();
+}
+
 const engine = openEngine({ threads });
-console.log(`Hone engine bench — ${engine.kind} (${engine.device.description}), ${threads} threads of ${availableParallelism()} (${cpus()[0]?.model ?? 'cpu'}), ${new Date().toISOString().slice(0, 10)}`);
-const ceiling = matmulCeiling(engine);
-console.log(`ggml F32 matmul 1024³: ${ceiling.toFixed(1)} GFLOP/s`);
-console.log('llama block d=512 heads=8 ff=1376 T=256, LoRA r=16 on q,v — forward + backward (ggml autodiff):');
-console.log('  weights   ms/step   GFLOP/s   of ceiling   graph nodes   splits');
-for (const t of (process.env.BENCH_TYPES ?? 'f32,f16,q8_0,q4_k').split(',')) {
-  const r = blockStep(engine, t);
-  console.log(`  ${r.type.padEnd(8)} ${r.ms.toFixed(1).padStart(8)} ${r.gflops.toFixed(1).padStart(9)} ${((100 * r.gflops) / ceiling).toFixed(0).padStart(10)}% ${String(r.nodes).padStart(13)} ${String(r.splits).padStart(8)}  ${r.note}`);
+if (process.argv[2] !== 'train-one') console.log(`Hone engine bench — ${engine.kind} (${engine.device.description}), ${threads} threads of ${availableParallelism()} (${cpus()[0]?.model ?? 'cpu'}), ${new Date().toISOString().slice(0, 10)}`);
+const what = process.argv[2] ?? 'all';
+const ceiling = what === 'train-one' ? 0 : matmulCeiling(engine);
+if (what !== 'train-one') console.log(`ggml F32 matmul 1024³: ${ceiling.toFixed(1)} GFLOP/s`);
+if (what === 'all' || what === 'engine') {
+  console.log('llama block d=512 heads=8 ff=1376 T=256, LoRA r=16 on q,v — forward + backward (ggml autodiff):');
+  console.log('  weights   ms/step   GFLOP/s   of ceiling   graph nodes   splits');
+  for (const t of (process.env.BENCH_TYPES ?? 'f32,f16,q8_0,q4_k').split(',')) {
+    const r = blockStep(engine, t);
+    console.log(`  ${r.type.padEnd(8)} ${r.ms.toFixed(1).padStart(8)} ${r.gflops.toFixed(1).padStart(9)} ${((100 * r.gflops) / ceiling).toFixed(0).padStart(10)}% ${String(r.nodes).padStart(13)} ${String(r.splits).padStart(8)}  ${r.note}`);
+  }
+}
+if (what === 'train-one') {
+  // one config in its own process, so that its peak RSS is its own
+  const [name, spec] = JSON.parse(process.argv[3]);
+  await trainBench(engine, Number(process.argv[4]), name, spec);
+}
+if (what === 'all' || what === 'train') {
+  console.log('LoRA training step (all seven modules, every position trained, vocab 32000, untied head; each config in its own process):');
+  const configs: [string, object][] = [
+    ['A d=256 L=4 h=4 ff=688  T=256 B=4 r=8 ', { d: 256, layers: 4, heads: 4, ff: 688, seq: 256, batch: 4, rank: 8 }],
+    ['B d=512 L=8 h=8 ff=1376 T=256 B=4 r=16', { d: 512, layers: 8, heads: 8, ff: 1376, seq: 256, batch: 4, rank: 16 }],
+  ];
+  for (const type of (process.env.BENCH_TYPES ?? 'f32,q8_0').split(',')) {
+    for (const [name, spec] of configs) {
+      spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    }
+  }
 }
 engine.free();

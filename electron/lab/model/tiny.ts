@@ -66,9 +66,7 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   if (d % nHead !== 0) throw new Error(`embedding ${d} is not divisible by ${nHead} heads`);
   if (nHead % nHeadKv !== 0) throw new Error(`${nHead} heads are not a multiple of ${nHeadKv} KV heads`);
   const hd = d / nHead;
-  for (const n of [d, nFf]) {
-    if (n % wtype.blockSize !== 0) throw new Error(`${wtype.name} packs rows in blocks of ${wtype.blockSize}; embedding (${d}) and feed-forward (${nFf}) sizes must be multiples of it`);
-  }
+  if (d % wtype.blockSize !== 0) throw new Error(`${wtype.name} packs rows in blocks of ${wtype.blockSize}; the embedding size (${d}) must be a multiple of it`);
 
   const vocabFile = readGguf(vocabPath(spec.vocab));
   const md = new Map<string, GgufValue>();
@@ -92,8 +90,10 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   if (!md.has('tokenizer.ggml.add_bos_token')) md.set('tokenizer.ggml.add_bos_token', { type: GgufValueType.BOOL, value: arch === 'llama' });
 
   const tensors: GgufTensorOut[] = [];
-  const add = (name: string, shape: number[], std: number, mean = 0, type = wtype.id) => {
+  const add = (name: string, shape: number[], std: number, mean = 0, want = wtype.id) => {
     const n = shape.reduce((a, b) => a * b, 1);
+    // as llama.cpp's quantizer does, rows that do not fill whole blocks fall back to F16
+    const type = shape[0] % GGML_TYPES.get(want)!.blockSize === 0 ? want : T.F16;
     tensors.push({
       name, shape, type,
       data: () => {
