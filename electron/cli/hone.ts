@@ -34,7 +34,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       a tiny model with random weights and a real tokenizer, for tests and demos
 
   hone train --model <gguf> --data <file> --out <dir> [--method lora] [--steps N | --epochs N]
-      [--lr 2e-4] [--rank 8] [--alpha 16] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
+      [--lr 2e-4] [--rank 8] [--alpha 16] [--dropout 0] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
       [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
       [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--seed 1]
       [--resume] [--json]
@@ -146,7 +146,7 @@ async function train(argv: string[]) {
     args: argv,
     options: {
       model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, method: { type: 'string' },
-      steps: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' },
+      steps: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' },
       targets: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' }, schedule: { type: 'string' },
       warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
       format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' },
@@ -165,12 +165,14 @@ async function train(argv: string[]) {
   const targets = values.targets?.split(',').map((t) => t.trim()) as Module[] | undefined;
   if (targets?.some((t) => !MODULES.includes(t))) fail(`--targets must be a comma list of ${MODULES.join(',')}`);
   if (values.steps && values.epochs) fail('give --steps or --epochs, not both');
+  const dropout = num(values.dropout, 'dropout');
+  if (dropout !== undefined && !(dropout >= 0 && dropout < 1)) fail('--dropout must be in [0, 1)');
   const d = TRAIN_DEFAULTS;
   const cfg: TrainConfig = {
     ...d,
     model: values.model ?? '', data: values.data ?? '',
     steps: num(values.steps, 'steps'), epochs: num(values.epochs, 'epochs'),
-    lr: num(values.lr, 'lr') ?? d.lr, rank: num(values.rank, 'rank') ?? d.rank, alpha: num(values.alpha, 'alpha') ?? d.alpha,
+    lr: num(values.lr, 'lr') ?? d.lr, rank: num(values.rank, 'rank') ?? d.rank, alpha: num(values.alpha, 'alpha') ?? d.alpha, dropout: num(values.dropout, 'dropout') ?? d.dropout,
     targets: targets ?? d.targets, seq: num(values.seq, 'seq') ?? d.seq, batch: num(values.batch, 'batch') ?? d.batch,
     accum: num(values.accum, 'accum') ?? d.accum, schedule: (values.schedule as ScheduleName) ?? d.schedule,
     warmup: num(values.warmup, 'warmup') ?? d.warmup, evalEvery: num(values['eval-every'], 'eval-every') ?? d.evalEvery,

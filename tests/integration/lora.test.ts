@@ -162,14 +162,14 @@ describe('resume', () => {
     data = factDataset();
     const ref = join(dir, 'resume-ref');
     rmSync(ref, { recursive: true, force: true });
-    reference = (await train(config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 }), ref)).losses;
+    reference = (await train(config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2, dropout: 0.1 }), ref)).losses;
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a run stopped at step 6 and resumed reaches the same losses as an uninterrupted run', async () => {
     const run = join(dir, 'resume-a');
     rmSync(run, { recursive: true, force: true });
-    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 });
+    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2, dropout: 0.1 });
     const first = await train(cfg, run, { stopAfter: 6 });
     expect(Math.max(...first.losses.keys())).toBe(6);
     expect(first.events.at(-1)).toMatchObject({ type: 'done', stopped: true, step: 6 });
@@ -181,7 +181,7 @@ describe('resume', () => {
   it('a checkpoint cut short on disk is detected and the one before it used', async () => {
     const run = join(dir, 'resume-b');
     rmSync(run, { recursive: true, force: true });
-    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2 });
+    const cfg = config(base, data, { steps: 12, saveEvery: 4, accum: 2, schedule: 'cosine', warmup: 2, dropout: 0.1 });
     await train(cfg, run, { stopAfter: 8 });
     const cks = listCheckpoints(run);
     expect(cks.map((p) => p.slice(-17))).toEqual(['step-0000004.gguf', 'step-0000008.gguf']);

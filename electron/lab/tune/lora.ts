@@ -12,7 +12,13 @@ export interface LoraConfig {
   rank: number;
   alpha: number;
   targets: Module[];
+  /** dropout on the adapter's input during training (0 = none) */
+  dropout?: number;
 }
+
+/** Modules reading the same input share one dropout mask per layer (a mask per module would
+ * multiply the masks JavaScript draws each step); eval graphs apply none. */
+export const DROPOUT_INPUT: Record<Module, string> = { q: 'attn_in', k: 'attn_in', v: 'attn_in', o: 'attn_out', gate: 'ffn_in', up: 'ffn_in', down: 'ffn_act' };
 
 /** [in, out] of each module's frozen weight */
 export function moduleDims(hp: Hparams, m: Module): [number, number] {
@@ -103,10 +109,15 @@ export class Lora {
     return this.trainables.reduce((s, t) => s + t.param.elements, 0);
   }
 
-  readonly hook: AdapterHook = (b, layer, module, x, y) => {
+  readonly hook: AdapterHook = (b, layer, module, x, y) => this.apply(b, layer, module, x, y);
+
+  /** y + s·B(A·x), with x multiplied by `dropout(layer, input)`'s mask when given */
+  apply(b: GraphBuilder, layer: number, module: Module, x: Tensor, y: Tensor, dropout?: (layer: number, input: string, x: Tensor) => Tensor): Tensor {
     const p = this.byKey.get(`${layer}.${module}`);
-    return p ? b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, x)), this.scale)) : y;
-  };
+    if (!p) return y;
+    const xin = dropout ? b.mul(x, dropout(layer, DROPOUT_INPUT[module], x)) : x;
+    return b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, xin)), this.scale));
+  }
 
   free() {
     this.engine.native.freeBuffer(this.bufferId);

@@ -21,6 +21,7 @@ export interface TrainConfig {
   lr: number;
   rank: number;
   alpha: number;
+  dropout: number;
   targets: Module[];
   seq: number;
   batch: number;
@@ -38,7 +39,7 @@ export interface TrainConfig {
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
-  method: 'lora', lr: 2e-4, rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seq: 256, batch: 4, accum: 1,
+  method: 'lora', lr: 2e-4, rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seq: 256, batch: 4, accum: 1,
   schedule: 'cosine', warmup: 0, evalEvery: 50, saveEvery: 100, seed: 1, valFraction: 0.1, long: 'drop', maxGradNorm: 1, weightDecay: 0,
 };
 
@@ -98,7 +99,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
 
   const engine = openEngine();
   const model = LlamaModel.load(cfg.model, engine);
-  const lora = new Lora(engine, model.hp, { rank: cfg.rank, alpha: cfg.alpha, targets: cfg.targets });
+  const lora = new Lora(engine, model.hp, { rank: cfg.rank, alpha: cfg.alpha, targets: cfg.targets, dropout: cfg.dropout ?? 0 });
   lora.init(cfg.seed);
   let trainer: Trainer | null = null;
   try {
@@ -124,7 +125,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       for (let micro = 0; micro < cfg.accum; micro++) {
         const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
         consumed += cfg.batch;
-        const r = trainer.accumulate(batch, micro === 0);
+        const r = trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
         lossSum += r.loss * r.targets;
         targets += r.targets;
       }

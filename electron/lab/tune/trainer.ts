@@ -4,7 +4,7 @@
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
-import type { Window } from '../data/pack.js';
+import { Rng, type Window } from '../data/pack.js';
 import { buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type ForwardInputs, type LlamaModel, type LossInputs } from '../model/llama.js';
 import type { Lora } from './lora.js';
 
@@ -26,6 +26,8 @@ interface LossGraph {
   out: Tensor;
   graph: Graph;
   m: number;
+  /** dropout masks (train graph only): F32 [in, T·B] of 0 or 1/(1−p) */
+  masks: Tensor[];
 }
 
 /** the most targets any batch of `batch` windows can have: the sum of the largest counts */
@@ -65,9 +67,26 @@ export class Trainer {
     const b = new GraphBuilder();
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, this.model.hp.nVocab, m);
-    const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, this.lora.hook);
+    const masks = new Map<string, Tensor>();
+    const p = this.lora.cfg.dropout ?? 0;
+    const dropout = backward && p > 0
+      ? (layer: number, input: string, x: Tensor) => {
+          const key = `${layer}.${input}`;
+          if (!masks.has(key)) masks.set(key, b.input(T.F32, [x.shape[0], this.T * this.batch], `dropout.${key}`));
+          return masks.get(key)!;
+        }
+      : undefined;
+    const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, (g, layer, mod, x, y) => this.lora.apply(g, layer, mod, x, y, dropout));
     const graph = new Graph(this.engine, b, [out], backward ? { backward: true, gradAccs: this.lora.trainables.map((t) => [t.param, t.acc]) } : {});
-    return { b, inp, loss, out, graph, m };
+    return { b, inp, loss, out, graph, m, masks: [...masks.values()] };
+  }
+
+  /** fresh dropout masks from `seed` (so a resumed run draws the same ones) */
+  private drawMasks(g: LossGraph, seed: number) {
+    const p = this.lora.cfg.dropout ?? 0;
+    const rng = new Rng(seed);
+    const keep = 1 / (1 - p);
+    for (const mask of g.masks) mask.set(Float32Array.from({ length: mask.elements }, () => (rng.next() < p ? 0 : keep)));
   }
 
   private run(g: LossGraph, windows: Window[], opts: { zeroGrads?: boolean } = {}): { loss: number; targets: number } {
@@ -88,7 +107,8 @@ export class Trainer {
   }
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
-  accumulate(windows: Window[], first: boolean) {
+  accumulate(windows: Window[], first: boolean, dropoutSeed = 0) {
+    if (this.train.masks.length) this.drawMasks(this.train, dropoutSeed);
     return this.run(this.train, windows, { zeroGrads: first });
   }
 
