@@ -36,7 +36,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
   hone train --model <gguf> --data <file> --out <dir> [--method lora] [--steps N | --epochs N]
       [--lr 2e-4] [--rank 8] [--alpha 16] [--dropout 0] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
       [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
-      [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--seed 1]
+      [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
       [--resume] [--json]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
@@ -149,7 +149,7 @@ async function train(argv: string[]) {
       steps: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' },
       targets: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' }, schedule: { type: 'string' },
       warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
-      format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' },
+      format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, pad: { type: 'boolean' },
       'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
     },
   });
@@ -177,7 +177,7 @@ async function train(argv: string[]) {
     accum: num(values.accum, 'accum') ?? d.accum, schedule: (values.schedule as ScheduleName) ?? d.schedule,
     warmup: num(values.warmup, 'warmup') ?? d.warmup, evalEvery: num(values['eval-every'], 'eval-every') ?? d.evalEvery,
     saveEvery: num(values['save-every'], 'save-every') ?? d.saveEvery, seed: num(values.seed, 'seed') ?? d.seed,
-    valFraction: num(values.val, 'val') ?? d.valFraction, format: values.format as Shape | undefined, long: (values.long as LongPolicy) ?? d.long,
+    valFraction: num(values.val, 'val') ?? d.valFraction, format: values.format as Shape | undefined, long: (values.long as LongPolicy) ?? d.long, pack: !values.pad,
     maxGradNorm: num(values['max-grad-norm'], 'max-grad-norm') ?? d.maxGradNorm, weightDecay: num(values['weight-decay'], 'weight-decay') ?? d.weightDecay,
   };
   const stop = new AbortController();

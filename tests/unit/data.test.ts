@@ -51,6 +51,10 @@ describe('reading files', () => {
     expect(windows.map((w) => [...w.input])).toEqual([[1, 2, 3], [4, 0, 0]]);
     expect(windows.map((w) => [...w.target])).toEqual([[2, 3, 4], [5, 0, 0]]);
     expect(windows.map((w) => [...w.trained])).toEqual([[0, 1, 1], [1, 0, 0]]);
+    // padding instead of packing: each example starts its own window
+    const two = [{ row: 1, tokens: [1, 2, 3], trained: Uint8Array.from([0, 1, 1]) }, { row: 2, tokens: [4, 5], trained: Uint8Array.from([0, 1]) }];
+    expect(packWindows('f', two, 3, { long: 'drop', pad: 0, isText: () => false, pack: false }).windows.map((w) => [...w.input])).toEqual([[1, 2, 0], [4, 0, 0]]);
+    expect(packWindows('f', two, 3, { long: 'drop', pad: 0, isText: () => false }).windows.map((w) => [...w.input])).toEqual([[1, 2, 3], [4, 0, 0]]);
   });
 });
 

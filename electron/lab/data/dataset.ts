@@ -12,6 +12,8 @@ export interface DatasetOptions {
   valFraction?: number;
   seed?: number;
   long?: LongPolicy;
+  /** pack examples end to end (default) or pad each to its own window */
+  pack?: boolean;
 }
 
 export interface Dataset {
@@ -46,7 +48,7 @@ export async function loadDataset(file: string, modelPath: string, opts: Dataset
   }
   const seed = opts.seed ?? 1;
   const { train, val } = splitExamples(encoded, opts.valFraction ?? 0.1, seed);
-  const pack = (list: Encoded[]) => packWindows(file, list, opts.seq, { long: opts.long ?? 'drop', pad: tok.endOfTurn, isText: () => shape === 'text' });
+  const pack = (list: Encoded[]) => packWindows(file, list, opts.seq, { long: opts.long ?? 'drop', pad: tok.endOfTurn, isText: () => shape === 'text', pack: opts.pack });
   const tr = pack(train), va = pack(val);
   issues.push(...tr.issues, ...va.issues);
   issues.sort((a, b) => a.row - b.row);

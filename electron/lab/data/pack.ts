@@ -41,14 +41,33 @@ export function splitExamples<T>(items: T[], fraction: number, seed: number): { 
 }
 
 /**
- * Packs examples end to end into windows of T+1 tokens (the last one padded, padding untrained).
+ * Packs examples end to end into windows of T+1 tokens (the last one padded, padding untrained),
+ * or with `pack: false` pads each example to its own window(s).
  * Chats and completions longer than a window are dropped (reported) or truncated; raw text is
  * split across windows.
  */
-export function packWindows(file: string, examples: Encoded[], T: number, opts: { long: LongPolicy; pad: number; isText: (e: Encoded) => boolean }): { windows: Window[]; issues: RowIssue[] } {
+export function packWindows(file: string, examples: Encoded[], T: number, opts: { long: LongPolicy; pad: number; isText: (e: Encoded) => boolean; pack?: boolean }): { windows: Window[]; issues: RowIssue[] } {
   const issues: RowIssue[] = [];
-  const toks: number[] = [];
-  const flags: number[] = [];
+  const windows: Window[] = [];
+  let toks: number[] = [];
+  let flags: number[] = [];
+  /** cuts the stream so far into windows (the last one padded, padding untrained) */
+  const flush = () => {
+    for (let s = 0; s + 1 < toks.length; s += T) {
+      const input = new Int32Array(T).fill(opts.pad);
+      const target = new Int32Array(T).fill(opts.pad);
+      const trained = new Uint8Array(T);
+      const n = Math.min(T + 1, toks.length - s);
+      for (let i = 0; i + 1 < n; i++) {
+        input[i] = toks[s + i];
+        target[i] = toks[s + i + 1];
+        trained[i] = flags[s + i + 1];
+      }
+      if (trained.some((x) => x)) windows.push({ input, target, trained });
+    }
+    toks = [];
+    flags = [];
+  };
   for (const e of examples) {
     let { tokens, trained } = e;
     if (tokens.length > T + 1 && !opts.isText(e)) {
@@ -64,19 +83,8 @@ export function packWindows(file: string, examples: Encoded[], T: number, opts: 
       }
     }
     for (let i = 0; i < tokens.length; i++) { toks.push(tokens[i]); flags.push(trained[i]); }
+    if (opts.pack === false) flush(); // padding: every example starts its own window
   }
-  const windows: Window[] = [];
-  for (let s = 0; s + 1 < toks.length; s += T) {
-    const input = new Int32Array(T).fill(opts.pad);
-    const target = new Int32Array(T).fill(opts.pad);
-    const trained = new Uint8Array(T);
-    const n = Math.min(T + 1, toks.length - s);
-    for (let i = 0; i + 1 < n; i++) {
-      input[i] = toks[s + i];
-      target[i] = toks[s + i + 1];
-      trained[i] = flags[s + i + 1];
-    }
-    if (trained.some((x) => x)) windows.push({ input, target, trained });
-  }
+  flush();
   return { windows, issues };
 }

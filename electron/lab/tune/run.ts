@@ -34,13 +34,14 @@ export interface TrainConfig {
   valFraction: number;
   format?: Shape;
   long: LongPolicy;
+  pack: boolean;
   maxGradNorm: number;
   weightDecay: number;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   method: 'lora', lr: 2e-4, rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seq: 256, batch: 4, accum: 1,
-  schedule: 'cosine', warmup: 0, evalEvery: 50, saveEvery: 100, seed: 1, valFraction: 0.1, long: 'drop', maxGradNorm: 1, weightDecay: 0,
+  schedule: 'cosine', warmup: 0, evalEvery: 50, saveEvery: 100, seed: 1, valFraction: 0.1, long: 'drop', pack: true, maxGradNorm: 1, weightDecay: 0,
 };
 
 export type TrainEvent =
@@ -88,7 +89,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   };
   mkdirSync(runDir, { recursive: true });
 
-  const ds = await loadDataset(cfg.data, cfg.model, { seq: cfg.seq, format: cfg.format, valFraction: cfg.valFraction, seed: cfg.seed, long: cfg.long });
+  const ds = await loadDataset(cfg.data, cfg.model, { seq: cfg.seq, format: cfg.format, valFraction: cfg.valFraction, seed: cfg.seed, long: cfg.long, pack: cfg.pack ?? true });
   emit({
     type: 'dataset', file: ds.file, shape: ds.shape, template: ds.template, rows: ds.rows, examples: ds.examples,
     rejected: ds.issues.map(({ row, reason }) => ({ row, reason })), trainWindows: ds.train.length, valWindows: ds.val.length, trainedTokens: ds.trainedTokens,
