@@ -121,6 +121,8 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     let stopped = false;
     const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora.trainables, { seed: cfg.seed }) });
     while (step < totalSteps) {
+      // let signals and messages (Ctrl-C, a job's cancel) in between steps
+      await new Promise((r) => setImmediate(r));
       if (opts.signal?.aborted) { stopped = true; break; }
       let lossSum = 0, targets = 0;
       for (let micro = 0; micro < cfg.accum; micro++) {
