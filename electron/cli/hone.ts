@@ -1,7 +1,7 @@
 #!/usr/bin/env -S npx tsx
 // The `hone` command: thin over electron/lab.
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { openEngine } from '../lab/engine/backend.js';
@@ -21,6 +21,9 @@ import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../lab/tune/run.js';
 import { EXPORT_FORMATS, exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
+import { createLab } from '../lab/api.js';
+import { projectRoot } from '../lab/engine/native.js';
+import { serve } from '../serve/server.js';
 
 const usage = `hone — fine-tune, compress and export LLMs on one machine
 
@@ -41,6 +44,8 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
   hone chat --model <gguf> [--lora <adapter.gguf>] [--prompt "…"]
+  hone serve [--port N] [--allow <folder> …]
+      the app's UI and API over HTTP + WebSocket on 127.0.0.1, guarded by a printed token
 
 Environment: HONE_BACKEND=cpu|cuda|vulkan|metal picks the device, HONE_THREADS the CPU threads.`;
 
@@ -260,7 +265,17 @@ async function chat(argv: string[]) {
   }
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, chat };
+async function serveCmd(argv: string[]) {
+  const { values } = parseArgs({ args: argv, options: { port: { type: 'string' }, allow: { type: 'string', multiple: true } } });
+  const lab = await createLab();
+  const staticDir = join(projectRoot, 'out', 'renderer');
+  const allow = (values.allow ?? [process.cwd()]).map((p) => resolve(p));
+  const s = await serve({ lab, port: num(values.port, 'port'), allow, staticDir: existsSync(staticDir) ? staticDir : undefined });
+  console.log(`Hone is serving on ${s.url}\n(files readable through it: ${allow.join(', ')}; the token in the URL is required)`);
+  if (!existsSync(staticDir)) console.log('the renderer is not built yet: run "npm run build" for the UI; the API works without it');
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, chat, serve: serveCmd };
 
 const [cmd, ...rest] = process.argv.slice(2);
 if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {

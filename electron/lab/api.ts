@@ -1,48 +1,140 @@
-// The one typed API of Hone's core. Electron's IPC (electron/main), the browser host and the CLI
-// all serve this interface; the renderer sees it as `window.hone`.
+// The lab: Hone's core behind the one typed API of api-contract.ts, over the store and job manager.
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { previewDataset } from './data/dataset.js';
+import { ggmlTypeName } from './engine/types.js';
+import { openChat } from './eval/chat.js';
+import { exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora } from './export/run-export.js';
+import { JobManager } from './jobs/manager.js';
+import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
 import { describe } from './model/llama.js';
-import { ggmlTypeName } from './engine/types.js';
+import { Store, dataFolder, fingerprint, type ModelRecord } from './store/store.js';
+import { TRAIN_DEFAULTS, type TrainConfig } from './tune/run.js';
 
-export interface ModelSummary {
-  path: string;
-  architecture: string;
-  parameters: number;
-  layers: number;
-  embedding: number;
-  heads: number;
-  kvHeads: number;
-  vocabulary: number;
-  context: number;
-  weightTypes: Record<string, number>;
-  fileBytes: number;
-  tensors: { name: string; shape: number[]; type: string }[];
-}
+export * from './api-contract.js';
 
-export interface LabApi {
-  /** Reads a GGUF's header (never its weights) and describes the model, or throws naming what is wrong. */
-  inspectModel(path: string): Promise<ModelSummary>;
-}
-
-export function createLab(): LabApi {
+export function summarize(path: string): ModelSummary {
+  const f = readGguf(path);
+  const d = describe(f);
   return {
-    async inspectModel(path) {
-      const f = readGguf(path);
-      const d = describe(f);
-      return {
-        path,
-        architecture: d.hparams.arch,
-        parameters: d.parameters,
-        layers: d.hparams.nLayer,
-        embedding: d.hparams.nEmbd,
-        heads: d.hparams.nHead,
-        kvHeads: d.hparams.nHeadKv,
-        vocabulary: d.hparams.nVocab,
-        context: d.hparams.nCtxTrain,
-        weightTypes: d.tensorTypes,
-        fileBytes: f.fileSize,
-        tensors: f.tensors.map((t) => ({ name: t.name, shape: t.shape, type: ggmlTypeName(t.type) })),
-      };
+    path, architecture: d.hparams.arch, parameters: d.parameters, layers: d.hparams.nLayer, embedding: d.hparams.nEmbd, heads: d.hparams.nHead,
+    kvHeads: d.hparams.nHeadKv, vocabulary: d.hparams.nVocab, context: d.hparams.nCtxTrain, weightTypes: d.tensorTypes, fileBytes: f.fileSize,
+    tensors: f.tensors.map((t) => ({ name: t.name, shape: t.shape, type: ggmlTypeName(t.type) })),
+  };
+}
+
+function findGguf(dir: string, depth = 4): string[] {
+  if (depth < 0 || !existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...findGguf(p, depth - 1));
+    else if (e.name.endsWith('.gguf')) out.push(p);
+  }
+  return out;
+}
+
+export interface Lab extends LabApi {
+  store: Store;
+  jobs: JobManager;
+  on(listener: (e: LabEvent) => void): () => void;
+}
+
+export async function createLab(opts: { home?: string } = {}): Promise<Lab> {
+  const home = opts.home ?? dataFolder();
+  const store = await Store.open(home);
+  const jobs = new JobManager(store);
+  const runsFolder = join(home, 'runs');
+  const run = (id: string) => {
+    const r = store.data.runs.find((x) => x.id === id);
+    if (!r) throw new Error(`no run ${id}`);
+    return r;
+  };
+  return {
+    store,
+    jobs,
+    on(listener) {
+      jobs.on('job', listener);
+      return () => jobs.off('job', listener);
+    },
+    async inspectModel(path) { return summarize(path); },
+    async addModel(path) {
+      const s = summarize(path);
+      const rec: ModelRecord = { id: fingerprint(path), path: resolve(path), fingerprint: fingerprint(path), architecture: s.architecture, parameters: s.parameters, addedAt: Date.now() };
+      await store.update((d) => { d.models = [...d.models.filter((m) => m.path !== rec.path), rec]; });
+      return rec;
+    },
+    async listModels() { return store.data.models; },
+    async discoverModels() {
+      const home = homedir();
+      const places = [
+        { source: 'LM Studio', dir: join(home, '.lmstudio', 'models') },
+        { source: 'LM Studio', dir: join(home, '.cache', 'lm-studio', 'models') },
+        { source: 'Ollama', dir: join(process.env.OLLAMA_MODELS ?? join(home, '.ollama', 'models'), 'blobs') },
+      ];
+      const found: { path: string; source: string; bytes: number }[] = [];
+      for (const { source, dir } of places) {
+        // Ollama stores GGUFs as sha256-named blobs: keep those that start with the GGUF magic
+        const files = source === 'Ollama' && existsSync(dir) ? readdirSync(dir).map((f) => join(dir, f)).filter((p) => isGguf(p)) : findGguf(dir);
+        for (const path of files) found.push({ path, source, bytes: statSync(path).size });
+      }
+      return found;
+    },
+    async previewDataset(path, modelPath, format) { return previewDataset(path, modelPath, { format }); },
+    async startRun(partial) {
+      const id = `run-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`;
+      const config: TrainConfig = { ...TRAIN_DEFAULTS, ...partial };
+      await jobs.startTraining(id, join(runsFolder, id), config);
+      return run(id);
+    },
+    async pauseRun(id) { await jobs.pause(id); },
+    async resumeRun(id) { await jobs.resume(id); },
+    async cancelRun(id) { jobs.cancel(id); },
+    async listRuns() { return store.data.runs; },
+    async runMetrics(id) {
+      const file = join(run(id).dir, 'metrics.jsonl');
+      if (!existsSync(file)) return [];
+      return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
+        const e = JSON.parse(l);
+        return e.type === 'eval' ? { step: e.step, valLoss: e.valLoss } : { step: e.step, loss: e.loss, tokensPerSecond: e.tokensPerSecond, lr: e.lr };
+      });
+    },
+    async exportRun(id, format, type = 'f16') {
+      const r = run(id);
+      const l = loadTrainedLora(r.dir);
+      const dir = join(r.dir, 'export');
+      const out: string[] = [];
+      if (format === 'adapter') { exportAdapterGguf(l, join(dir, 'adapter.gguf'), true); out.push(join(dir, 'adapter.gguf')); }
+      if (format === 'merged' || format === 'ollama') {
+        const merged = join(dir, `model-${type}.gguf`);
+        exportMergedGguf(l, merged, type, true);
+        out.push(merged);
+        if (format === 'ollama') out.push(exportModelfile(l, dir, merged, 'merged', true));
+      }
+      if (format === 'peft') { exportPeft(l, join(dir, 'peft'), true); out.push(join(dir, 'peft', 'adapter_model.safetensors'), join(dir, 'peft', 'adapter_config.json')); }
+      const artifacts = out.map((path) => ({ path, bytes: statSync(path).size }));
+      await store.upsertRun({ id, artifacts: [...r.artifacts.filter((a) => !out.includes(a.path)), ...artifacts.map((a) => ({ ...a, format }))] });
+      return artifacts;
+    },
+    async chat(modelPath, question, loraPath) {
+      const c = await openChat(modelPath, loraPath);
+      try { return await c.ask(question, 64); } finally { await c.dispose(); }
     },
   };
+}
+
+function isGguf(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const b = Buffer.alloc(4);
+    readSync(fd, b, 0, 4, 0);
+    return b.toString('latin1') === 'GGUF';
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }

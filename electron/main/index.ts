@@ -1,18 +1,17 @@
-// Electron's main process: one window, and IPC handlers that forward to the lab API. Thin.
-import { app, BrowserWindow, ipcMain, session } from 'electron';
+// Electron's main process: one window, a menu, native dialogs, and IPC handlers that forward to the
+// lab API (`lab:<method>`); lab events go to the window as `lab:event`. Thin.
+import { app, BrowserWindow, Menu, dialog, ipcMain, session } from 'electron';
 import { join } from 'node:path';
-import { createLab, type LabApi } from '../lab/api.js';
-
-const lab = createLab();
+import { LAB_METHODS, createLab, type Lab } from '../lab/api.js';
 
 /** every LabApi method becomes an IPC channel `lab:<method>`; errors travel back as messages */
-function serveLab(api: LabApi) {
-  for (const method of Object.keys(api) as (keyof LabApi)[]) {
-    ipcMain.handle(`lab:${method}`, (_event, ...args: unknown[]) => (api[method] as (...a: unknown[]) => Promise<unknown>)(...args));
+export function serveLab(lab: Lab, handle: (channel: string, f: (...args: unknown[]) => Promise<unknown>) => void) {
+  for (const method of LAB_METHODS) {
+    handle(`lab:${method}`, (...args) => (lab[method] as (...a: unknown[]) => Promise<unknown>)(...args));
   }
 }
 
-function createWindow() {
+function createWindow(lab: Lab) {
   const win = new BrowserWindow({
     width: 1280,
     height: 820,
@@ -24,11 +23,14 @@ function createWindow() {
       sandbox: false, // an ESM preload needs it off; the renderer still reaches nothing but window.hone
     },
   });
+  const off = lab.on((e) => win.webContents.send('lab:event', e));
+  win.on('closed', off);
   if (process.env.ELECTRON_RENDERER_URL) void win.loadURL(process.env.ELECTRON_RENDERER_URL);
   else void win.loadFile(join(__dirname, '../renderer/index.html'));
+  return win;
 }
 
-app.whenReady().then(() => {
+app.whenReady().then(async () => {
   session.defaultSession.webRequest.onHeadersReceived((details, callback) => {
     callback({
       responseHeaders: {
@@ -37,10 +39,18 @@ app.whenReady().then(() => {
       },
     });
   });
-  serveLab(lab);
-  createWindow();
+  const lab = await createLab();
+  serveLab(lab, (channel, f) => ipcMain.handle(channel, (_event, ...args) => f(...args)));
+  ipcMain.handle('dialog:open', async (_e, filters: { name: string; extensions: string[] }[]) => {
+    const r = await dialog.showOpenDialog({ properties: ['openFile'], filters });
+    return r.canceled ? null : r.filePaths[0];
+  });
+  Menu.setApplicationMenu(Menu.buildFromTemplate([
+    { role: 'fileMenu' }, { role: 'editMenu' }, { role: 'viewMenu' }, { role: 'windowMenu' },
+  ]));
+  createWindow(lab);
   app.on('activate', () => {
-    if (BrowserWindow.getAllWindows().length === 0) createWindow();
+    if (BrowserWindow.getAllWindows().length === 0) createWindow(lab);
   });
 });
 

@@ -1,10 +1,17 @@
-// The renderer's only door: `window.hone`, the lab API over IPC, plus the path of a dropped file.
+// The renderer's only door: `window.hone`, the lab API over IPC, lab events, a file dialog and the
+// path of a dropped file.
 import { contextBridge, ipcRenderer, webUtils } from 'electron';
-import type { LabApi } from '../lab/api.js';
+import { LAB_METHODS, type LabApi, type LabEvent } from '../lab/api-contract.js';
 
-const api: LabApi & { pathForFile(file: File): string } = {
-  inspectModel: (path) => ipcRenderer.invoke('lab:inspectModel', path),
-  pathForFile: (file) => webUtils.getPathForFile(file),
-};
+const api = Object.fromEntries(LAB_METHODS.map((m) => [m, (...args: unknown[]) => ipcRenderer.invoke(`lab:${m}`, ...args)])) as unknown as LabApi;
 
-contextBridge.exposeInMainWorld('hone', api);
+contextBridge.exposeInMainWorld('hone', {
+  ...api,
+  onEvent(listener: (e: LabEvent) => void) {
+    const f = (_: unknown, e: LabEvent) => listener(e);
+    ipcRenderer.on('lab:event', f);
+    return () => ipcRenderer.off('lab:event', f);
+  },
+  openFile: (filters: { name: string; extensions: string[] }[]) => ipcRenderer.invoke('dialog:open', filters) as Promise<string | null>,
+  pathForFile: (file: File) => webUtils.getPathForFile(file),
+});

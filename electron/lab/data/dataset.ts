@@ -2,7 +2,7 @@
 // reported (file, row, reason). The run goes on with the good rows; none left is an error.
 import { DataError, readRows, type RowIssue } from './read.js';
 import { SHAPES, detectShape, toExamples, type Shape } from './shape.js';
-import { openTokenizer, type Encoded } from './tokenize.js';
+import { openTokenizer, renderForPreview, type Encoded } from './tokenize.js';
 import { packWindows, splitExamples, type LongPolicy, type Window } from './pack.js';
 
 export interface DatasetOptions {
@@ -66,4 +66,45 @@ export async function loadDataset(file: string, modelPath: string, opts: Dataset
 
 export function formatIssue(i: RowIssue): string {
   return `${i.file}: row ${i.row} ${i.reason}`;
+}
+
+export interface DatasetPreview {
+  file: string;
+  shape: Shape;
+  template: string;
+  rows: number;
+  examples: number;
+  issues: RowIssue[];
+  /** token counts per example: histogram over `bins` upper edges */
+  histogram: { edges: number[]; counts: number[] };
+  /** the first examples as the model will see them, answer segments marked trained */
+  preview: { row: number; segments: { text: string; trained: boolean }[] }[];
+}
+
+/** What the Datasets page shows: shape, template, rows as templated text with trained parts, lengths, rejects. */
+export async function previewDataset(file: string, modelPath: string, opts: { format?: Shape; rows?: number } = {}): Promise<DatasetPreview> {
+  const { rows, issues } = readRows(file);
+  const shape = opts.format ?? detectShape(rows);
+  if (!shape) throw new DataError(file, `cannot tell the dataset's shape from its rows; choose one of ${SHAPES.join(', ')}`);
+  const { examples, issues: shapeIssues } = toExamples(file, rows, shape);
+  issues.push(...shapeIssues);
+  const tok = await openTokenizer(modelPath);
+  try {
+    const lengths: number[] = [];
+    const preview: DatasetPreview['preview'] = [];
+    for (const e of examples) {
+      const r = tok.encode(e);
+      if (typeof r === 'string') { issues.push({ file, row: e.row, reason: r }); continue; }
+      lengths.push(r.tokens.length);
+      if (preview.length < (opts.rows ?? 20)) preview.push({ row: r.row, segments: renderForPreview(tok, r) });
+    }
+    issues.sort((a, b) => a.row - b.row);
+    const max = Math.max(16, ...lengths);
+    const edges = Array.from({ length: 12 }, (_, i) => Math.ceil((max * (i + 1)) / 12));
+    const counts = edges.map(() => 0);
+    for (const n of lengths) counts[edges.findIndex((e) => n <= e)]++;
+    return { file, shape, template: tok.templateName, rows: rows.length, examples: lengths.length, issues, histogram: { edges, counts }, preview };
+  } finally {
+    await tok.dispose();
+  }
 }
