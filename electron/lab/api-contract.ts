@@ -42,12 +42,16 @@ export interface LabApi {
   runMetrics(id: string): Promise<MetricPoint[]>;
   exportRun(id: string, format: ExportFormat, type?: MergedType): Promise<Artifact[]>;
   chat(modelPath: string, question: string, loraPath?: string): Promise<string>;
+  /** a browser's dropped file (no path of its own) saved into the lab's imports folder; returns its path */
+  importFile(name: string, base64: string): Promise<string>;
+  /** compute devices and memory, for the "will it fit" estimate */
+  devices(): Promise<{ name: string; description: string; kind: string | null; memoryFree: number; memoryTotal: number }[]>;
 }
 
 export type LabEvent = JobEvent;
 export const LAB_METHODS = [
   'inspectModel', 'addModel', 'listModels', 'discoverModels', 'previewDataset', 'startRun', 'pauseRun', 'resumeRun', 'cancelRun',
-  'listRuns', 'runMetrics', 'exportRun', 'chat',
+  'listRuns', 'runMetrics', 'exportRun', 'chat', 'importFile', 'devices',
 ] as const satisfies readonly (keyof LabApi)[];
 /** which argument of each method is a file path the user must have chosen */
 export const PATH_ARGS: Partial<Record<keyof LabApi, number[]>> = { inspectModel: [0], addModel: [0], previewDataset: [0, 1], chat: [0, 2] };

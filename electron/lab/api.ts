@@ -1,7 +1,8 @@
 // The lab: Hone's core behind the one typed API of api-contract.ts, over the store and job manager.
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { listDevices } from './engine/backend.js';
 import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
 import { openChat } from './eval/chat.js';
@@ -101,10 +102,12 @@ export async function createLab(opts: { home?: string } = {}): Promise<Lab> {
         return e.type === 'eval' ? { step: e.step, valLoss: e.valLoss } : { step: e.step, loss: e.loss, tokensPerSecond: e.tokensPerSecond, lr: e.lr };
       });
     },
-    async exportRun(id, format, type = 'f16') {
+    async exportRun(id, format, type) {
+      type ??= 'f16'; // null from JSON too
       const r = run(id);
       const l = loadTrainedLora(r.dir);
       const dir = join(r.dir, 'export');
+      mkdirSync(dir, { recursive: true });
       const out: string[] = [];
       if (format === 'adapter') { exportAdapterGguf(l, join(dir, 'adapter.gguf'), true); out.push(join(dir, 'adapter.gguf')); }
       if (format === 'merged' || format === 'ollama') {
@@ -117,6 +120,17 @@ export async function createLab(opts: { home?: string } = {}): Promise<Lab> {
       const artifacts = out.map((path) => ({ path, bytes: statSync(path).size }));
       await store.upsertRun({ id, artifacts: [...r.artifacts.filter((a) => !out.includes(a.path)), ...artifacts.map((a) => ({ ...a, format }))] });
       return artifacts;
+    },
+    async importFile(name, base64) {
+      const dir = join(home, 'imports');
+      mkdirSync(dir, { recursive: true });
+      const safe = basename(name).replace(/[^\w.-]+/g, '_') || 'file';
+      const path = join(dir, `${Date.now()}-${safe}`);
+      writeFileSync(path, Buffer.from(base64, 'base64'));
+      return path;
+    },
+    async devices() {
+      return listDevices().map(({ name, description, kind, memoryFree, memoryTotal }) => ({ name, description, kind, memoryFree, memoryTotal }));
     },
     async chat(modelPath, question, loraPath) {
       const c = await openChat(modelPath, loraPath);

@@ -1,0 +1,98 @@
+// The app end to end in Debian's Chromium (playwright-core, never a downloaded browser) against
+// `hone serve`: choose a model, drop a dataset (a real drop event with a file), see the preview and
+// a rejected row, train, watch the loss chart grow, cancel, resume, see the run in Runs, export an
+// adapter. Screenshots of each page go to tests/e2e/screens/.
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createLab } from '../../electron/lab/api.js';
+import { projectRoot } from '../../electron/lab/engine/native.js';
+import { sampleChatRows } from '../../electron/lab/data/samples.js';
+import { serve, type Served } from '../../electron/serve/server.js';
+import { testDir, tinyModel } from '../helpers/models.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const renderer = join(projectRoot, 'out', 'renderer');
+const screens = join(projectRoot, 'tests', 'e2e', 'screens');
+const why = !existsSync(CHROMIUM) ? 'Debian chromium is not installed (apt-get install chromium)' : !existsSync(join(renderer, 'index.html')) ? 'the renderer is not built (npm run build)' : null;
+if (why) console.warn(`e2e skipped: ${why}`);
+
+describe.skipIf(why !== null)('the app in a browser', () => {
+  const dir = join(testDir, `e2e-${process.pid}`);
+  let s: Served;
+  let browser: Browser;
+  let page: Page;
+  const shot = (name: string) => page.screenshot({ path: join(screens, `${name}.png`), fullPage: true });
+
+  beforeAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(screens, { recursive: true });
+    s = await serve({ lab: await createLab({ home: join(dir, 'home') }), allow: [dir], staticDir: renderer });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(s.url);
+  }, 120_000);
+  afterAll(async () => {
+    await browser?.close();
+    await s?.close();
+  });
+
+  it('Models: choosing a GGUF shows its details and the fit estimate', async () => {
+    await page.locator('input[type=file]').setInputFiles(tinyModel({}));
+    await expect.poll(() => page.locator('table.details').textContent(), { timeout: 60_000 }).toContain('llama');
+    expect(await page.locator('ul.fit').textContent()).toMatch(/fits/);
+    await shot('models');
+  });
+
+  it('Datasets: a dropped file shows the templated preview and a rejected row with its reason', async () => {
+    await page.getByRole('button', { name: 'Datasets' }).click();
+    const text = [...sampleChatRows().map((r) => JSON.stringify(r)), '{"messages": [{"role": "user", "content": "no answer"}]}'].join('\n');
+    await page.evaluate((body) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([body], 'facts.jsonl', { type: 'application/jsonl' }));
+      const zone = document.querySelector('.drop')!;
+      zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+      zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, text);
+    await expect.poll(() => page.locator('.summary').textContent(), { timeout: 60_000 }).toMatch(/18 of 19 rows usable/);
+    expect(await page.locator('.rejected').textContent()).toContain('row 19: has no assistant message to learn from');
+    expect(await page.locator('.trained').first().textContent()).toContain('Quxville');
+    await shot('datasets');
+  });
+
+  it('Train: the loss chart grows while it runs; cancel, resume, it finishes', async () => {
+    await page.getByRole('button', { name: 'Train' }).click();
+    await page.getByLabel('Steps').fill('40');
+    await page.getByRole('button', { name: 'Train', exact: true }).last().click();
+    const points = async () => Number(await page.locator('.chart').getAttribute('data-points'));
+    await expect.poll(points, { timeout: 90_000 }).toBeGreaterThan(3);
+    const before = await points();
+    await expect.poll(points, { timeout: 60_000 }).toBeGreaterThan(before);
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(() => page.locator('.status').textContent(), { timeout: 60_000 }).toBe('stopped');
+    await shot('train-stopped');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(() => page.locator('.status').textContent(), { timeout: 120_000 }).toBe('done');
+    expect(await page.locator('.stats').textContent()).toMatch(/step 40\/40/);
+    await shot('train');
+  });
+
+  it('Runs lists the finished run; Export writes an adapter and shows its size', async () => {
+    await page.getByRole('button', { name: 'Runs' }).click();
+    await expect.poll(() => page.locator('table.runs tbody').textContent(), { timeout: 30_000 }).toMatch(/done\s*40\/40/);
+    await page.locator('table.runs input[type=checkbox]').first().check();
+    await expect.poll(async () => Number(await page.locator('.chart').getAttribute('data-points')), { timeout: 30_000 }).toBeGreaterThan(10);
+    await shot('runs');
+    await page.getByRole('button', { name: 'Export' }).click();
+    await page.getByRole('button', { name: /LoRA adapter GGUF/ }).click();
+    await expect.poll(() => page.locator('.written').textContent(), { timeout: 60_000 }).toMatch(/adapter\.gguf — [\d.]+ (KiB|MiB)/);
+    await shot('export');
+    await page.getByRole('button', { name: 'Chat' }).click();
+    await shot('chat');
+  });
+});
