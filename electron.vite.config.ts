@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 
 export default defineConfig({
   main: {
-    build: { externalizeDeps: true, rollupOptions: { input: { index: resolve('electron/main/index.ts') } } },
+    build: { externalizeDeps: true, rollupOptions: { input: { index: resolve('electron/main/index.ts'), worker: resolve('electron/lab/jobs/worker.ts') } } },
   },
   preload: {
     build: { externalizeDeps: true, rollupOptions: { input: { index: resolve('electron/preload/index.ts') } } },

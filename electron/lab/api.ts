@@ -7,7 +7,7 @@ import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
 import { openChat } from './eval/chat.js';
 import { exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora } from './export/run-export.js';
-import { JobManager } from './jobs/manager.js';
+import { JobManager, type Spawner } from './jobs/manager.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
 import { describe } from './model/llama.js';
@@ -43,10 +43,10 @@ export interface Lab extends LabApi {
   on(listener: (e: LabEvent) => void): () => void;
 }
 
-export async function createLab(opts: { home?: string } = {}): Promise<Lab> {
+export async function createLab(opts: { home?: string; spawner?: Spawner } = {}): Promise<Lab> {
   const home = opts.home ?? dataFolder();
   const store = await Store.open(home);
-  const jobs = new JobManager(store);
+  const jobs = new JobManager(store, opts.spawner);
   const runsFolder = join(home, 'runs');
   const run = (id: string) => {
     const r = store.data.runs.find((x) => x.id === id);

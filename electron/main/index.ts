@@ -1,8 +1,28 @@
 // Electron's main process: one window, a menu, native dialogs, and IPC handlers that forward to the
 // lab API (`lab:<method>`); lab events go to the window as `lab:event`. Thin.
-import { app, BrowserWindow, Menu, dialog, ipcMain, session } from 'electron';
+import { app, BrowserWindow, Menu, dialog, ipcMain, session, utilityProcess } from 'electron';
 import { join } from 'node:path';
 import { LAB_METHODS, createLab, type Lab } from '../lab/api.js';
+import type { JobProcess } from '../lab/jobs/manager.js';
+
+/** job processes as Electron utility processes running the bundled worker (out/main/worker.js) */
+function utilitySpawner(): JobProcess {
+  const child = utilityProcess.fork(join(__dirname, 'worker.js'), [], { stdio: 'pipe' });
+  const output: string[] = [];
+  const keep = (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n')) if (line.trim()) output.push(line);
+    if (output.length > 40) output.splice(0, output.length - 40);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return {
+    output,
+    get pid() { return child.pid; },
+    send: (m) => child.postMessage(m),
+    kill: (signal) => { if (child.pid) process.kill(child.pid, signal); },
+    on: ((event: string, f: (...a: unknown[]) => void) => event === 'exit' ? child.on('exit', (code: number) => f(code, null)) : child.on('message', f)) as JobProcess['on'],
+  };
+}
 
 /** every LabApi method becomes an IPC channel `lab:<method>`; errors travel back as messages */
 export function serveLab(lab: Lab, handle: (channel: string, f: (...args: unknown[]) => Promise<unknown>) => void) {
@@ -39,7 +59,7 @@ app.whenReady().then(async () => {
       },
     });
   });
-  const lab = await createLab();
+  const lab = await createLab({ spawner: utilitySpawner });
   serveLab(lab, (channel, f) => ipcMain.handle(channel, (_event, ...args) => f(...args)));
   ipcMain.handle('dialog:open', async (_e, filters: { name: string; extensions: string[] }[]) => {
     const r = await dialog.showOpenDialog({ properties: ['openFile'], filters });

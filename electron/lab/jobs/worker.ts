@@ -3,10 +3,12 @@
 import { runTraining } from '../tune/run.js';
 import type { FromJob, ToJob } from './protocol.js';
 
-const send = (m: FromJob) => process.send?.(m);
+// Electron's utility process talks through process.parentPort; child_process.fork through process.send
+const parentPort = (process as unknown as { parentPort?: { postMessage(m: unknown): void; on(e: 'message', f: (e: { data: ToJob }) => void): void } }).parentPort;
+const send = (m: FromJob) => (parentPort ? parentPort.postMessage(m) : process.send?.(m));
 const stop = new AbortController();
 
-process.on('message', async (m: ToJob) => {
+const onMessage = async (m: ToJob) => {
   if (m.type === 'cancel') { stop.abort(); return; }
   if (m.type !== 'start') return;
   try {
@@ -16,5 +18,8 @@ process.on('message', async (m: ToJob) => {
     send({ type: 'error', message: (e as Error).message });
     process.exitCode = 1;
   }
+  if (parentPort) process.exit(process.exitCode ?? 0);
   process.disconnect?.();
-});
+};
+if (parentPort) parentPort.on('message', (e) => void onMessage(e.data));
+else process.on('message', (m: ToJob) => void onMessage(m));
