@@ -41,14 +41,16 @@ export interface LabApi {
   listRuns(): Promise<RunRecord[]>;
   runMetrics(id: string): Promise<MetricPoint[]>;
   exportRun(id: string, format: ExportFormat, type?: MergedType): Promise<Artifact[]>;
-  chat(modelPath: string, question: string, loraPath?: string): Promise<string>;
+  /** one turn of a conversation with a model (kept per model + adapter); with `streamId`, text
+   *  chunks arrive as `chat` events while it answers */
+  chat(modelPath: string, question: string, loraPath?: string, streamId?: string): Promise<string>;
   /** a browser's dropped file (no path of its own) saved into the lab's imports folder; returns its path */
   importFile(name: string, base64: string): Promise<string>;
   /** compute devices and memory, for the "will it fit" estimate */
   devices(): Promise<{ name: string; description: string; kind: string | null; memoryFree: number; memoryTotal: number }[]>;
 }
 
-export type LabEvent = JobEvent;
+export type LabEvent = JobEvent | { type: 'chat'; streamId: string; text: string };
 export const LAB_METHODS = [
   'inspectModel', 'addModel', 'listModels', 'discoverModels', 'previewDataset', 'startRun', 'pauseRun', 'resumeRun', 'cancelRun',
   'listRuns', 'runMetrics', 'exportRun', 'chat', 'importFile', 'devices',

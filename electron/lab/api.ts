@@ -5,7 +5,8 @@ import { basename, join, resolve } from 'node:path';
 import { listDevices } from './engine/backend.js';
 import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
-import { openChat } from './eval/chat.js';
+import { openChat, type Chat } from './eval/chat.js';
+import { EventEmitter } from 'node:events';
 import { exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora } from './export/run-export.js';
 import { JobManager, type Spawner } from './jobs/manager.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
@@ -48,6 +49,9 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
   const store = await Store.open(home);
   const jobs = new JobManager(store, opts.spawner);
   const runsFolder = join(home, 'runs');
+  const events = new EventEmitter();
+  jobs.on('job', (e: LabEvent) => events.emit('event', e));
+  const chats = new Map<string, Promise<Chat>>();
   const run = (id: string) => {
     const r = store.data.runs.find((x) => x.id === id);
     if (!r) throw new Error(`no run ${id}`);
@@ -57,8 +61,8 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     store,
     jobs,
     on(listener) {
-      jobs.on('job', listener);
-      return () => jobs.off('job', listener);
+      events.on('event', listener);
+      return () => events.off('event', listener);
     },
     async inspectModel(path) { return summarize(path); },
     async addModel(path) {
@@ -132,9 +136,20 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     async devices() {
       return listDevices().map(({ name, description, kind, memoryFree, memoryTotal }) => ({ name, description, kind, memoryFree, memoryTotal }));
     },
-    async chat(modelPath, question, loraPath) {
-      const c = await openChat(modelPath, loraPath);
-      try { return await c.ask(question, 64); } finally { await c.dispose(); }
+    async chat(modelPath, question, loraPath, streamId) {
+      const key = `${resolve(modelPath)}|${loraPath ? resolve(loraPath) : ''}`;
+      if (!chats.has(key)) {
+        // keep the two most recent conversations (base and tuned side by side)
+        while (chats.size >= 2) {
+          const [oldest] = chats.keys();
+          const c = chats.get(oldest)!;
+          chats.delete(oldest);
+          void c.then((x) => x.dispose()).catch(() => {});
+        }
+        chats.set(key, openChat(modelPath, loraPath, { contextSize: 2048 }));
+      }
+      const c = await chats.get(key)!;
+      return c.ask(question, 128, streamId ? (text) => events.emit('event', { type: 'chat', streamId, text } satisfies LabEvent) : undefined);
     },
   };
 }

@@ -78,7 +78,7 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     await shot('train-stopped');
     await page.getByRole('button', { name: 'Resume' }).click();
     await expect.poll(() => page.locator('.status').textContent(), { timeout: 120_000 }).toBe('done');
-    expect(await page.locator('.stats').textContent()).toMatch(/step 40\/40/);
+    expect(await page.locator('.stats').textContent()).toMatch(/step 40\/40 .* memory [\d.]+ MiB/);
     await shot('train');
   });
 
@@ -92,7 +92,16 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     await page.getByRole('button', { name: /LoRA adapter GGUF/ }).click();
     await expect.poll(() => page.locator('.written').textContent(), { timeout: 60_000 }).toMatch(/adapter\.gguf — [\d.]+ (KiB|MiB)/);
     await shot('export');
+  });
+
+  it('Chat: base and tuned (base + the exported adapter) answer side by side, streamed', async () => {
+    const adapter = (await page.locator('.written li').first().textContent())!.split(' — ')[0];
     await page.getByRole('button', { name: 'Chat' }).click();
+    await page.getByPlaceholder('adapter .gguf (optional)').fill(adapter);
+    await page.getByPlaceholder('Ask both…').fill('What is the capital of Zorbia?');
+    await page.getByRole('button', { name: 'Ask' }).click();
+    await expect.poll(async () => (await page.locator('.answer-tuned').textContent())!.length, { timeout: 60_000 }).toBeGreaterThan(0);
+    expect((await page.locator('.answer-base').textContent())!.length).toBeGreaterThan(0);
     await shot('chat');
   });
 });

@@ -47,7 +47,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
   | { type: 'start'; totalSteps: number; startStep: number; parameters: number; backend: string; resumedFrom?: string }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'done'; step: number; stopped: boolean; runDir: string };
@@ -140,6 +140,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       emit({
         type: 'step', step, totalSteps, loss: lossSum / targets, lr, gradNorm,
         tokensPerSecond: (done * perStep * cfg.seq) / Math.max(elapsed, 1e-9), elapsed, eta: (elapsed / done) * (totalSteps - step),
+        rss: process.memoryUsage().rss, deviceBytes: engine.native.memory().current,
       });
       if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: trainer.evaluate(ds.val) });
       if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) save();
