@@ -82,10 +82,11 @@ let loaded: HoneNative | null = null;
 
 export function native(): HoneNative {
   if (loaded) return loaded;
-  const addon = join(projectRoot, 'native', 'build', 'Release', 'hone.node');
+  // in a packaged app the addon sits outside the asar archive (electron-builder's asarUnpack)
+  const addon = join(projectRoot.replace(/app\.asar$/, 'app.asar.unpacked'), 'native', 'build', 'Release', 'hone.node');
   if (!existsSync(addon)) throw new Error(`Hone's native engine is not built (${addon} is missing); run "npm install" (or "npm run build:native") in ${projectRoot}`);
   const n = createRequire(import.meta.url)(addon) as HoneNative;
-  const cpuDir: string | null = ggmlBinsDir(projectRoot);
+  const cpuDir: string | null = ggmlBinsDir(projectRoot.replace(/app\.asar$/, 'app.asar.unpacked'));
   if (!cpuDir) throw new Error(`node-llama-cpp's prebuilt binaries for ${process.platform}-${process.arch} are missing; run "npm install"`);
   n.setVerbose(process.env.HONE_DEBUG === '1');
   const extra: string[] = [];
