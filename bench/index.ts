@@ -11,7 +11,7 @@ import { Rng, type Window } from '../electron/lab/data/pack.js';
 import { LlamaModel } from '../electron/lab/model/llama.js';
 import { makeTiny } from '../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../electron/lab/tune/lora.js';
-import { OPTIMIZER_DEFAULTS, Trainer } from '../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../electron/lab/tune/trainer.js';
 import { openEngine, type Engine } from '../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../electron/lab/engine/graph.js';
 import { native } from '../electron/lab/engine/native.js';
@@ -104,7 +104,7 @@ function blockFlops(d: number, ff: number, n: number, r: number): number {
 }
 
 /** LoRA training on a tiny model with random weights: tokens/s, peak RSS and the share of the ceiling */
-async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string }) {
+async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string; answers?: number }) {
   const path = join(tmpdir(), `hone-bench-${name}-${spec.type}.gguf`);
   if (!existsSync(path)) makeTiny(path, { nEmbd: spec.d, nLayer: spec.layers, nHead: spec.heads, nHeadKv: spec.heads, nFf: spec.ff, nCtx: spec.seq, type: spec.type, tied: false }, { overwrite: true });
   const model = LlamaModel.load(path, engine);
@@ -115,9 +115,11 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   const windows: Window[] = Array.from({ length: B }, () => ({
     input: Int32Array.from({ length: T }, () => Math.floor(rng.next() * 32000)),
     target: Int32Array.from({ length: T }, () => Math.floor(rng.next() * 32000)),
-    trained: new Uint8Array(T).fill(1),
+    // `answers`: the trained share of each window (its last positions, like an instruction's answer)
+    trained: Uint8Array.from({ length: T }, (_, i) => (i >= T * (1 - (spec.answers ?? 1)) ? 1 : 0)),
   }));
-  const trainer = new Trainer(engine, model, lora, B, T, { train: B * T, eval: B * T }, OPTIMIZER_DEFAULTS);
+  const capacity = targetCapacity(windows, B);
+  const trainer = new Trainer(engine, model, lora, B, T, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
   let step = 0;
   const ms = time(() => { trainer.accumulate(windows, true); trainer.step(++step, 1e-4, 1); }, 4000, 3);
   const tokens = B * T;
@@ -128,6 +130,11 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   // frozen linears and head: forward + input gradient; attention: forward + two gradients; LoRA: forward + two gradients
   const flopsPerToken = layers * (2 * linear * 2 + 2 * 2 * T * d * 3 + 2 * loraMacs * 3) + 2 * d * V * 2;
   const gflops = (flopsPerToken * tokens) / (ms / 1000) / 1e9;
+  if (spec.answers !== undefined) {
+    console.log(`  ${name} ${spec.type.padEnd(5)} answers ${(100 * spec.answers).toFixed(0)}% of positions: ${ms.toFixed(0)} ms/step, ${(tokens / (ms / 1000)).toFixed(0)} tok/s (head and loss at those positions only)`);
+    trainer.free(); lora.free(); model.free();
+    return;
+  }
   console.log(`  ${name} ${spec.type.padEnd(5)} ${(tokens / (ms / 1000)).toFixed(0).padStart(8)} tok/s ${ms.toFixed(0).padStart(7)} ms/step ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / ceiling).toFixed(0).padStart(4)}% of ceiling   peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
   trainer.free(); lora.free(); model.free();
 }
@@ -161,5 +168,8 @@ if (what === 'all' || what === 'train') {
       spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
     }
   }
+  // answer-only loss: instruction data trains on answers; the output head runs only where a label is
+  const [nameB, specB] = configs[1];
+  spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([nameB, { ...specB, type: 'f32', answers: 0.25 }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 engine.free();

@@ -3,18 +3,12 @@
 import { app, BrowserWindow, Menu, dialog, ipcMain, session, utilityProcess } from 'electron';
 import { join } from 'node:path';
 import { LAB_METHODS, createLab, type Lab } from '../lab/api.js';
-import type { JobProcess } from '../lab/jobs/manager.js';
+import { lastLines, type JobProcess } from '../lab/jobs/manager.js';
 
 /** job processes as Electron utility processes running the bundled worker (out/main/worker.js) */
 function utilitySpawner(): JobProcess {
   const child = utilityProcess.fork(join(__dirname, 'worker.js'), [], { stdio: 'pipe' });
-  const output: string[] = [];
-  const keep = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) output.push(line);
-    if (output.length > 40) output.splice(0, output.length - 40);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  const output = lastLines(child.stdout, child.stderr);
   return {
     output,
     get pid() { return child.pid; },

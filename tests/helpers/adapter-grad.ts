@@ -47,5 +47,5 @@ export function adapterGradients(engine: Engine, path: string, tokens: number[],
   engine.native.freeBuffer(buf);
   store.free();
   model.free();
-  return { loss: lossValue, grads, splits: graph.native };
+  return { loss: lossValue, grads };
 }

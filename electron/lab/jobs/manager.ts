@@ -22,16 +22,21 @@ export interface JobProcess {
 /** Starts a job process: child_process.fork here; Electron's main passes utilityProcess instead. */
 export type Spawner = () => JobProcess;
 
-export const forkSpawner: Spawner = () => {
-  const worker = join(projectRoot, 'electron/lab/jobs/worker.ts');
-  const child: ChildProcess = fork(worker, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+/** The last 40 lines a job process printed, for the failure message. */
+export function lastLines(...streams: (NodeJS.ReadableStream | null | undefined)[]): string[] {
   const output: string[] = [];
   const keep = (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) output.push(line);
     if (output.length > 40) output.splice(0, output.length - 40);
   };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
+  for (const s of streams) s?.on('data', keep);
+  return output;
+}
+
+export const forkSpawner: Spawner = () => {
+  const worker = join(projectRoot, 'electron/lab/jobs/worker.ts');
+  const child: ChildProcess = fork(worker, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const output = lastLines(child.stdout, child.stderr);
   return {
     output,
     get pid() { return child.pid; },
