@@ -1,7 +1,7 @@
 // Examples to tokens with the model's own vocabulary and chat template (node-llama-cpp's chat
 // wrapper, resolved from the GGUF's template), and which tokens are trained: assistant answers and
 // their end-of-turn token for chats, the completion for prompt/completion pairs, everything for text.
-import { LlamaText, resolveChatWrapper, type ChatHistoryItem, type ChatWrapper, type LlamaModel } from 'node-llama-cpp';
+import { resolveChatWrapper, type ChatHistoryItem, type ChatWrapper, type LlamaModel } from 'node-llama-cpp';
 import { llamaCpp } from '../eval/llamacpp.js';
 import type { Example, Message } from './shape.js';
 
@@ -125,4 +125,3 @@ export function renderForPreview(t: Tokenizer, e: Encoded): { text: string; trai
   return out;
 }
 
-export { LlamaText };

@@ -131,4 +131,3 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   return spec;
 }
 
-export { GGML_TYPES };
