@@ -230,4 +230,28 @@ describe('loss masking', () => {
     expect(l0).toBeCloseTo(nll / n, 4);
     pass.free(); trainer.free(); lora.free(); model.free(); engine.free();
   });
+
+  it('padding the targets to the graph\'s capacity changes neither the loss nor the gradients', async () => {
+    const base = tinyModel({});
+    const ds = await loadDataset(factDataset(), base, { seq: 64, valFraction: 0 });
+    const engine = openEngine({ backend: 'cpu' });
+    const model = LlamaModel.load(base, engine);
+    const lora = new Lora(engine, model.hp, { rank: 4, alpha: 8, targets: ['q', 'v', 'down'] });
+    lora.init(1);
+    const w = ds.train[0];
+    const exact = w.trained.reduce((a, b) => a + b, 0);
+    const grads = (capacity: number) => {
+      const t = new Trainer(engine, model, lora, 1, 64, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
+      const { loss } = t.accumulate([w], true);
+      const g = lora.trainables.map((x) => x.acc.get());
+      t.free();
+      return { loss, g };
+    };
+    const a = grads(exact), b = grads(exact + 24);
+    expect(b.loss).toBeCloseTo(a.loss, 5);
+    const dB = a.g.map((g, i) => Math.max(...g.map((x, j) => Math.abs(x - b.g[i][j]))));
+    expect(Math.max(...a.g.map((g) => Math.max(...g.map(Math.abs))))).toBeGreaterThan(1e-4);
+    expect(Math.max(...dB)).toBeLessThan(1e-6);
+    lora.free(); model.free(); engine.free();
+  });
 });

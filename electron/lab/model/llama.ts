@@ -322,6 +322,10 @@ export interface LossInputs {
   labels: Tensor;
   /** F32 [1]: m / (number of real targets), so the loss is the mean over real targets */
   scale: Tensor;
+  /** F32 [1, m]: 1 for real targets, 0 for padding. ggml's cross-entropy gradient is
+   *  (softmax − labels)/m, not zero, for an all-zero label row: padding rows' logits are zeroed
+   *  through this mask so that no gradient flows from them. */
+  rowMask: Tensor;
 }
 
 export function lossInputs(b: GraphBuilder, nVocab: number, m: number): LossInputs {
@@ -329,6 +333,7 @@ export function lossInputs(b: GraphBuilder, nVocab: number, m: number): LossInpu
     positions: b.input(T.I32, [m], 'loss_positions'),
     labels: b.input(T.F32, [nVocab, m], 'loss_labels'),
     scale: b.input(T.F32, [1], 'loss_scale'),
+    rowMask: b.input(T.F32, [1, m], 'loss_row_mask'),
   };
 }
 
@@ -344,6 +349,7 @@ export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights },
   const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
   let logits = b.mulMat(w.output, h); // [nVocab, m]
   if (w.outputBias) logits = b.add(logits, w.outputBias);
+  logits = b.mul(logits, loss.rowMask);
   return b.mul(b.crossEntropy(logits, loss.labels), loss.scale);
 }
 
@@ -353,10 +359,12 @@ export function setLossInputs(l: LossInputs, nVocab: number, m: number, targets:
   if (targets.length > m) throw new Error(`${targets.length} targets do not fit the graph's ${m}`);
   const pos = new Int32Array(m);
   const onehot = new Float32Array(nVocab * m);
-  targets.forEach(([p, tok], i) => { pos[i] = p; onehot[i * nVocab + tok] = 1; });
+  const mask = new Float32Array(m);
+  targets.forEach(([p, tok], i) => { pos[i] = p; onehot[i * nVocab + tok] = 1; mask[i] = 1; });
   l.positions.set(pos);
   l.labels.set(onehot);
   l.scale.set(new Float32Array([m / targets.length]));
+  l.rowMask.set(mask);
 }
 
 /** A reusable forward graph for B×T tokens: build once, evaluate many token batches. */
