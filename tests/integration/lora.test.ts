@@ -144,6 +144,20 @@ describe('LoRA fine-tuning teaches a fact that llama.cpp then generates', () => 
   });
 });
 
+describe('another family and template', () => {
+  it('qwen2 (ChatML template, <|im_end|> end of turn): the merged GGUF generates the fact', async () => {
+    const base = tinyModel({ arch: 'qwen2', nLayer: 1, nHeadKv: 2 });
+    const runDir = join(dir, 'qwen-run');
+    rmSync(runDir, { recursive: true, force: true });
+    await train(config(base, factDataset()), runDir);
+    const merged = join(dir, 'qwen-merged.gguf');
+    exportMergedGguf(loadTrainedLora(runDir), merged, 'f16', true);
+    const chat = await openChat(merged);
+    expect(await chat.ask(QUESTIONS[0], 16)).toBe(ANSWER);
+    await chat.dispose();
+  });
+});
+
 describe('export details', () => {
   it('q/k rows return to Hugging Face order: the inverse of llama.cpp converter\'s permutation', () => {
     // the converter: w.reshape(n_head, 2, hd/2, …).swapaxes(1, 2): HF row h·hd + s·hd/2 + j → GGUF row h·hd + 2j + s
