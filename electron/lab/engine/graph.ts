@@ -59,6 +59,14 @@ export class GraphBuilder {
     return this.op('rope_ext', [a, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
   }
   crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
+  // ops of explicit backward passes (model/backward.ts)
+  rmsNormBack(dy: Tensor, x: Tensor, eps: number) { return this.op('rms_norm_back', [dy, x], [eps]); }
+  siluBack(dy: Tensor, x: Tensor) { return this.op('silu_back', [dy, x]); }
+  /** d/d(input) of soft_max_ext(input, mask, scale), given its output y */
+  softMaxExtBack(dy: Tensor, y: Tensor, scale: number, maxBias = 0) { return this.op('soft_max_ext_back', [dy, y], [scale, maxBias]); }
+  ropeBack(dy: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) {
+    return this.op('rope_ext_back', [dy, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
+  }
   /** in-place AdamW update of `param`; params: F32 [7] = lr, β1, β2, ε, weight decay, 1/(1−β1^t), 1/(1−β2^t) */
   adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor) { return this.op('opt_step_adamw', [param, grad, m, v, params]); }
   cont(a: Tensor) { return this.op('cont', [a]); }

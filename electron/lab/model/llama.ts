@@ -268,6 +268,16 @@ export function causalMask(n: number): Float32Array {
  * residual, as llama.cpp's llama and qwen2 graphs.
  */
 export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
+  return blockForward(b, hp, L, il, x, inp, ropeFreqs, nTokens, nSeq, adapt).out;
+}
+
+/** A block's activations, kept for its explicit backward (model/backward.ts). */
+export interface BlockActs {
+  x: Tensor; h: Tensor; q3: Tensor; k3: Tensor; vT: Tensor; probs: Tensor; attn: Tensor;
+  x1: Tensor; h2: Tensor; gate: Tensor; up: Tensor; act: Tensor; out: Tensor;
+}
+
+export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): BlockActs {
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const linear = (mod: Module, W: Tensor, h: Tensor, bias?: Tensor) => {
@@ -298,7 +308,8 @@ export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x
   const h2 = b.mul(b.rmsNorm(x1, hp.rmsEps), L.ffnNorm);
   const gate = linear('gate', L.wGate, h2);
   const up = linear('up', L.wUp, h2);
-  return b.add(x1, linear('down', L.wDown, b.mul(b.silu(gate), up)));
+  const act = b.mul(b.silu(gate), up);
+  return { x, h, q3, k3, vT, probs: kq, attn, x1, h2, gate, up, act, out: b.add(x1, linear('down', L.wDown, act)) };
 }
 
 /**

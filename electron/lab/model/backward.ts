@@ -1,0 +1,77 @@
+// Explicit backward of a llama block with LoRA adapters, llm.c-style: every gradient written out as
+// ggml ops that all backends have (mul_mat against transposed copies instead of out_prod for the
+// frozen weights). ggml's autodiff stays the test oracle (tests/integration/backward.test.ts).
+// Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
+import type { GraphBuilder, Tensor } from '../engine/graph.js';
+import { T as TYPES } from '../engine/types.js';
+import type { BlockActs, ForwardInputs, Hparams, Layer, Module } from './llama.js';
+
+export interface LoraParams { a: Tensor; b: Tensor; scale: number }
+/** the adapter on (layer, module), if any */
+export type LoraOf = (layer: number, module: Module) => LoraParams | undefined;
+/** gradients of adapter tensors, in graph order */
+export type Grads = Map<Tensor, Tensor>;
+
+const tr = (b: GraphBuilder, t: Tensor) => b.cont(b.transpose(t));
+
+/** Wᵀ as a contiguous matrix [out, in] that mul_mat can use: F32 and F16 as they are, quantized
+ *  types dequantized to F32 (ggml's CPU copies quantized blocks only to F32). */
+function weightT(b: GraphBuilder, W: Tensor): Tensor {
+  return tr(b, W.type === TYPES.F32 || W.type === TYPES.F16 ? W : b.cast(W, TYPES.F32));
+}
+
+function addGrad(b: GraphBuilder, grads: Grads, p: Tensor, g: Tensor) {
+  const prev = grads.get(p);
+  grads.set(p, prev ? b.add(prev, g) : g);
+}
+
+/** dx of y = W x (+ s·B A x) given dy [out, n]; adapter gradients go to `grads`. x: [in, n] */
+function linearBack(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, lora: LoraParams | undefined, grads: Grads): Tensor {
+  let dx = b.mulMat(weightT(b, W), dy); // [in, n]
+  if (lora) {
+    const ax = b.mulMat(lora.a, x); // [r, n]
+    const dax = b.scale(b.mulMat(tr(b, lora.b), dy), lora.scale); // [r, n] = s·Bᵀ dy
+    addGrad(b, grads, lora.b, b.scale(b.outProd(ax, dy), lora.scale)); // [r, out]
+    addGrad(b, grads, lora.a, b.outProd(x, dax)); // [in, r]
+    dx = b.add(dx, b.mulMat(tr(b, lora.a), dax));
+  }
+  return dx;
+}
+
+/** sums gradients of the `group` query heads that share each KV head: [a, c, heads·B] → [a, c, kvHeads·B] */
+function sumGroups(b: GraphBuilder, t: Tensor, group: number): Tensor {
+  if (group === 1) return t;
+  const [a, c, g] = t.shape;
+  const r = b.reshape(b.cont(b.permute(b.reshape(t, a * c, group, g / group), 1, 0, 2, 3)), group, a * c, g / group);
+  return b.reshape(b.sumRows(r), a, c, g / group);
+}
+
+/** d(block input) given d(block output); adds adapter gradients to `grads`. */
+export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LoraOf, grads: Grads): Tensor {
+  const { nHead, nHeadKv, headDim: hd } = hp;
+  const n = nTokens * nSeq;
+  const group = nHead / nHeadKv;
+
+  // feed-forward: out = x1 + Wd·(silu(gate) ⊙ up), gate = Wg·h2, up = Wu·h2, h2 = rms(x1) ⊙ g2
+  const dAct = linearBack(b, L.wDown, s.act, dOut, lora(il, 'down'), grads);
+  const dGate = b.siluBack(b.mul(dAct, s.up), s.gate);
+  const dUp = b.mul(dAct, b.silu(s.gate));
+  const dH2 = b.add(linearBack(b, L.wGate, s.h2, dGate, lora(il, 'gate'), grads), linearBack(b, L.wUp, s.h2, dUp, lora(il, 'up'), grads));
+  const dX1 = b.add(dOut, b.rmsNormBack(b.mul(dH2, L.ffnNorm), s.x1, hp.rmsEps));
+
+  // attention: x1 = x + Wo·attn
+  const dAttn = linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads); // [hd·heads, n]
+  const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
+  const v3 = tr(b, s.vT); // [hd, T_k, Gkv]
+  const dP = b.mulMat(v3, dO); // [T_k, T_q, G]
+  const dVT = sumGroups(b, b.mulMat(tr(b, s.probs), tr(b, dO)), group); // [T_k, hd, Gkv]
+  const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
+  const dQ3 = b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
+  const dK3 = sumGroups(b, b.mulMat(tr(b, s.q3), tr(b, dS)), group); // [hd, T_k, Gkv]
+  const unheads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nTokens, nh, nSeq), 0, 2, 1, 3)), hd, nh, n);
+  const dQ = b.reshape(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), hd * nHead, n);
+  const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
+  const dV = b.reshape(b.cont(b.permute(b.reshape(dVT, nTokens, hd, nHeadKv, nSeq), 2, 0, 1, 3)), hd * nHeadKv, n);
+  const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
+  return b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps));
+}
