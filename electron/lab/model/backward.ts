@@ -4,9 +4,10 @@
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
 import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
-import type { BlockActs, ForwardInputs, Hparams, Layer, Module } from './llama.js';
+import { blockForward, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
-export interface LoraParams { a: Tensor; b: Tensor; scale: number }
+/** an adapter; `mask` is the dropout mask its input was multiplied by, if any */
+export interface LoraParams { a: Tensor; b: Tensor; scale: number; mask?: Tensor }
 /** the adapter on (layer, module), if any */
 export type LoraOf = (layer: number, module: Module) => LoraParams | undefined;
 /** gradients of adapter tensors, in graph order */
@@ -29,11 +30,13 @@ function addGrad(b: GraphBuilder, grads: Grads, p: Tensor, g: Tensor) {
 function linearBack(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, lora: LoraParams | undefined, grads: Grads): Tensor {
   let dx = b.mulMat(weightT(b, W), dy); // [in, n]
   if (lora) {
-    const ax = b.mulMat(lora.a, x); // [r, n]
+    const xin = lora.mask ? b.mul(x, lora.mask) : x;
+    const ax = b.mulMat(lora.a, xin); // [r, n]
     const dax = b.scale(b.mulMat(tr(b, lora.b), dy), lora.scale); // [r, n] = s·Bᵀ dy
     addGrad(b, grads, lora.b, b.scale(b.outProd(ax, dy), lora.scale)); // [r, out]
-    addGrad(b, grads, lora.a, b.outProd(x, dax)); // [in, r]
-    dx = b.add(dx, b.mulMat(tr(b, lora.a), dax));
+    addGrad(b, grads, lora.a, b.outProd(xin, dax)); // [in, r]
+    const dxl = b.mulMat(tr(b, lora.a), dax);
+    dx = b.add(dx, lora.mask ? b.mul(dxl, lora.mask) : dxl);
   }
   return dx;
 }
@@ -74,4 +77,39 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dV = b.reshape(b.cont(b.permute(b.reshape(dVT, nTokens, hd, nHeadKv, nSeq), 2, 0, 1, 3)), hd * nHeadKv, n);
   const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
   return b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps));
+}
+
+/**
+ * The training loss of buildLoss and its gradients, explicitly: forward through all blocks keeping
+ * activations, the head at the trained positions, then backward from the loss through the head and
+ * every block. Returns the loss and each adapter tensor's gradient.
+ */
+export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LoraOf): { loss: Tensor; grads: Grads } {
+  const { hp, weights: w } = m;
+  const hook = (g: GraphBuilder, il: number, mod: Module, x: Tensor, y: Tensor) => {
+    const p = lora(il, mod);
+    if (!p) return y;
+    const xin = p.mask ? g.mul(x, p.mask) : x;
+    return g.add(y, g.scale(g.mulMat(p.b, g.mulMat(p.a, xin)), p.scale));
+  };
+  let x = b.getRows(w.tokEmbd, inp.tokens);
+  const acts: BlockActs[] = [];
+  for (let il = 0; il < hp.nLayer; il++) {
+    acts.push(blockForward(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, hook));
+    x = acts[il].out;
+  }
+  const picked = b.getRows(x, loss.positions); // [d, m]
+  const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
+  let logits = b.mulMat(w.output, h);
+  if (w.outputBias) logits = b.add(logits, w.outputBias);
+  logits = b.mul(logits, loss.rowMask);
+  const out = b.mul(b.crossEntropy(logits, loss.labels), loss.scale);
+
+  const grads: Grads = new Map();
+  const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
+  const dH = b.mulMat(weightT(b, w.output), dLogits); // [d, m]
+  const dPicked = b.rmsNormBack(b.mul(dH, w.outputNorm), picked, hp.rmsEps);
+  let d = b.getRowsBack(dPicked, loss.positions, x); // [d, n]
+  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads);
+  return { loss: out, grads };
 }

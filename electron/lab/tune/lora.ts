@@ -105,19 +105,19 @@ export class Lora {
     }
   }
 
+  pair(layer: number, module: Module): LoraPair | undefined {
+    return this.byKey.get(`${layer}.${module}`);
+  }
+
   get parameterCount(): number {
     return this.trainables.reduce((s, t) => s + t.param.elements, 0);
   }
 
-  readonly hook: AdapterHook = (b, layer, module, x, y) => this.apply(b, layer, module, x, y);
-
-  /** y + s·B(A·x), with x multiplied by `dropout(layer, input)`'s mask when given */
-  apply(b: GraphBuilder, layer: number, module: Module, x: Tensor, y: Tensor, dropout?: (layer: number, input: string, x: Tensor) => Tensor): Tensor {
+  /** y + s·B(A·x), without dropout (evaluation; training builds its graph in model/backward.ts) */
+  readonly hook: AdapterHook = (b, layer, module, x, y) => {
     const p = this.byKey.get(`${layer}.${module}`);
-    if (!p) return y;
-    const xin = dropout ? b.mul(x, dropout(layer, DROPOUT_INPUT[module], x)) : x;
-    return b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, xin)), this.scale));
-  }
+    return p ? b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, x)), this.scale)) : y;
+  };
 
   free() {
     this.engine.native.freeBuffer(this.bufferId);

@@ -5,8 +5,9 @@ import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { Rng, type Window } from '../data/pack.js';
-import { buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type ForwardInputs, type LlamaModel, type LossInputs } from '../model/llama.js';
-import type { Lora } from './lora.js';
+import { buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type ForwardInputs, type LlamaModel, type LossInputs, type Module } from '../model/llama.js';
+import { buildLossAndGrads } from '../model/backward.js';
+import { DROPOUT_INPUT, moduleDims, type Lora } from './lora.js';
 
 export interface OptimizerConfig {
   beta1: number;
@@ -28,6 +29,8 @@ interface LossGraph {
   m: number;
   /** dropout masks (train graph only): F32 [in, T·B] of 0 or 1/(1−p) */
   masks: Tensor[];
+  /** train graph: 0 to start accumulating gradients anew, 1 to add */
+  keep: Tensor | null;
 }
 
 /** the most targets any batch of `batch` windows can have: the sum of the largest counts */
@@ -63,22 +66,35 @@ export class Trainer {
     this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
   }
 
+  /**
+   * The eval graph: the loss. The train graph: the loss and, by the explicit backward
+   * (model/backward.ts), every adapter gradient added into its accumulator (acc·keep + grad, so
+   * keep = 0 starts a new accumulation).
+   */
   private lossGraph(m: number, backward: boolean): LossGraph {
     const b = new GraphBuilder();
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, this.model.hp.nVocab, m);
+    if (!backward) {
+      const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, this.lora.hook);
+      return { b, inp, loss, out, graph: new Graph(this.engine, b, [out]), m, masks: [], keep: null };
+    }
     const masks = new Map<string, Tensor>();
     const p = this.lora.cfg.dropout ?? 0;
-    const dropout = backward && p > 0
-      ? (layer: number, input: string, x: Tensor) => {
-          const key = `${layer}.${input}`;
-          if (!masks.has(key)) masks.set(key, b.input(T.F32, [x.shape[0], this.T * this.batch], `dropout.${key}`));
-          return masks.get(key)!;
-        }
-      : undefined;
-    const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, (g, layer, mod, x, y) => this.lora.apply(g, layer, mod, x, y, dropout));
-    const graph = new Graph(this.engine, b, [out], backward ? { backward: true, gradAccs: this.lora.trainables.map((t) => [t.param, t.acc]) } : {});
-    return { b, inp, loss, out, graph, m, masks: [...masks.values()] };
+    const n = this.T * this.batch;
+    const maskOf = (layer: number, module: Module) => {
+      const key = `${layer}.${DROPOUT_INPUT[module]}`;
+      if (!masks.has(key)) masks.set(key, b.input(T.F32, [moduleDims(this.model.hp, module)[0], n], `dropout.${key}`));
+      return masks.get(key)!;
+    };
+    const { loss: out, grads } = buildLossAndGrads(b, this.model, inp, loss, this.T, this.batch, (layer, module) => {
+      const pair = this.lora.pair(layer, module);
+      return pair && { a: pair.a, b: pair.b, scale: this.lora.scale, mask: p > 0 ? maskOf(layer, module) : undefined };
+    });
+    const keep = b.input(T.F32, [1], 'keep_accumulated');
+    const updates = this.lora.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
+    const graph = new Graph(this.engine, b, [out, ...updates]);
+    return { b, inp, loss, out, graph, m, masks: [...masks.values()], keep };
   }
 
   /** fresh dropout masks from `seed` (so a resumed run draws the same ones) */
@@ -89,7 +105,7 @@ export class Trainer {
     for (const mask of g.masks) mask.set(Float32Array.from({ length: mask.elements }, () => (rng.next() < p ? 0 : keep)));
   }
 
-  private run(g: LossGraph, windows: Window[], opts: { zeroGrads?: boolean } = {}): { loss: number; targets: number } {
+  private run(g: LossGraph, windows: Window[], opts: { first?: boolean } = {}): { loss: number; targets: number } {
     const { T, batch } = this;
     const tokens = new Int32Array(T * batch);
     const targets: [number, number][] = [];
@@ -102,14 +118,15 @@ export class Trainer {
     }
     setForwardInputs(g.inp, tokens, T, batch);
     setLossInputs(g.loss, this.model.hp.nVocab, g.m, targets);
-    g.graph.compute(opts);
+    g.keep?.set(new Float32Array([opts.first ? 0 : 1]));
+    g.graph.compute();
     return { loss: g.out.get()[0], targets: targets.length };
   }
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
   accumulate(windows: Window[], first: boolean, dropoutSeed = 0) {
     if (this.train.masks.length) this.drawMasks(this.train, dropoutSeed);
-    return this.run(this.train, windows, { zeroGrads: first });
+    return this.run(this.train, windows, { first });
   }
 
   /** mean loss over windows, forward only */
