@@ -563,7 +563,6 @@ class Graph : public Napi::ObjectWrap<Graph> {
                            {
                                InstanceMethod("compute", &Graph::Compute),
                                InstanceMethod("grad", &Graph::Grad),
-                               InstanceMethod("resetGrads", &Graph::ResetGrads),
                                InstanceMethod("nodeCount", &Graph::NodeCount),
                                InstanceMethod("computeBytes", &Graph::ComputeBytes),
                                InstanceMethod("splits", &Graph::Splits),
@@ -589,22 +588,8 @@ class Graph : public Napi::ObjectWrap<Graph> {
             ggml_build_forward_expand(graph_, o);
         }
         if (backward) {
-            loss_ = T(outs.Get(0u));
-            ggml_set_loss(loss_);
-            // optional gradient accumulators: [[param, acc], ...]; grads then add into acc each compute
-            std::vector<ggml_tensor *> accs(ggml_graph_n_nodes(graph_), nullptr);
-            bool any_acc = false;
-            if (opts.Has("gradAccs") && opts.Get("gradAccs").IsArray()) {
-                Napi::Array pairs = opts.Get("gradAccs").As<Napi::Array>();
-                for (uint32_t k = 0; k < pairs.Length(); k++) {
-                    Napi::Array pr = pairs.Get(k).As<Napi::Array>();
-                    ggml_tensor *param = T(pr.Get(0u)), *acc = T(pr.Get(1u));
-                    for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
-                        if (ggml_graph_node(graph_, i) == param) { accs[i] = acc; any_acc = true; }
-                    }
-                }
-            }
-            ggml_build_backward_expand(c->ctx(), graph_, any_acc ? accs.data() : nullptr);
+            ggml_set_loss(T(outs.Get(0u)));
+            ggml_build_backward_expand(c->ctx(), graph_, nullptr);
             // keep every parameter's gradient readable after compute (the allocator would reuse it)
             for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
                 ggml_tensor *node = ggml_graph_node(graph_, i);
@@ -655,7 +640,6 @@ class Graph : public Napi::ObjectWrap<Graph> {
     uint64_t shape_ = 0;
     size_t compute_bytes_ = 0;
     bool backward_ = false;
-    ggml_tensor *loss_ = nullptr;
 
     void Release() {
         if (sched_ && backend_->alive()) backend_->give_sched(sched_, shape_);
@@ -665,24 +649,9 @@ class Graph : public Napi::ObjectWrap<Graph> {
 
     Napi::Value Compute(const Napi::CallbackInfo &info) {
         if (!sched_ || !backend_->alive()) throw Napi::Error::New(info.Env(), "graph was freed or its engine closed");
-        // compute({ zeroGrads }): zero gradients (accumulators) first, default true
-        bool zero = true;
-        if (info.Length() > 0 && info[0].IsObject()) {
-            Napi::Object o = info[0].As<Napi::Object>();
-            if (o.Has("zeroGrads")) zero = o.Get("zeroGrads").ToBoolean();
-        }
-        if (backward_ && zero) ggml_graph_reset(graph_);
-        else if (backward_) {
-            const float one = 1.0f;  // the loss gradient seed lives in the scheduler's memory: set it again
-            ggml_backend_tensor_set(ggml_graph_get_grad_acc(graph_, loss_), &one, 0, sizeof(float));
-        }
+        if (backward_) ggml_graph_reset(graph_);  // gradients to zero, the loss's to 1
         ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
         if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(info.Env(), "graph compute failed with status " + std::to_string((int)st));
-        return info.Env().Undefined();
-    }
-
-    Napi::Value ResetGrads(const Napi::CallbackInfo &info) {
-        ggml_graph_reset(graph_);
         return info.Env().Undefined();
     }
 

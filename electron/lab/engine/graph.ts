@@ -102,14 +102,11 @@ export function allocStatic(engine: Engine, b: GraphBuilder, label: string): num
 
 export class Graph {
   readonly native: NativeGraph;
-  /**
-   * outputs[0] is the loss when `backward`; `gradAccs` pairs parameters with static accumulators
-   * that their gradients add into on every compute (zeroed by compute({ zeroGrads: true })).
-   */
-  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number; gradAccs?: [Tensor, Tensor][] } = {}) {
-    this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), { ...opts, gradAccs: opts.gradAccs?.map(([p, a]) => [p.h, a.h] as [External, External]) });
+  /** with `backward`, outputs[0] is the loss and ggml's autodiff adds the gradients (the test oracle) */
+  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number } = {}) {
+    this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), opts);
   }
-  compute(opts: { zeroGrads?: boolean } = {}) { this.native.compute(opts); }
+  compute() { this.native.compute(); }
   /** the gradient of the loss (first output) w.r.t. a parameter, after compute */
   grad(t: Tensor): Tensor {
     const g = this.native.grad(t.h);

@@ -32,9 +32,8 @@ export interface NativeBackend {
 }
 
 export interface NativeGraph {
-  compute(opts?: { zeroGrads?: boolean }): void;
+  compute(): void;
   grad(t: External): External | null;
-  resetGrads(): void;
   nodeCount(): number;
   computeBytes(): number;
   splits(): number;
@@ -56,7 +55,7 @@ export interface HoneNative {
   tensorLoadFile(t: External, path: string, fileOffset: number): void;
   Context: new (maxTensors: number) => NativeContext;
   Backend: new (deviceName: string) => NativeBackend;
-  Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number; gradAccs?: [External, External][] }) => NativeGraph;
+  Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;
 }
 
 /** The folder holding Hone's package.json, found from this module upward (source or bundled). */
