@@ -1,6 +1,6 @@
 #!/usr/bin/env -S npx tsx
 // The `hone` command: thin over electron/lab.
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -19,7 +19,7 @@ import type { Module } from '../lab/model/llama.js';
 import { MODULES } from '../lab/tune/lora.js';
 import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../lab/tune/run.js';
-import { EXPORT_FORMATS, exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
+import { EXPORT_FORMATS, loadTrainedLora, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
 import { createLab } from '../lab/api.js';
 import { projectRoot } from '../lab/engine/native.js';
@@ -229,18 +229,7 @@ async function exportCmd(argv: string[]) {
   if (!EXPORT_FORMATS.includes(format)) fail(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
   const type = (values.type ?? 'f16') as MergedType;
   if (!['f16', 'f32', 'q8_0'].includes(type)) fail('--type must be f16, f32 or q8_0');
-  const dir = values.out ?? join(run, 'export');
-  mkdirSync(dir, { recursive: true });
-  const l = loadTrainedLora(run);
-  const overwrite = values.force ?? false;
-  const written: string[] = [];
-  const merged = join(dir, `model-${type}.gguf`), adapter = join(dir, 'adapter.gguf');
-  if (format === 'adapter') { exportAdapterGguf(l, adapter, overwrite); written.push(adapter); }
-  if (format === 'merged' || format === 'ollama') {
-    if (format === 'merged' || !existsSync(merged)) { exportMergedGguf(l, merged, type, overwrite); written.push(merged); }
-    if (format === 'ollama') written.push(exportModelfile(l, dir, merged, 'merged', overwrite));
-  }
-  if (format === 'peft') { exportPeft(l, join(dir, 'peft'), overwrite); written.push(join(dir, 'peft', 'adapter_model.safetensors'), join(dir, 'peft', 'adapter_config.json')); }
+  const written = writeExport(loadTrainedLora(run), values.out ?? join(run, 'export'), format, type, values.force ?? false);
   for (const f of written) console.log(`${f}  ${(statSync(f).size / 2 ** 20).toFixed(2)} MiB`);
 }
 

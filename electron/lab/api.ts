@@ -7,7 +7,7 @@ import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
 import { openChat, type Chat } from './eval/chat.js';
 import { EventEmitter } from 'node:events';
-import { exportAdapterGguf, exportMergedGguf, exportModelfile, exportPeft, loadTrainedLora } from './export/run-export.js';
+import { loadTrainedLora, writeExport } from './export/run-export.js';
 import { JobManager, type Spawner } from './jobs/manager.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
@@ -110,17 +110,7 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
       type ??= 'f16'; // null from JSON too
       const r = run(id);
       const l = loadTrainedLora(r.dir);
-      const dir = join(r.dir, 'export');
-      mkdirSync(dir, { recursive: true });
-      const out: string[] = [];
-      if (format === 'adapter') { exportAdapterGguf(l, join(dir, 'adapter.gguf'), true); out.push(join(dir, 'adapter.gguf')); }
-      if (format === 'merged' || format === 'ollama') {
-        const merged = join(dir, `model-${type}.gguf`);
-        exportMergedGguf(l, merged, type, true);
-        out.push(merged);
-        if (format === 'ollama') out.push(exportModelfile(l, dir, merged, 'merged', true));
-      }
-      if (format === 'peft') { exportPeft(l, join(dir, 'peft'), true); out.push(join(dir, 'peft', 'adapter_model.safetensors'), join(dir, 'peft', 'adapter_config.json')); }
+      const out = writeExport(l, join(r.dir, 'export'), format, type, true);
       const artifacts = out.map((path) => ({ path, bytes: statSync(path).size }));
       await store.upsertRun({ id, artifacts: [...r.artifacts.filter((a) => !out.includes(a.path)), ...artifacts.map((a) => ({ ...a, format }))] });
       return artifacts;

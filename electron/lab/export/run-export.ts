@@ -201,3 +201,31 @@ export function exportModelfile(l: TrainedLora, dir: string, ggufPath: string, k
   return path;
 }
 
+
+/**
+ * Writes one export format of a trained run into `dir` and returns the files written. With
+ * `overwrite` false, existing files are refused, except that `ollama` reuses a merged GGUF of the
+ * same type already there.
+ */
+export function writeExport(l: TrainedLora, dir: string, format: ExportFormat, type: MergedType, overwrite: boolean): string[] {
+  mkdirSync(dir, { recursive: true });
+  const merged = join(dir, `model-${type}.gguf`);
+  switch (format) {
+    case 'adapter': {
+      const adapter = join(dir, 'adapter.gguf');
+      exportAdapterGguf(l, adapter, overwrite);
+      return [adapter];
+    }
+    case 'merged':
+      exportMergedGguf(l, merged, type, overwrite);
+      return [merged];
+    case 'ollama': {
+      const reuse = !overwrite && existsSync(merged);
+      if (!reuse) exportMergedGguf(l, merged, type, overwrite);
+      return [...(reuse ? [] : [merged]), exportModelfile(l, dir, merged, 'merged', overwrite)];
+    }
+    case 'peft':
+      exportPeft(l, join(dir, 'peft'), overwrite);
+      return [join(dir, 'peft', 'adapter_model.safetensors'), join(dir, 'peft', 'adapter_config.json')];
+  }
+}

@@ -10,7 +10,7 @@ import { LlamaModel, type Module } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { Lora } from './lora.js';
 import { lrAt, type ScheduleName } from './schedule.js';
-import { Trainer, targetCapacity } from './trainer.js';
+import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
 
 export interface TrainConfig {
   model: string;
@@ -110,9 +110,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       const ck = loadLatestCheckpoint(runDir, lora.trainables);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
-    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, {
-      beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm,
-    });
+    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
     emit({ type: 'start', totalSteps, startStep: step, parameters: lora.parameterCount, backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
