@@ -33,10 +33,11 @@ interface LossGraph {
   keep: Tensor | null;
 }
 
-/** the most targets any batch of `batch` windows can have: the sum of the largest counts */
+/** the most targets any batch of `batch` windows can have: a batch that straddles two epochs can
+ *  hold the same window twice, so `batch` times the largest count */
 export function targetCapacity(windows: Window[], batch: number): number {
-  const counts = windows.map((w) => w.trained.reduce((a, b) => a + b, 0)).sort((a, b) => b - a);
-  return Math.max(1, counts.slice(0, batch).reduce((a, b) => a + b, 0));
+  const most = windows.reduce((m, w) => Math.max(m, w.trained.reduce((a, b) => a + b, 0)), 0);
+  return Math.max(1, most * batch);
 }
 
 export class Trainer {
