@@ -54,7 +54,11 @@ describe('reading files', () => {
     // padding instead of packing: each example starts its own window
     const two = [{ row: 1, tokens: [1, 2, 3], trained: Uint8Array.from([0, 1, 1]) }, { row: 2, tokens: [4, 5], trained: Uint8Array.from([0, 1]) }];
     expect(packWindows('f', two, 3, { long: 'drop', pad: 0, isText: () => false, pack: false }).windows.map((w) => [...w.input])).toEqual([[1, 2, 0], [4, 0, 0]]);
-    expect(packWindows('f', two, 3, { long: 'drop', pad: 0, isText: () => false }).windows.map((w) => [...w.input])).toEqual([[1, 2, 3], [4, 0, 0]]);
+    // packing chats: one that does not fit in the rest of a window starts the next, whole
+    const three = [...two, { row: 3, tokens: [6, 7], trained: Uint8Array.from([0, 1]) }];
+    expect(packWindows('f', three, 3, { long: 'drop', pad: 0, isText: () => false }).windows.map((w) => [...w.input])).toEqual([[1, 2, 0], [4, 5, 6]]);
+    // raw text flows across windows
+    expect(packWindows('f', two, 3, { long: 'drop', pad: 0, isText: () => true }).windows.map((w) => [...w.input])).toEqual([[1, 2, 3], [4, 0, 0]]);
   });
 });
 

@@ -42,7 +42,8 @@ export function splitExamples<T>(items: T[], fraction: number, seed: number): { 
 
 /**
  * Packs examples end to end into windows of T+1 tokens (the last one padded, padding untrained),
- * or with `pack: false` pads each example to its own window(s).
+ * a chat or completion always whole in one window, or with `pack: false` pads each example to its
+ * own window(s).
  * Chats and completions longer than a window are dropped (reported) or truncated; raw text is
  * split across windows.
  */
@@ -82,6 +83,9 @@ export function packWindows(file: string, examples: Encoded[], T: number, opts: 
         continue;
       }
     }
+    // a chat or completion never straddles two windows (its answer would lose its prompt): one that
+    // does not fit in the window being filled starts the next one; raw text flows on
+    if (!opts.isText(e) && toks.length + tokens.length > T + 1) flush();
     for (let i = 0; i < tokens.length; i++) { toks.push(tokens[i]); flags.push(trained[i]); }
     if (opts.pack === false) flush(); // padding: every example starts its own window
   }
