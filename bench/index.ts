@@ -79,8 +79,9 @@ function blockStep(engine: Engine, typeName: string, d = 512, nHead = 8, ff = 13
   for (const p of Object.values(lora)) { fill(p.a, seed++, 0.02); fill(p.b, seed++, 0.02); }
 
   const b = new GraphBuilder();
-  const adapt: AdapterHook = (g, _il, mod, x, y) => {
+  const adapt: AdapterHook = (g, _il, mod, W, x) => {
     const p = (lora as Record<string, { a: Tensor; b: Tensor }>)[mod];
+    const y = g.mulMat(W, x);
     return p ? g.add(y, g.scale(g.mulMat(p.b, g.mulMat(p.a, x)), 2)) : y;
   };
   const inp = forwardInputs(b, nTok, 1);

@@ -21,8 +21,9 @@ export function adapterGradients(engine: Engine, path: string, tokens: number[],
     params.get(key)!.a.set(Float32Array.from(l.a));
     params.get(key)!.b.set(Float32Array.from(l.b));
   }
-  const adapt: AdapterHook = (b, layer, mod, x, y) => {
+  const adapt: AdapterHook = (b, layer, mod, W, x) => {
     const p = params.get(`${layer}.${mod}`);
+    const y = b.mulMat(W, x);
     return p ? b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, x)), p.scale)) : y;
   };
   const b = new GraphBuilder();

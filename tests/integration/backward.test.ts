@@ -6,9 +6,10 @@ import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../../electron/lab/engine/graph.js';
 import { T } from '../../electron/lab/engine/types.js';
 import { LlamaModel, blockForward, forwardInputs, setAttentionInputs, type BlockActs, type Module } from '../../electron/lab/model/llama.js';
-import { blockBackward, type Grads, type LoraParams } from '../../electron/lab/model/backward.js';
+import { blockBackward, type Grads } from '../../electron/lab/model/backward.js';
 import { randn } from '../../electron/lab/model/tiny.js';
-import { MODULES, moduleDims } from '../../electron/lab/tune/lora.js';
+import { MODULES, lowRankLinear, moduleDims } from '../../electron/lab/tune/lora.js';
+import { addGrad, adapterHook, type TrainedLinear } from '../../electron/lab/tune/adapter.js';
 import { tinyModel } from '../helpers/models.js';
 
 function compare(engine: Engine, type: string) {
@@ -17,7 +18,7 @@ function compare(engine: Engine, type: string) {
   const nTok = 8, nSeq = 2, n = nTok * nSeq, r = 2;
   const store = new GraphBuilder(256);
   const x0 = store.param([hp.nEmbd, n], 'x0');
-  const adapters = new Map<string, LoraParams>();
+  const adapters = new Map<string, { linear: TrainedLinear }>();
   let seed = 5;
   const params: [Tensor, Float32Array][] = [[x0, randn(seed++, hp.nEmbd * n, 1)]];
   for (let il = 0; il < hp.nLayer; il++) {
@@ -25,15 +26,16 @@ function compare(engine: Engine, type: string) {
       const [i, o] = moduleDims(hp, m);
       const a = store.param([i, r], `${il}.${m}.a`), bb = store.param([r, o], `${il}.${m}.b`);
       params.push([a, randn(seed++, i * r, 0.3)], [bb, randn(seed++, r * o, 0.3)]);
-      adapters.set(`${il}.${m}`, { a, b: bb, scale: 1.5 });
+      adapters.set(`${il}.${m}`, { linear: lowRankLinear(a, bb, 1.5, (g, grads, dA, dB) => { addGrad(g, grads, a, dA); addGrad(g, grads, bb, dB); }) });
     }
   }
   const buf = allocStatic(engine, store, 'backward test');
   for (const [t, v] of params) t.set(v);
   const lora = (il: number, m: Module) => adapters.get(`${il}.${m}`);
-  const hook = (g: GraphBuilder, il: number, m: Module, x: Tensor, y: Tensor) => {
-    const p = lora(il, m)!;
-    return g.add(y, g.scale(g.mulMat(p.b, g.mulMat(p.a, x)), p.scale));
+  // the autodiff side builds LoRA's forward itself, independently of lowRankLinear
+  const hook = (g: GraphBuilder, il: number, m: Module, W: Tensor, x: Tensor) => {
+    const [a, bb] = params.slice(1).filter(([t]) => t.name.startsWith(`${il}.${m}.`)).map(([t]) => t);
+    return g.add(g.mulMat(W, x), g.scale(g.mulMat(bb, g.mulMat(a, x)), 1.5));
   };
   const R = randn(99, hp.nEmbd * n, 1);
 
@@ -109,7 +111,7 @@ describe('the trainer\'s explicit gradients equal autodiff of the same loss', ()
     const b = new GraphBuilder();
     const inp = forwardInputs(b, 32, 2);
     const li = lossInputs(b, model.hp.nVocab, cap);
-    const g = new Graph(engine, b, [buildLoss(b, model, inp, li, 32, 2, lora.hook)], { backward: true });
+    const g = new Graph(engine, b, [buildLoss(b, model, inp, li, 32, 2, adapterHook(lora))], { backward: true });
     const tokens = new Int32Array(64);
     const targets: [number, number][] = [];
     windows.forEach((w, s) => { tokens.set(w.input, s * 32); w.trained.forEach((f, i) => f && targets.push([s * 32 + i, w.target[i]])); });

@@ -4,14 +4,12 @@
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
 import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
+import type { Grads, TrainedLinear } from '../tune/adapter.js';
 import { blockForward, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
-/** an adapter; `mask` is the dropout mask its input was multiplied by, if any */
-export interface LoraParams { a: Tensor; b: Tensor; scale: number; mask?: Tensor }
-/** the adapter on (layer, module), if any */
-export type LoraOf = (layer: number, module: Module) => LoraParams | undefined;
-/** gradients of adapter tensors, in graph order */
-export type Grads = Map<Tensor, Tensor>;
+export type { Grads } from '../tune/adapter.js';
+/** the trained linear on (layer, module) and the dropout mask on its adapter's input, if any */
+export type LinearOf = (layer: number, module: Module) => { linear: TrainedLinear; mask?: Tensor } | undefined;
 
 const tr = (b: GraphBuilder, t: Tensor) => b.cont(b.transpose(t));
 
@@ -21,24 +19,14 @@ function weightT(b: GraphBuilder, W: Tensor): Tensor {
   return tr(b, W.type === TYPES.F32 || W.type === TYPES.F16 ? W : b.cast(W, TYPES.F32));
 }
 
-function addGrad(b: GraphBuilder, grads: Grads, p: Tensor, g: Tensor) {
-  const prev = grads.get(p);
-  grads.set(p, prev ? b.add(prev, g) : g);
+/** dx = Wᵀ dy through a frozen weight W [in, out]; dy [out, n] → [in, n] */
+export function inputGrad(b: GraphBuilder, W: Tensor, dy: Tensor): Tensor {
+  return b.mulMat(weightT(b, W), dy);
 }
 
-/** dx of y = W x (+ s·B A x) given dy [out, n]; adapter gradients go to `grads`. x: [in, n] */
-function linearBack(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, lora: LoraParams | undefined, grads: Grads): Tensor {
-  let dx = b.mulMat(weightT(b, W), dy); // [in, n]
-  if (lora) {
-    const xin = lora.mask ? b.mul(x, lora.mask) : x;
-    const ax = b.mulMat(lora.a, xin); // [r, n]
-    const dax = b.scale(b.mulMat(tr(b, lora.b), dy), lora.scale); // [r, n] = s·Bᵀ dy
-    addGrad(b, grads, lora.b, b.scale(b.outProd(ax, dy), lora.scale)); // [r, out]
-    addGrad(b, grads, lora.a, b.outProd(xin, dax)); // [in, r]
-    const dxl = b.mulMat(tr(b, lora.a), dax);
-    dx = b.add(dx, lora.mask ? b.mul(dxl, lora.mask) : dxl);
-  }
-  return dx;
+/** dx of the linear (frozen or trained) given dy [out, n]; method gradients go to `grads`. x: [in, n] */
+function linearBack(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, t: ReturnType<LinearOf>, grads: Grads): Tensor {
+  return t ? t.linear.backward(b, W, x, dy, grads, t.mask) : inputGrad(b, W, dy);
 }
 
 /** sums gradients of the `group` query heads that share each KV head: [a, c, heads·B] → [a, c, kvHeads·B] */
@@ -50,7 +38,7 @@ function sumGroups(b: GraphBuilder, t: Tensor, group: number): Tensor {
 }
 
 /** d(block input) given d(block output); adds adapter gradients to `grads`. */
-export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LoraOf, grads: Grads): Tensor {
+export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LinearOf, grads: Grads): Tensor {
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const group = nHead / nHeadKv;
@@ -82,15 +70,13 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
 /**
  * The training loss of buildLoss and its gradients, explicitly: forward through all blocks keeping
  * activations, the head at the trained positions, then backward from the loss through the head and
- * every block. Returns the loss and each adapter tensor's gradient.
+ * every block. Returns the loss and each trained tensor's gradient.
  */
-export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LoraOf): { loss: Tensor; grads: Grads } {
+export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LinearOf): { loss: Tensor; grads: Grads } {
   const { hp, weights: w } = m;
-  const hook = (g: GraphBuilder, il: number, mod: Module, x: Tensor, y: Tensor) => {
-    const p = lora(il, mod);
-    if (!p) return y;
-    const xin = p.mask ? g.mul(x, p.mask) : x;
-    return g.add(y, g.scale(g.mulMat(p.b, g.mulMat(p.a, xin)), p.scale));
+  const hook = (g: GraphBuilder, il: number, mod: Module, W: Tensor, x: Tensor) => {
+    const t = lora(il, mod);
+    return t ? t.linear.forward(g, W, x, t.mask) : g.mulMat(W, x);
   };
   let x = b.getRows(w.tokEmbd, inp.tokens);
   const acts: BlockActs[] = [];

@@ -169,10 +169,10 @@ function mapWeights<X, Y>(w: WeightsOf<X>, f: (x: X) => Y): WeightsOf<Y> {
 export type Module = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
 /**
- * Adds an adapter's contribution to a frozen linear layer: y = W x (+ b) is given, and the
- * adapter returns y' (for LoRA: y + s·B(A x)). x: [in, n], y: [out, n].
+ * A trained linear layer in place of the frozen y = W x: the hook returns W'x before the bias
+ * (LoRA: W x + s·B(A x); HUT: a transformed W applied to x). W: [in, out], x: [in, n].
  */
-export type AdapterHook = (b: GraphBuilder, layer: number, module: Module, x: Tensor, y: Tensor) => Tensor;
+export type AdapterHook = (b: GraphBuilder, layer: number, module: Module, W: Tensor, x: Tensor) => Tensor;
 
 /** Describes the file's tensors for `hone info`. */
 export function describe(f: GgufFile) {
@@ -281,9 +281,8 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const linear = (mod: Module, W: Tensor, h: Tensor, bias?: Tensor) => {
-    let y = b.mulMat(W, h);
-    if (bias) y = b.add(y, bias);
-    return adapt ? adapt(b, il, mod, h, y) : y;
+    const y = adapt ? adapt(b, il, mod, W, h) : b.mulMat(W, h);
+    return bias ? b.add(y, bias) : y;
   };
   const h = b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm);
   // q, k, v: [hd, heads, n] after rope

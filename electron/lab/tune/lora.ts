@@ -2,11 +2,13 @@
 // A [in, r] (ggml order; rows of length `in`) starts uniform in ±1/√in as PEFT's Kaiming init,
 // B [r, out] starts at zero, so training starts from the base model exactly.
 import type { Engine } from '../engine/backend.js';
-import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
-import type { AdapterHook, Hparams, Module } from '../model/llama.js';
+import type { GraphBuilder, Tensor } from '../engine/graph.js';
+import type { Hparams, Module } from '../model/llama.js';
+import { inputGrad } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
+import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Grads, type TrainedLinear } from './adapter.js';
 
-export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+export { DROPOUT_INPUT, GGUF_NAMES, MODULES, moduleDims, type Trainable } from './adapter.js';
 
 export interface LoraConfig {
   rank: number;
@@ -16,26 +18,24 @@ export interface LoraConfig {
   dropout?: number;
 }
 
-/** Modules reading the same input share one dropout mask per layer (a mask per module would
- * multiply the masks JavaScript draws each step); eval graphs apply none. */
-export const DROPOUT_INPUT: Record<Module, string> = { q: 'attn_in', k: 'attn_in', v: 'attn_in', o: 'attn_out', gate: 'ffn_in', up: 'ffn_in', down: 'ffn_act' };
-
-/** [in, out] of each module's frozen weight */
-export function moduleDims(hp: Hparams, m: Module): [number, number] {
-  const q = hp.nHead * hp.headDim, kv = hp.nHeadKv * hp.headDim;
-  switch (m) {
-    case 'q': return [hp.nEmbd, q];
-    case 'k': case 'v': return [hp.nEmbd, kv];
-    case 'o': return [q, hp.nEmbd];
-    case 'gate': case 'up': return [hp.nEmbd, hp.nFf];
-    case 'down': return [hp.nFf, hp.nEmbd];
-  }
+/**
+ * The low-rank path y = W x + s·B(A·x̃) (x̃ = x times the dropout mask) with A [in, r] and B [r, out]
+ * graph tensors; `route` receives dA [in, r] and dB [r, out] (LoRA adds them to its parameters,
+ * MoS sends them back through its shard gather).
+ */
+export function lowRankLinear(A: Tensor, B: Tensor, s: number, route: (b: GraphBuilder, grads: Grads, dA: Tensor, dB: Tensor) => void): TrainedLinear {
+  return {
+    forward: (b, W, x, mask) => b.add(b.mulMat(W, x), b.scale(b.mulMat(B, b.mulMat(A, mask ? b.mul(x, mask) : x)), s)),
+    backward: (b, W, x, dy, grads, mask) => {
+      const xin = mask ? b.mul(x, mask) : x;
+      const ax = b.mulMat(A, xin); // [r, n]
+      const dax = b.scale(b.mulMat(b.cont(b.transpose(B)), dy), s); // [r, n] = s·Bᵀ dy
+      route(b, grads, b.outProd(xin, dax), b.scale(b.outProd(ax, dy), s));
+      const dxl = b.mulMat(b.cont(b.transpose(A)), dax); // [in, n]
+      return b.add(inputGrad(b, W, dy), mask ? b.mul(dxl, mask) : dxl);
+    },
+  };
 }
-
-/** llama.cpp's tensor name of each module's weight */
-export const GGUF_NAMES: Record<Module, string> = {
-  q: 'attn_q', k: 'attn_k', v: 'attn_v', o: 'attn_output', gate: 'ffn_gate', up: 'ffn_up', down: 'ffn_down',
-};
 
 export interface LoraPair {
   layer: number;
@@ -44,51 +44,33 @@ export interface LoraPair {
   b: Tensor;
 }
 
-export interface Trainable {
-  name: string;
-  param: Tensor;
-  /** gradient accumulator, AdamW first and second moments: static, same shape as param */
-  acc: Tensor;
-  m: Tensor;
-  v: Tensor;
-}
-
-export class Lora {
+export class Lora implements Adapter {
+  readonly method = 'lora' as const;
   readonly pairs: LoraPair[] = [];
-  readonly trainables: Trainable[] = [];
   readonly scale: number;
-  private readonly store = new GraphBuilder(1 << 12);
-  private readonly bufferId: number;
-  private readonly byKey = new Map<string, LoraPair>();
+  readonly dropout: number;
+  private readonly store = new TrainableStore();
+  private readonly byKey = new Map<string, { pair: LoraPair; linear: TrainedLinear }>();
 
   constructor(readonly engine: Engine, readonly hp: Hparams, readonly cfg: LoraConfig) {
     if (!(cfg.rank >= 1)) throw new Error(`LoRA rank must be at least 1, got ${cfg.rank}`);
-    const bad = cfg.targets.filter((t) => !MODULES.includes(t));
-    if (bad.length || cfg.targets.length === 0) throw new Error(`LoRA targets must be some of ${MODULES.join(',')}; got "${cfg.targets.join(',')}"`);
+    checkTargets(cfg.targets);
     this.scale = cfg.alpha / cfg.rank;
-    const mk = (shape: number[], name: string) => {
-      const param = this.store.param(shape, name);
-      const t: Trainable = {
-        name,
-        param,
-        acc: this.store.tensor(0, shape, `${name}.acc`),
-        m: this.store.tensor(0, shape, `${name}.m`),
-        v: this.store.tensor(0, shape, `${name}.v`),
-      };
-      this.trainables.push(t);
-      return param;
-    };
+    this.dropout = cfg.dropout ?? 0;
     for (let il = 0; il < hp.nLayer; il++) {
       for (const module of cfg.targets) {
         const [inDim, outDim] = moduleDims(hp, module);
         const base = `blk.${il}.${GGUF_NAMES[module]}.weight`;
-        const pair = { layer: il, module, a: mk([inDim, cfg.rank], `${base}.lora_a`), b: mk([cfg.rank, outDim], `${base}.lora_b`) };
+        const pair = { layer: il, module, a: this.store.add([inDim, cfg.rank], `${base}.lora_a`), b: this.store.add([cfg.rank, outDim], `${base}.lora_b`) };
         this.pairs.push(pair);
-        this.byKey.set(`${il}.${module}`, pair);
+        const linear = lowRankLinear(pair.a, pair.b, this.scale, (b, grads, dA, dB) => { addGrad(b, grads, pair.a, dA); addGrad(b, grads, pair.b, dB); });
+        this.byKey.set(`${il}.${module}`, { pair, linear });
       }
     }
-    this.bufferId = allocStatic(engine, this.store, 'LoRA parameters and optimizer state');
+    this.store.alloc(engine, 'LoRA parameters and optimizer state');
   }
+
+  get trainables() { return this.store.trainables; }
 
   /** fresh adapter: A uniform in ±1/√in, B and optimizer state zero */
   init(seed: number) {
@@ -96,31 +78,21 @@ export class Lora {
     for (const t of this.trainables) {
       const [n0, n1] = t.param.shape;
       const n = n0 * n1;
-      const isA = t.name.endsWith('lora_a');
       const bound = 1 / Math.sqrt(n0);
-      t.param.set(isA ? Float32Array.from({ length: n }, () => (2 * rng.next() - 1) * bound) : new Float32Array(n));
-      t.m.set(new Float32Array(n));
-      t.v.set(new Float32Array(n));
-      t.acc.set(new Float32Array(n));
+      t.param.set(t.name.endsWith('lora_a') ? Float32Array.from({ length: n }, () => (2 * rng.next() - 1) * bound) : new Float32Array(n));
     }
+    this.store.resetState();
   }
 
   pair(layer: number, module: Module): LoraPair | undefined {
-    return this.byKey.get(`${layer}.${module}`);
+    return this.byKey.get(`${layer}.${module}`)?.pair;
   }
 
-  get parameterCount(): number {
-    return this.trainables.reduce((s, t) => s + t.param.elements, 0);
+  linear(_b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
+    return this.byKey.get(`${layer}.${module}`)?.linear;
   }
-
-  /** y + s·B(A·x), without dropout (evaluation; training builds its graph in model/backward.ts) */
-  readonly hook: AdapterHook = (b, layer, module, x, y) => {
-    const p = this.byKey.get(`${layer}.${module}`);
-    return p ? b.add(y, b.scale(b.mulMat(p.b, b.mulMat(p.a, x)), this.scale)) : y;
-  };
 
   free() {
-    this.engine.native.freeBuffer(this.bufferId);
-    this.store.free();
+    this.store.free(this.engine);
   }
 }

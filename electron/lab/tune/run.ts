@@ -9,6 +9,7 @@ import type { Shape } from '../data/shape.js';
 import { LlamaModel, type Module } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { Lora } from './lora.js';
+import { parameterCount } from './adapter.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
 
@@ -111,7 +112,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
     trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
-    emit({ type: 'start', totalSteps, startStep: step, parameters: lora.parameterCount, backend: engine.kind, resumedFrom });
+    emit({ type: 'start', totalSteps, startStep: step, parameters: parameterCount(lora), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();

@@ -7,7 +7,7 @@ import { T } from '../engine/types.js';
 import { Rng, type Window } from '../data/pack.js';
 import { buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type ForwardInputs, type LlamaModel, type LossInputs, type Module } from '../model/llama.js';
 import { buildLossAndGrads } from '../model/backward.js';
-import { DROPOUT_INPUT, moduleDims, type Lora } from './lora.js';
+import { DROPOUT_INPUT, adapterHook, moduleDims, type Adapter } from './adapter.js';
 
 export interface OptimizerConfig {
   beta1: number;
@@ -47,23 +47,23 @@ export class Trainer {
   private readonly norm: { b: GraphBuilder; graph: Graph; out: Tensor };
   readonly T: number;
 
-  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly lora: Lora, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig) {
+  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig) {
     this.T = seq;
     this.train = this.lossGraph(capacity.train, true);
     this.evalGraph = this.lossGraph(capacity.eval, false);
 
-    const nb = new GraphBuilder(64 + 8 * lora.trainables.length);
+    const nb = new GraphBuilder(64 + 8 * adapter.trainables.length);
     let sumsq: Tensor | null = null;
-    for (const t of lora.trainables) {
+    for (const t of adapter.trainables) {
       const s = nb.sum(nb.sqr(t.acc));
       sumsq = sumsq ? nb.add(sumsq, s) : s;
     }
     this.norm = { b: nb, out: sumsq!, graph: new Graph(engine, nb, [sumsq!]) };
 
-    const ob = new GraphBuilder(64 + 8 * lora.trainables.length);
+    const ob = new GraphBuilder(64 + 8 * adapter.trainables.length);
     const params = ob.input(T.F32, [7], 'adamw_params');
     const gscale = ob.input(T.F32, [1], 'grad_scale');
-    const steps = lora.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
+    const steps = adapter.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
     this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
   }
 
@@ -77,11 +77,11 @@ export class Trainer {
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, this.model.hp.nVocab, m);
     if (!backward) {
-      const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, this.lora.hook);
+      const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, adapterHook(this.adapter));
       return { b, inp, loss, out, graph: new Graph(this.engine, b, [out]), m, masks: [], keep: null };
     }
     const masks = new Map<string, Tensor>();
-    const p = this.lora.cfg.dropout ?? 0;
+    const p = this.adapter.dropout;
     const n = this.T * this.batch;
     const maskOf = (layer: number, module: Module) => {
       const key = `${layer}.${DROPOUT_INPUT[module]}`;
@@ -89,18 +89,18 @@ export class Trainer {
       return masks.get(key)!;
     };
     const { loss: out, grads } = buildLossAndGrads(b, this.model, inp, loss, this.T, this.batch, (layer, module) => {
-      const pair = this.lora.pair(layer, module);
-      return pair && { a: pair.a, b: pair.b, scale: this.lora.scale, mask: p > 0 ? maskOf(layer, module) : undefined };
+      const linear = this.adapter.linear(b, layer, module);
+      return linear && { linear, mask: p > 0 ? maskOf(layer, module) : undefined };
     });
     const keep = b.input(T.F32, [1], 'keep_accumulated');
-    const updates = this.lora.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
+    const updates = this.adapter.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
     const graph = new Graph(this.engine, b, [out, ...updates]);
     return { b, inp, loss, out, graph, m, masks: [...masks.values()], keep };
   }
 
   /** fresh dropout masks from `seed` (so a resumed run draws the same ones) */
   private drawMasks(g: LossGraph, seed: number) {
-    const p = this.lora.cfg.dropout ?? 0;
+    const p = this.adapter.dropout;
     const rng = new Rng(seed);
     const keep = 1 / (1 - p);
     for (const mask of g.masks) mask.set(Float32Array.from({ length: mask.elements }, () => (rng.next() < p ? 0 : keep)));

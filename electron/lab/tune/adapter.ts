@@ -1,0 +1,122 @@
+// What a parameter-efficient method gives the training graph: its trainable tensors (with their
+// gradient accumulators and AdamW moments), and for each adapted linear layer its forward and its
+// explicit backward. LoRA (lora.ts), HUT (hut.ts) and MoS (mos.ts) implement it; the frozen base
+// weight W is any ggml type. Shapes in ggml order: W [in, out], x [in, n], dy [out, n].
+import type { Engine } from '../engine/backend.js';
+import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
+import type { AdapterHook, Hparams, Module } from '../model/llama.js';
+
+export type AdapterMethod = 'lora' | 'hut' | 'mos';
+
+export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+
+/** llama.cpp's tensor name of each module's weight */
+export const GGUF_NAMES: Record<Module, string> = {
+  q: 'attn_q', k: 'attn_k', v: 'attn_v', o: 'attn_output', gate: 'ffn_gate', up: 'ffn_up', down: 'ffn_down',
+};
+
+/** Modules reading the same input share one dropout mask per layer (a mask per module would
+ * multiply the masks JavaScript draws each step); eval graphs apply none. */
+export const DROPOUT_INPUT: Record<Module, string> = { q: 'attn_in', k: 'attn_in', v: 'attn_in', o: 'attn_out', gate: 'ffn_in', up: 'ffn_in', down: 'ffn_act' };
+
+/** [in, out] of each module's frozen weight */
+export function moduleDims(hp: Hparams, m: Module): [number, number] {
+  const q = hp.nHead * hp.headDim, kv = hp.nHeadKv * hp.headDim;
+  switch (m) {
+    case 'q': return [hp.nEmbd, q];
+    case 'k': case 'v': return [hp.nEmbd, kv];
+    case 'o': return [q, hp.nEmbd];
+    case 'gate': case 'up': return [hp.nEmbd, hp.nFf];
+    case 'down': return [hp.nFf, hp.nEmbd];
+  }
+}
+
+export function checkTargets(targets: Module[]) {
+  const bad = targets.filter((t) => !MODULES.includes(t));
+  if (bad.length || targets.length === 0) throw new Error(`targets must be some of ${MODULES.join(',')}; got "${targets.join(',')}"`);
+}
+
+export interface Trainable {
+  name: string;
+  param: Tensor;
+  /** gradient accumulator, AdamW first and second moments: static, same shape as param */
+  acc: Tensor;
+  m: Tensor;
+  v: Tensor;
+}
+
+/** gradients of trainable tensors, in graph order */
+export type Grads = Map<Tensor, Tensor>;
+
+export function addGrad(b: GraphBuilder, grads: Grads, p: Tensor, g: Tensor) {
+  const prev = grads.get(p);
+  grads.set(p, prev ? b.add(prev, g) : g);
+}
+
+/** One adapted linear layer inside one graph. `mask` is the dropout mask on the adapter's input. */
+export interface TrainedLinear {
+  /** W'x, before any bias */
+  forward(b: GraphBuilder, W: Tensor, x: Tensor, mask?: Tensor): Tensor;
+  /** dx given dy; adds the method's parameter gradients to `grads` */
+  backward(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, grads: Grads, mask?: Tensor): Tensor;
+}
+
+export interface Adapter {
+  readonly method: AdapterMethod;
+  readonly trainables: Trainable[];
+  readonly dropout: number;
+  /** fresh parameters from `seed`, optimizer state zero */
+  init(seed: number): void;
+  /** the adapted linear at (layer, module) for graphs built with `b`, or undefined if it stays frozen */
+  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined;
+  free(): void;
+}
+
+export function parameterCount(a: Adapter): number {
+  return a.trainables.reduce((s, t) => s + t.param.elements, 0);
+}
+
+/** the adapter as a forward hook, without dropout (evaluation graphs) */
+export function adapterHook(a: Adapter): AdapterHook {
+  return (b, layer, module, W, x) => a.linear(b, layer, module)?.forward(b, W, x) ?? b.mulMat(W, x);
+}
+
+/** Static storage for a method's trainables: parameter, accumulator and moments, one buffer. */
+export class TrainableStore {
+  readonly trainables: Trainable[] = [];
+  readonly b: GraphBuilder;
+  private bufferId = -1;
+  constructor(maxTensors = 1 << 12) { this.b = new GraphBuilder(maxTensors); }
+
+  add(shape: number[], name: string): Tensor {
+    const param = this.b.param(shape, name);
+    this.trainables.push({ name, param, acc: this.b.tensor(0, shape, `${name}.acc`), m: this.b.tensor(0, shape, `${name}.m`), v: this.b.tensor(0, shape, `${name}.v`) });
+    return param;
+  }
+
+  alloc(engine: Engine, label: string) {
+    this.bufferId = allocStatic(engine, this.b, label);
+  }
+
+  /** zero accumulators and moments */
+  resetState() {
+    for (const t of this.trainables) for (const x of [t.acc, t.m, t.v]) x.set(new Float32Array(x.elements));
+  }
+
+  free(engine: Engine) {
+    if (this.bufferId >= 0) engine.native.freeBuffer(this.bufferId);
+    this.b.free();
+  }
+}
+
+/** per-graph memo: a method's shared pieces (HUT's W', MoS's assembled A and B) are built once per graph */
+export class PerGraph<V> {
+  private readonly map = new WeakMap<GraphBuilder, Map<string, V>>();
+  get(b: GraphBuilder, key: string, make: () => V): V {
+    let m = this.map.get(b);
+    if (!m) this.map.set(b, (m = new Map()));
+    let v = m.get(key);
+    if (v === undefined) m.set(key, (v = make()));
+    return v;
+  }
+}
