@@ -74,6 +74,8 @@ export class GraphBuilder {
   }
   /** in-place AdamW update of `param`; params: F32 [7] = lr, β1, β2, ε, weight decay, 1/(1−β1^t), 1/(1−β2^t) */
   adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor) { return this.op('opt_step_adamw', [param, grad, m, v, params]); }
+  /** a tiled to the shape of `like` */
+  repeat(a: Tensor, like: Tensor) { return this.op('repeat', [a, like]); }
   cont(a: Tensor) { return this.op('cont', [a]); }
   cast(a: Tensor, type: number) { return this.op('cast', [a], [type]); }
   transpose(a: Tensor) { return this.op('transpose', [a]); }

@@ -1,13 +1,16 @@
-// Checkpoints: trainable tensors, AdamW moments and the run's position, in one GGUF written
+// Checkpoints: trainable tensors, AdamW moments, a method's fixed state (MoS's index draws) and the
+// run's position, in one GGUF written
 // atomically (temp file, fsync, rename). The newest readable one is used; one cut short on disk is
 // detected by the GGUF reader and skipped for the one before.
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { GgufValueType, readGguf } from '../model/gguf.js';
-import { kv, writeGguf } from '../export/gguf-writer.js';
+import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
 import { T } from '../engine/types.js';
-import type { Trainable } from './lora.js';
+import type { Tensor } from '../engine/graph.js';
+import { native } from '../engine/native.js';
+import type { Trainable } from './adapter.js';
 
 export interface RunPosition {
   /** optimizer steps done */
@@ -22,16 +25,17 @@ export function checkpointDir(runDir: string) {
   return join(runDir, 'checkpoints');
 }
 
-export function saveCheckpoint(runDir: string, pos: RunPosition, trainables: Trainable[], extra: Record<string, unknown> = {}): string {
+export function saveCheckpoint(runDir: string, pos: RunPosition, trainables: Trainable[], extra: Record<string, unknown> = {}, fixed: Tensor[] = []): string {
   const dir = checkpointDir(runDir);
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `step-${String(pos.step).padStart(7, '0')}.gguf`);
   const bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-  const tensors = trainables.flatMap((t) => [
+  const tensors: GgufTensorOut[] = trainables.flatMap((t) => [
     { name: t.name, shape: t.param.shape.slice(0, 2), type: T.F32, data: () => bytes(t.param.get()) },
     { name: `${t.name}.m`, shape: t.m.shape.slice(0, 2), type: T.F32, data: () => bytes(t.m.get()) },
     { name: `${t.name}.v`, shape: t.v.shape.slice(0, 2), type: T.F32, data: () => bytes(t.v.get()) },
   ]);
+  for (const f of fixed) tensors.push({ name: f.name, shape: f.shape.slice(0, 2), type: f.type, data: () => native().tensorGet(f.h, true) as unknown as Uint8Array });
   const md = new Map([
     ['general.type', kv.str('hone-checkpoint')],
     ['hone.checkpoint', kv.str(JSON.stringify({ ...pos, ...extra }))],
@@ -55,7 +59,7 @@ export interface LoadedCheckpoint {
 }
 
 /** Loads the newest readable checkpoint into the trainables; null when there is none. */
-export function loadLatestCheckpoint(runDir: string, trainables: Trainable[]): LoadedCheckpoint | null {
+export function loadLatestCheckpoint(runDir: string, trainables: Trainable[], fixed: Tensor[] = []): LoadedCheckpoint | null {
   const skipped: { path: string; reason: string }[] = [];
   for (const path of listCheckpoints(runDir).reverse()) {
     try {
@@ -64,16 +68,19 @@ export function loadLatestCheckpoint(runDir: string, trainables: Trainable[]): L
       if (!meta || meta.type !== GgufValueType.STRING) throw new Error('not a Hone checkpoint');
       const byName = new Map(f.tensors.map((t) => [t.name, t]));
       const raw = readFileSync(path);
-      const read = (name: string, n: number) => {
+      const bytesOf = (name: string, n: number) => {
         const t = byName.get(name);
         if (!t || t.bytes !== n * 4) throw new Error(`tensor ${name} is missing or has another shape (was the run's configuration changed?)`);
-        return new Float32Array(raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes));
+        return raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes);
       };
+      const read = (name: string, n: number) => new Float32Array(bytesOf(name, n));
+      const fixedData = fixed.map((f) => new Int32Array(bytesOf(f.name, f.elements)));
       const data = trainables.map((t) => {
         const n = t.param.elements;
         return [read(t.name, n), read(`${t.name}.m`, n), read(`${t.name}.v`, n)] as const;
       });
       trainables.forEach((t, i) => { t.param.set(data[i][0]); t.m.set(data[i][1]); t.v.set(data[i][2]); });
+      fixed.forEach((f, i) => f.set(fixedData[i]));
       return { path, position: JSON.parse(String(meta.value)), skipped };
     } catch (e) {
       skipped.push({ path, reason: (e as Error).message });

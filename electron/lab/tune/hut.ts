@@ -1,0 +1,136 @@
+// HUT, Hadamard Updated Transformation (Zhang, Zhou, Chen 2024): the trained weight is a
+// transformation of the frozen one, W' = U(W0), built from a Hadamard product with two low-rank
+// matrices, not an increment added to it. Its method section could not be read (docs/methods.md),
+// so Hone offers the two readings, both identity at step 0 and both merged into W at export:
+//   'scaling' (default; the equation a review of the paper reports):
+//       W' = (M_A 1_{r×k}) ⊙ W0 ⊙ (1_{d×r} M_B) = diag(a)·W0·diag(b),
+//       a = row sums of M_A [d×r], b = column sums of M_B [r×k]; y = a ⊙ W0 (b ⊙ x).
+//       Costs d + k multiplies per token (LoRA: 2r(d+k)); all r columns get the same gradient,
+//       so r scales the step, not the expressiveness. Init: every entry 1/r, so a = b = 1.
+//   'hadamard': W' = W0 ⊙ (1 + s·B A), B [d×r] zero, A [r×k] uniform ±1/√k, s = α/r;
+//       needs W0 dense in F32 and the full weight gradient every step.
+// ggml order: W [in = k, out = d]; M_A is stored [r, out], M_B [r, in] (sum_rows gives a and b);
+// A [in, r] and B [r, out] as LoRA's.
+import type { Engine } from '../engine/backend.js';
+import type { GraphBuilder, Tensor } from '../engine/graph.js';
+import { T } from '../engine/types.js';
+import type { Hparams, Module } from '../model/llama.js';
+import { inputGrad } from '../model/backward.js';
+import { Rng } from '../data/pack.js';
+import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+
+export type HutForm = 'scaling' | 'hadamard';
+export const HUT_FORMS: HutForm[] = ['scaling', 'hadamard'];
+
+export interface HutConfig {
+  rank: number;
+  alpha: number;
+  targets: Module[];
+  form: HutForm;
+}
+
+interface HutPair { layer: number; module: Module; inDim: number; outDim: number; p: Tensor; q: Tensor }
+
+/** Σ over dim 1 of t [c, n] → [c, 1] */
+const sumCols = (b: GraphBuilder, t: Tensor) => b.reshape(b.sumRows(b.cont(b.transpose(t))), t.shape[0], 1);
+
+export class Hut implements Adapter {
+  readonly method = 'hut' as const;
+  readonly dropout = 0;
+  readonly scale: number;
+  readonly pairs: HutPair[] = [];
+  private readonly store = new TrainableStore();
+  private readonly byKey = new Map<string, HutPair>();
+  private readonly memo = new PerGraph<TrainedLinear>();
+
+  constructor(readonly engine: Engine, readonly hp: Hparams, readonly cfg: HutConfig) {
+    if (!(cfg.rank >= 1)) throw new Error(`HUT rank must be at least 1, got ${cfg.rank}`);
+    if (!HUT_FORMS.includes(cfg.form)) throw new Error(`HUT form must be ${HUT_FORMS.join(' or ')}, got "${cfg.form}"`);
+    checkTargets(cfg.targets);
+    this.scale = cfg.alpha / cfg.rank;
+    const r = cfg.rank;
+    for (let il = 0; il < hp.nLayer; il++) {
+      for (const module of cfg.targets) {
+        const [inDim, outDim] = moduleDims(hp, module);
+        const base = `blk.${il}.${GGUF_NAMES[module]}.weight`;
+        const pair = cfg.form === 'scaling'
+          ? { layer: il, module, inDim, outDim, p: this.store.add([r, outDim], `${base}.hut_ma`), q: this.store.add([r, inDim], `${base}.hut_mb`) }
+          : { layer: il, module, inDim, outDim, p: this.store.add([inDim, r], `${base}.hut_a`), q: this.store.add([r, outDim], `${base}.hut_b`) };
+        this.pairs.push(pair);
+        this.byKey.set(`${il}.${module}`, pair);
+      }
+    }
+    this.store.alloc(engine, 'HUT parameters and optimizer state');
+  }
+
+  get trainables() { return this.store.trainables; }
+
+  init(seed: number) {
+    const rng = new Rng(seed);
+    const r = this.cfg.rank;
+    for (const p of this.pairs) {
+      if (this.cfg.form === 'scaling') {
+        p.p.set(new Float32Array(p.p.elements).fill(1 / r));
+        p.q.set(new Float32Array(p.q.elements).fill(1 / r));
+      } else {
+        const bound = 1 / Math.sqrt(p.inDim);
+        p.p.set(Float32Array.from({ length: p.p.elements }, () => (2 * rng.next() - 1) * bound));
+        p.q.set(new Float32Array(p.q.elements));
+      }
+    }
+    this.store.resetState();
+  }
+
+  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
+    const pair = this.byKey.get(`${layer}.${module}`);
+    if (!pair) return undefined;
+    return this.memo.get(b, `${layer}.${module}`, () => (this.cfg.form === 'scaling' ? scalingLinear(b, pair) : hadamardLinear(pair, this.scale)));
+  }
+
+  free() {
+    this.store.free(this.engine);
+  }
+}
+
+/** y = a ⊙ W0 (b ⊙ x) with a = Σ_r M_A [out, 1], b = Σ_r M_B [in, 1] */
+function scalingLinear(g: GraphBuilder, p: HutPair): TrainedLinear {
+  const a = g.reshape(g.sumRows(p.p), p.outDim, 1); // M_A [r, out] summed over r
+  const bv = g.reshape(g.sumRows(p.q), p.inDim, 1);
+  return {
+    forward: (b, W, x) => b.mul(b.mulMat(W, b.mul(x, bv)), a),
+    backward: (b, W, x, dy, grads) => {
+      const u = b.mul(x, bv); // [in, n]
+      const z = b.mulMat(W, u); // [out, n]
+      const da = sumCols(b, b.mul(dy, z)); // [out, 1]
+      const du = inputGrad(b, W, b.mul(dy, a)); // [in, n]
+      const db = sumCols(b, b.mul(x, du)); // [in, 1]
+      // every entry of M_A's row i sums into a_i, so each gets ∂L/∂a_i (M_B likewise)
+      addGrad(b, grads, p.p, b.repeat(b.reshape(da, 1, p.outDim), p.p));
+      addGrad(b, grads, p.q, b.repeat(b.reshape(db, 1, p.inDim), p.q));
+      return b.mul(du, bv);
+    },
+  };
+}
+
+/** y = W' x with W' = W0 ⊙ (1 + s·BA) dense in F32 [in, out] */
+function hadamardLinear(p: HutPair, s: number): TrainedLinear {
+  let w0: Tensor | null = null, wp: Tensor | null = null;
+  const weights = (b: GraphBuilder, W: Tensor) => {
+    if (!w0) {
+      w0 = W.type === T.F32 ? W : b.cast(W, T.F32);
+      const M = b.mulMat(b.cont(b.transpose(p.p)), p.q); // B·A as [in, out]
+      wp = b.add(w0, b.scale(b.mul(w0, M), s));
+    }
+    return { w0, wp: wp! };
+  };
+  return {
+    forward: (b, W, x) => b.mulMat(weights(b, W).wp, x),
+    backward: (b, W, x, dy, grads) => {
+      const { w0: W0, wp: Wp } = weights(b, W);
+      const GM = b.scale(b.mul(b.outProd(x, dy), W0), s); // s·(∂L/∂W' ⊙ W0) [in, out]
+      addGrad(b, grads, p.p, b.mulMat(b.cont(b.transpose(GM)), b.cont(b.transpose(p.q)))); // [in, r]
+      addGrad(b, grads, p.q, b.mulMat(p.p, GM)); // [r, out]
+      return b.mulMat(b.cont(b.transpose(Wp)), dy);
+    },
+  };
+}
