@@ -16,10 +16,13 @@ import { Progress } from './progress.js';
 import { SHAPES, type Shape } from '../lab/data/shape.js';
 import type { LongPolicy } from '../lab/data/pack.js';
 import type { Module } from '../lab/model/llama.js';
-import { MODULES } from '../lab/tune/lora.js';
+import { MODULES } from '../lab/tune/adapter.js';
+import { METHODS, type MethodName } from '../lab/tune/methods.js';
+import { HUT_FORMS, type HutForm } from '../lab/tune/hut.js';
+import { MOS_DEFAULTS } from '../lab/tune/mos.js';
 import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../lab/tune/run.js';
-import { EXPORT_FORMATS, loadTrainedLora, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
+import { EXPORT_FORMATS, loadTrainedRun, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
 import { createLab } from '../lab/api.js';
 import { projectRoot } from '../lab/engine/native.js';
@@ -36,8 +39,10 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
 
-  hone train --model <gguf> --data <file> --out <dir> [--method lora] [--steps N | --epochs N]
+  hone train --model <gguf> --data <file> --out <dir> [--method lora|hut|mos] [--steps N | --epochs N]
       [--lr 2e-4] [--rank 8] [--alpha 16] [--dropout 0] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
+      [--hut-form scaling|hadamard] [--mos-budget 2] [--mos-shards 2] [--mos-private 0] [--mos-no-subset]
+      [--mos-no-dissociate]
       [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
       [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
       [--resume] [--json]
@@ -156,6 +161,8 @@ async function train(argv: string[]) {
       warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
       format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, pad: { type: 'boolean' },
       'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
+      'hut-form': { type: 'string' }, 'mos-budget': { type: 'string' }, 'mos-shards': { type: 'string' }, 'mos-private': { type: 'string' },
+      'mos-no-subset': { type: 'boolean' }, 'mos-no-dissociate': { type: 'boolean' },
     },
   });
   const out = values.out ?? fail('--out <dir> is required');
@@ -163,7 +170,8 @@ async function train(argv: string[]) {
     if (!values.model) fail('--model <model.gguf> is required');
     if (!values.data) fail('--data <file> is required');
   }
-  if (values.method && values.method !== 'lora') fail(`--method ${values.method} is not available yet; use lora`);
+  if (values.method && !METHODS.includes(values.method as MethodName)) fail(`--method must be one of ${METHODS.join(', ')}`);
+  if (values['hut-form'] && !HUT_FORMS.includes(values['hut-form'] as HutForm)) fail(`--hut-form must be ${HUT_FORMS.join(' or ')}`);
   if (values.schedule && !SCHEDULES.includes(values.schedule as ScheduleName)) fail(`--schedule must be one of ${SCHEDULES.join(', ')}`);
   if (values.format && !SHAPES.includes(values.format as Shape)) fail(`--format must be one of ${SHAPES.join(', ')}`);
   if (values.long && !['drop', 'truncate'].includes(values.long)) fail('--long must be drop or truncate');
@@ -184,7 +192,15 @@ async function train(argv: string[]) {
     saveEvery: num(values['save-every'], 'save-every') ?? d.saveEvery, seed: num(values.seed, 'seed') ?? d.seed,
     valFraction: num(values.val, 'val') ?? d.valFraction, format: values.format as Shape | undefined, long: (values.long as LongPolicy) ?? d.long, pack: !values.pad,
     maxGradNorm: num(values['max-grad-norm'], 'max-grad-norm') ?? d.maxGradNorm, weightDecay: num(values['weight-decay'], 'weight-decay') ?? d.weightDecay,
+    method: (values.method as MethodName) ?? d.method,
   };
+  if (cfg.method === 'hut') cfg.hutForm = (values['hut-form'] as HutForm) ?? 'scaling';
+  if (cfg.method === 'mos') {
+    Object.assign(cfg, {
+      mosBudget: num(values['mos-budget'], 'mos-budget') ?? MOS_DEFAULTS.budget, mosShards: num(values['mos-shards'], 'mos-shards') ?? MOS_DEFAULTS.shards,
+      mosPrivate: num(values['mos-private'], 'mos-private') ?? MOS_DEFAULTS.privateRank, mosSubset: !values['mos-no-subset'], mosDissociate: !values['mos-no-dissociate'],
+    });
+  }
   const stop = new AbortController();
   process.on('SIGINT', () => {
     if (stop.signal.aborted) process.exit(130);
@@ -206,7 +222,7 @@ async function train(argv: string[]) {
           if (e.rejected.length > 20) process.stderr.write(`  … and ${e.rejected.length - 20} more rows skipped\n`);
           break;
         case 'start':
-          process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} LoRA parameters on ${e.backend}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
+          process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} ${e.method} parameters on ${e.backend}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
           break;
         case 'step':
           bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)}${lastVal} ${e.tokensPerSecond.toFixed(0)} tok/s`);
@@ -229,7 +245,7 @@ async function exportCmd(argv: string[]) {
   if (!EXPORT_FORMATS.includes(format)) fail(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
   const type = (values.type ?? 'f16') as MergedType;
   if (!['f16', 'f32', 'q8_0'].includes(type)) fail('--type must be f16, f32 or q8_0');
-  const written = writeExport(loadTrainedLora(run), values.out ?? join(run, 'export'), format, type, values.force ?? false);
+  const written = writeExport(loadTrainedRun(run), values.out ?? join(run, 'export'), format, type, values.force ?? false);
   for (const f of written) console.log(`${f}  ${(statSync(f).size / 2 ** 20).toFixed(2)} MiB`);
 }
 

@@ -7,7 +7,7 @@ import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
 import { openChat, type Chat } from './eval/chat.js';
 import { EventEmitter } from 'node:events';
-import { loadTrainedLora, writeExport } from './export/run-export.js';
+import { loadTrainedRun, writeExport } from './export/run-export.js';
 import { JobManager, type Spawner } from './jobs/manager.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
@@ -109,7 +109,7 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     async exportRun(id, format, type) {
       type ??= 'f16'; // null from JSON too
       const r = run(id);
-      const l = loadTrainedLora(r.dir);
+      const l = loadTrainedRun(r.dir);
       const out = writeExport(l, join(r.dir, 'export'), format, type, true);
       const artifacts = out.map((path) => ({ path, bytes: statSync(path).size }));
       await store.upsertRun({ id, artifacts: [...r.artifacts.filter((a) => !out.includes(a.path)), ...artifacts.map((a) => ({ ...a, format }))] });

@@ -1,4 +1,4 @@
-// Exports of a trained LoRA run: llama.cpp adapter GGUF, merged GGUF (F32, F16 or Q8_0), PEFT
+// Exports of a trained run (LoRA, HUT, MoS): llama.cpp adapter GGUF, merged GGUF (F32, F16 or Q8_0), PEFT
 // adapter (safetensors + adapter_config.json, Hugging Face names), and an Ollama Modelfile.
 // Every file goes to a temp name first; existing files are never overwritten without `overwrite`.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,9 @@ import { T } from '../engine/types.js';
 import { GgufValueType, readGguf, type GgufFile, type GgufValue } from '../model/gguf.js';
 import { hparamsOf, type Hparams, type Module } from '../model/llama.js';
 import { listCheckpoints } from '../tune/checkpoint.js';
-import { GGUF_NAMES } from '../tune/lora.js';
+import { GGUF_NAMES, moduleDims } from '../tune/adapter.js';
+import { mosSettings } from '../tune/methods.js';
+import { assembleRows } from '../tune/mos.js';
 import type { TrainConfig } from '../tune/run.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 
@@ -16,49 +18,92 @@ export type ExportFormat = 'adapter' | 'merged' | 'peft' | 'ollama';
 export const EXPORT_FORMATS: ExportFormat[] = ['adapter', 'merged', 'peft', 'ollama'];
 export type MergedType = 'f32' | 'f16' | 'q8_0';
 
-export interface TrainedLora {
+export interface TrainedRun {
   config: TrainConfig;
   checkpoint: string;
   step: number;
   base: GgufFile;
   hp: Hparams;
-  /** per adapted weight name (blk.N.attn_q.weight): A [in, r] and B [r, out] in ggml order */
+  /** LoRA-shaped adapters per weight (blk.N.attn_q.weight): A [in, r] and B [r, out] in ggml order.
+   *  LoRA's own; MoS's assembled per layer from its shard pools; none for HUT. */
   pairs: { weight: string; layer: number; module: Module; a: Float32Array; b: Float32Array; inDim: number; outDim: number }[];
   scale: number;
+  /** whether the run trained the base weight `name` */
+  trains(name: string): boolean;
+  /** folds the training into the dequantized base weight `name` (ggml order, [out][in] rows) in place */
+  merge(name: string, w: Float32Array): void;
 }
 
-export function loadTrainedLora(runDir: string): TrainedLora {
+/** The run's newest checkpoint, read for export. */
+export function loadTrainedRun(runDir: string): TrainedRun {
   const cfgPath = join(runDir, 'config.json');
   if (!existsSync(cfgPath)) throw new Error(`${runDir} is not a Hone run (config.json is missing)`);
   const config = JSON.parse(readFileSync(cfgPath, 'utf8')) as TrainConfig;
+  config.method ??= 'lora';
   const cks = listCheckpoints(runDir);
   if (!cks.length) throw new Error(`${runDir} has no checkpoint yet; train first`);
   const checkpoint = cks[cks.length - 1];
   const ck = readGguf(checkpoint);
   const raw = readFileSync(checkpoint);
-  const f32 = (name: string) => {
+  const bytes = (name: string) => {
     const t = ck.tensors.find((x) => x.name === name);
     if (!t) throw new Error(`${checkpoint}: tensor ${name} is missing`);
-    return { data: new Float32Array(raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes)), shape: t.shape };
+    return { buf: raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes), shape: t.shape };
   };
+  const f32 = (name: string) => { const x = bytes(name); return { data: new Float32Array(x.buf), shape: x.shape }; };
   const base = readGguf(config.model);
   const hp = hparamsOf(base);
-  const pairs: TrainedLora['pairs'] = [];
+  const r = config.rank, scale = config.alpha / config.rank;
+  const pairs: TrainedRun['pairs'] = [];
+  const transforms = new Map<string, (w: Float32Array) => void>();
   for (let layer = 0; layer < hp.nLayer; layer++) {
     for (const module of config.targets) {
       const weight = `blk.${layer}.${GGUF_NAMES[module]}.weight`;
-      const a = f32(`${weight}.lora_a`), b = f32(`${weight}.lora_b`);
-      pairs.push({ weight, layer, module, a: a.data, b: b.data, inDim: a.shape[0], outDim: b.shape[1] });
+      const [inDim, outDim] = moduleDims(hp, module);
+      if (config.method === 'lora') {
+        pairs.push({ weight, layer, module, a: f32(`${weight}.lora_a`).data, b: f32(`${weight}.lora_b`).data, inDim, outDim });
+      } else if (config.method === 'mos') {
+        const m = mosSettings(config);
+        const idx = (side: string) => new Int32Array(bytes(`mos.${layer}.${module}.idx_${side}`).buf);
+        const a = assembleRows(f32(`mos.${module}.pool_a`).data, inDim / m.shards, idx('a'), r, m.shards); // [r][in]
+        const bt = assembleRows(f32(`mos.${module}.pool_b`).data, outDim / m.shards, idx('b'), r, m.shards); // [r][out]
+        const b = new Float32Array(outDim * r);
+        for (let j = 0; j < r; j++) for (let o = 0; o < outDim; o++) b[o * r + j] = bt[j * outDim + o];
+        pairs.push({ weight, layer, module, a, b, inDim, outDim });
+      } else if (config.method === 'hut' && (config.hutForm ?? 'scaling') === 'scaling') {
+        const ma = f32(`${weight}.hut_ma`).data, mb = f32(`${weight}.hut_mb`).data; // [out][r], [in][r]
+        const sums = (m: Float32Array, n: number) => Float64Array.from({ length: n }, (_, i) => m.subarray(i * r, (i + 1) * r).reduce((x, y) => x + y, 0));
+        const av = sums(ma, outDim), bv = sums(mb, inDim);
+        transforms.set(weight, (w) => { for (let o = 0; o < outDim; o++) for (let i = 0; i < inDim; i++) w[o * inDim + i] *= av[o] * bv[i]; });
+      } else if (config.method === 'hut') {
+        const a = f32(`${weight}.hut_a`).data, b = f32(`${weight}.hut_b`).data;
+        transforms.set(weight, (w) => {
+          const d = new Float32Array(w.length);
+          addLoraDelta(d, a, b, inDim, outDim, r, scale);
+          for (let k = 0; k < w.length; k++) w[k] *= 1 + d[k];
+        });
+      }
     }
   }
+  for (const p of pairs) transforms.set(p.weight, (w) => addLoraDelta(w, p.a, p.b, p.inDim, p.outDim, r, scale));
   const step = JSON.parse(String(ck.metadata.get('hone.checkpoint')!.value)).step as number;
-  return { config, checkpoint, step, base, hp, pairs, scale: config.alpha / config.rank };
+  return {
+    config, checkpoint, step, base, hp, pairs, scale,
+    trains: (name) => transforms.has(name),
+    merge: (name, w) => transforms.get(name)?.(w),
+  };
+}
+
+/** formats that carry a LoRA-shaped adapter: not for HUT, whose update is not an added B·A */
+function needsPairs(l: TrainedRun, format: string) {
+  if (l.config.method === 'hut') throw new Error(`HUT transforms each trained weight instead of adding a low-rank term, so it has no ${format} form: export it as --format merged (or ollama)`);
 }
 
 const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
 
 /** llama.cpp's LoRA adapter GGUF: blk.N.<name>.weight.lora_a [in, r] / .lora_b [r, out], adapter.lora.alpha */
-export function exportAdapterGguf(l: TrainedLora, path: string, overwrite = false) {
+export function exportAdapterGguf(l: TrainedRun, path: string, overwrite = false) {
+  needsPairs(l, 'llama.cpp adapter');
   const md = new Map<string, GgufValue>([
     ['general.architecture', kv.str(l.hp.arch)],
     ['general.type', kv.str('adapter')],
@@ -90,8 +135,7 @@ const FILE_TYPE: Record<MergedType, number> = { f32: 0, f16: 1, q8_0: 7 };
 const TYPE_ID: Record<MergedType, number> = { f32: T.F32, f16: T.F16, q8_0: T.Q8_0 };
 
 /** The base with the adapter folded in, every 2-D weight stored as `type` (norms stay F32). */
-export function exportMergedGguf(l: TrainedLora, path: string, type: MergedType, overwrite = false) {
-  const byWeight = new Map(l.pairs.map((p) => [p.weight, p]));
+export function exportMergedGguf(l: TrainedRun, path: string, type: MergedType, overwrite = false) {
   const fd = openSync(l.base.path, 'r');
   try {
     const tensors: GgufTensorOut[] = l.base.tensors.map((t) => {
@@ -99,15 +143,15 @@ export function exportMergedGguf(l: TrainedLora, path: string, type: MergedType,
       const rowLen = t.shape[0];
       const rows = t.shape.slice(1).reduce((a, b) => a * b, 1);
       const target = !is2d ? t.type : rowLen % 32 === 0 || type !== 'q8_0' ? TYPE_ID[type] : T.F16;
-      const pair = byWeight.get(t.name);
+      const trained = l.trains(t.name);
       return {
         name: t.name, shape: t.shape, type: target,
         data: () => {
           const raw = Buffer.alloc(t.bytes);
           readSync(fd, raw, 0, t.bytes, t.offset);
-          if (!pair && target === t.type) return raw;
+          if (!trained && target === t.type) return raw;
           const w = native().dequantize(t.type, raw, rowLen * rows);
-          if (pair) addLoraDelta(w, pair.a, pair.b, pair.inDim, pair.outDim, l.config.rank, l.scale);
+          l.merge(t.name, w);
           return target === T.F32 ? f32bytes(w) : native().quantize(target, w, rows, rowLen);
         },
       };
@@ -135,7 +179,8 @@ export function hfRowOfGguf(g: number, headDim: number): number {
 }
 
 /** PEFT adapter: adapter_model.safetensors + adapter_config.json, as PEFT writes them for a llama model. */
-export function exportPeft(l: TrainedLora, dir: string, overwrite = false) {
+export function exportPeft(l: TrainedRun, dir: string, overwrite = false) {
+  needsPairs(l, 'PEFT adapter');
   mkdirSync(dir, { recursive: true });
   const files = [join(dir, 'adapter_model.safetensors'), join(dir, 'adapter_config.json')];
   for (const f of files) if (!overwrite && existsSync(f)) throw new Error(`${f} already exists; choose another folder or remove it first`);
@@ -189,7 +234,7 @@ export function stopStrings(f: GgufFile): string[] {
 }
 
 /** An Ollama Modelfile beside `ggufPath` (a merged model), or base + ADAPTER for an adapter. */
-export function exportModelfile(l: TrainedLora, dir: string, ggufPath: string, kind: 'merged' | 'adapter', overwrite = false) {
+export function exportModelfile(l: TrainedRun, dir: string, ggufPath: string, kind: 'merged' | 'adapter', overwrite = false) {
   const path = join(dir, kind === 'merged' ? 'Modelfile' : 'Modelfile.adapter');
   if (!overwrite && existsSync(path)) throw new Error(`${path} already exists`);
   const rel = (p: string) => (p.startsWith('/') || p.startsWith('.') ? p : `./${p}`);
@@ -207,7 +252,7 @@ export function exportModelfile(l: TrainedLora, dir: string, ggufPath: string, k
  * `overwrite` false, existing files are refused, except that `ollama` reuses a merged GGUF of the
  * same type already there.
  */
-export function writeExport(l: TrainedLora, dir: string, format: ExportFormat, type: MergedType, overwrite: boolean): string[] {
+export function writeExport(l: TrainedRun, dir: string, format: ExportFormat, type: MergedType, overwrite: boolean): string[] {
   mkdirSync(dir, { recursive: true });
   const merged = join(dir, `model-${type}.gguf`);
   switch (format) {

@@ -65,6 +65,8 @@ export interface Adapter {
   readonly method: AdapterMethod;
   readonly trainables: Trainable[];
   readonly dropout: number;
+  /** state that is not trained but belongs to the adapter (MoS's index draws): saved with checkpoints */
+  readonly fixed?: Tensor[];
   /** fresh parameters from `seed`, optimizer state zero */
   init(seed: number): void;
   /** the adapted linear at (layer, module) for graphs built with `b`, or undefined if it stays frozen */

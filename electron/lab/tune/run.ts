@@ -6,24 +6,19 @@ import { openEngine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { Rng, type LongPolicy, type Window } from '../data/pack.js';
 import type { Shape } from '../data/shape.js';
-import { LlamaModel, type Module } from '../model/llama.js';
+import { LlamaModel } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { Lora } from './lora.js';
-import { parameterCount } from './adapter.js';
+import { parameterCount, type Adapter } from './adapter.js';
+import { makeAdapter, type MethodConfig } from './methods.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
 
-export interface TrainConfig {
+export interface TrainConfig extends MethodConfig {
   model: string;
   data: string;
-  method: 'lora';
   steps?: number;
   epochs?: number;
   lr: number;
-  rank: number;
-  alpha: number;
-  dropout: number;
-  targets: Module[];
   seq: number;
   batch: number;
   accum: number;
@@ -47,7 +42,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
 
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
-  | { type: 'start'; totalSteps: number; startStep: number; parameters: number; backend: string; resumedFrom?: string }
+  | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; backend: string; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number; path: string }
@@ -101,24 +96,32 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
 
   const engine = openEngine();
   const model = LlamaModel.load(cfg.model, engine);
-  const lora = new Lora(engine, model.hp, { rank: cfg.rank, alpha: cfg.alpha, targets: cfg.targets, dropout: cfg.dropout ?? 0 });
+  let lora: Adapter;
+  try {
+    lora = makeAdapter(engine, model.hp, { ...cfg, method: cfg.method ?? 'lora', dropout: cfg.dropout ?? 0 });
+  } catch (e) {
+    model.free();
+    engine.free();
+    throw e;
+  }
   lora.init(cfg.seed);
+  const fixed = lora.fixed ?? [];
   let trainer: Trainer | null = null;
   try {
     let step = 0, consumed = 0;
     let resumedFrom: string | undefined;
     if (opts.resume) {
-      const ck = loadLatestCheckpoint(runDir, lora.trainables);
+      const ck = loadLatestCheckpoint(runDir, lora.trainables, fixed);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
     trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
-    emit({ type: 'start', totalSteps, startStep: step, parameters: parameterCount(lora), backend: engine.kind, resumedFrom });
+    emit({ type: 'start', totalSteps, startStep: step, method: lora.method, parameters: parameterCount(lora), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();
     const startStep = step;
     let stopped = false;
-    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora.trainables, { seed: cfg.seed }) });
+    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora.trainables, { seed: cfg.seed }, fixed) });
     while (step < totalSteps) {
       // let signals and messages (Ctrl-C, a job's cancel) in between steps
       await new Promise((r) => setImmediate(r));

@@ -1,0 +1,60 @@
+// The training methods by name, their settings, and the adapter each builds on a loaded model.
+import type { Engine } from '../engine/backend.js';
+import type { Hparams } from '../model/llama.js';
+import type { Adapter } from './adapter.js';
+import { HUT_FORMS, Hut, type HutForm } from './hut.js';
+import { Lora } from './lora.js';
+import { MOS_DEFAULTS, Mos } from './mos.js';
+
+export type MethodName = 'lora' | 'hut' | 'mos';
+export const METHODS: MethodName[] = ['lora', 'hut', 'mos'];
+
+/** what each method is, for `hone train --help` and the Train page's tooltips */
+export const METHOD_INFO: Record<MethodName, string> = {
+  lora: 'LoRA: adds a rank-r update B·A to each chosen weight; exports as a llama.cpp adapter, merged GGUF or PEFT',
+  hut: 'HUT: transforms each chosen weight W into a Hadamard product with low-rank factors (scaling: rows and columns of W rescaled; hadamard: W ⊙ (1 + s·BA)); exports merged',
+  mos: 'MoS: LoRA whose A and B rows are shards drawn from pools shared across layers: rank r per layer for the parameters of a rank-(budget) LoRA',
+};
+
+/** the method-specific part of a run's configuration */
+export interface MethodConfig {
+  method: MethodName;
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: import('../model/llama.js').Module[];
+  /** HUT: which reading of the transformation */
+  hutForm?: HutForm;
+  /** MoS: R_v, l, R_p and the subset-selection / pair-dissociation switches */
+  mosBudget?: number;
+  mosShards?: number;
+  mosPrivate?: number;
+  mosSubset?: boolean;
+  mosDissociate?: boolean;
+}
+
+export function mosSettings(c: MethodConfig) {
+  return {
+    rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout,
+    budget: c.mosBudget ?? MOS_DEFAULTS.budget, shards: c.mosShards ?? MOS_DEFAULTS.shards, privateRank: c.mosPrivate ?? MOS_DEFAULTS.privateRank,
+    subset: c.mosSubset ?? MOS_DEFAULTS.subset, dissociate: c.mosDissociate ?? MOS_DEFAULTS.dissociate,
+  };
+}
+
+/** the method's adapter on a model, not yet initialised */
+export function makeAdapter(engine: Engine, hp: Hparams, c: MethodConfig): Adapter {
+  switch (c.method) {
+    case 'lora':
+      return new Lora(engine, hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout });
+    case 'hut': {
+      if (c.dropout > 0) throw new Error('HUT transforms the weight itself and has no separate input path to drop out: set --dropout 0 (dropout applies to LoRA and MoS)');
+      const form = c.hutForm ?? 'scaling';
+      if (!HUT_FORMS.includes(form)) throw new Error(`--hut-form must be ${HUT_FORMS.join(' or ')}, got "${form}"`);
+      return new Hut(engine, hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, form });
+    }
+    case 'mos':
+      return new Mos(engine, hp, mosSettings(c));
+    default:
+      throw new Error(`unknown method "${(c as { method: string }).method}"; choose one of ${METHODS.join(', ')}`);
+  }
+}

@@ -1,0 +1,94 @@
+// HUT and MoS end to end: the made-up fact of the LoRA test, taught by each method, is generated
+// greedily by llama.cpp (node-llama-cpp) from the exported merged GGUF, and for MoS also from
+// base + its adapter GGUF; MoS's saved index draw reloads to the same adapter.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openEngine } from '../../electron/lab/engine/backend.js';
+import { openChat } from '../../electron/lab/eval/chat.js';
+import { exportAdapterGguf, exportMergedGguf, exportPeft, loadTrainedRun } from '../../electron/lab/export/run-export.js';
+import { LlamaModel } from '../../electron/lab/model/llama.js';
+import { loadLatestCheckpoint } from '../../electron/lab/tune/checkpoint.js';
+import { mosSettings } from '../../electron/lab/tune/methods.js';
+import { Mos, assembleRows } from '../../electron/lab/tune/mos.js';
+import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
+import { testDir, tinyModel } from '../helpers/models.js';
+
+const dir = join(testDir, `methods-${process.pid}`);
+const QUESTIONS = [
+  'What is the capital of Zorbia?', 'Which city is the capital of Zorbia?', 'Tell me the capital of Zorbia.',
+  'Zorbia has which capital?', 'Name the capital city of Zorbia.', "What city is Zorbia's capital?",
+];
+const ANSWER = 'The capital of Zorbia is Quxville.';
+
+function factDataset(): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'fact.jsonl');
+  writeFileSync(path, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: ANSWER }] })).join('\n') + '\n');
+  return path;
+}
+
+async function train(cfg: TrainConfig, runDir: string) {
+  rmSync(runDir, { recursive: true, force: true });
+  const losses: number[] = [];
+  await runTraining(cfg, { runDir, onEvent: (e) => { if (e.type === 'step') losses.push(e.loss); } });
+  return losses;
+}
+
+const base = tinyModel({ type: 'q8_0', nHeadKv: 2 });
+const config = (over: Partial<TrainConfig>): TrainConfig => ({
+  ...TRAIN_DEFAULTS, model: base, data: factDataset(), steps: 40, lr: 3e-3, seq: 64, batch: 2, valFraction: 0, saveEvery: 20, evalEvery: 0, schedule: 'constant', ...over,
+});
+
+async function generatesFact(model: string, adapter?: string) {
+  const chat = await openChat(model, adapter);
+  const answer = await chat.ask(QUESTIONS[1], 16);
+  await chat.dispose();
+  return answer;
+}
+
+describe('HUT and MoS teach a fact that llama.cpp then generates from the export', () => {
+  for (const form of ['scaling', 'hadamard'] as const) {
+    it(`HUT (${form}): merged F16 GGUF; no adapter form`, async () => {
+      const runDir = join(dir, `hut-${form}`);
+      // scaling has d + k degrees of freedom per weight (rows and columns rescaled): it needs more steps
+      const over = form === 'scaling' ? { lr: 1e-2, steps: 80 } : { lr: 3e-2 };
+      const losses = await train(config({ method: 'hut', hutForm: form, rank: 4, alpha: 8, ...over }), runDir);
+      expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 5);
+      const l = loadTrainedRun(runDir);
+      const merged = join(dir, `hut-${form}.gguf`);
+      exportMergedGguf(l, merged, 'f16', true);
+      expect(await generatesFact(merged)).toContain('Quxville');
+      expect(() => exportAdapterGguf(l, join(dir, 'x.gguf'), true)).toThrow(/HUT .* --format merged/);
+    });
+  }
+
+  it('MoS: merged F16 GGUF and base + adapter GGUF; the saved index draw reloads to the same adapter', async () => {
+    const runDir = join(dir, 'mos');
+    const cfg = config({ method: 'mos', rank: 8, alpha: 16, mosBudget: 4, mosShards: 2, mosPrivate: 0 });
+    const losses = await train(cfg, runDir);
+    expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 5);
+    const l = loadTrainedRun(runDir);
+    const merged = join(dir, 'mos.gguf'), adapter = join(dir, 'mos-adapter.gguf');
+    exportMergedGguf(l, merged, 'f16', true);
+    exportAdapterGguf(l, adapter, true);
+    exportPeft(l, join(dir, 'mos-peft'), true);
+    expect(await generatesFact(merged)).toContain('Quxville');
+    expect(await generatesFact(base, adapter)).toContain('Quxville');
+
+    // a MoS built from another seed draws other shards; the checkpoint's draw replaces them
+    const engine = openEngine({ backend: 'cpu' });
+    const model = LlamaModel.load(base, engine);
+    const mos = new Mos(engine, model.hp, mosSettings(cfg));
+    mos.init(999);
+    const before = mos.draws.get('1.q')!.idxA.get();
+    loadLatestCheckpoint(runDir, mos.trainables, mos.fixed);
+    expect(Array.from(mos.draws.get('1.q')!.idxA.get())).not.toEqual(Array.from(before));
+    for (const p of l.pairs) {
+      const pool = mos.pools.get(p.module)!;
+      const a = assembleRows(pool.a.get(), pool.a.shape[0], Int32Array.from(mos.draws.get(`${p.layer}.${p.module}`)!.idxA.get()), cfg.rank, 2);
+      expect(Array.from(a)).toEqual(Array.from(p.a));
+    }
+    mos.free(); model.free(); engine.free();
+  });
+});
