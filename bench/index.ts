@@ -1,4 +1,5 @@
-// `npm run bench [-- engine|train]`: speed figures, printed as a table (see docs/benchmarks.md).
+// `npm run bench [-- engine|train|methods]`: speed figures, printed as a table (see docs/benchmarks.md).
+//   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
 //   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B
 //   engine: forward+backward of one llama block with LoRA on q and v (d=512, 8 heads, ff=1376,
 //           T=256) per frozen weight type, against the same run's ggml F32 matmul ceiling (1024³).
@@ -140,6 +141,11 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   trainer.free(); lora.free(); model.free();
 }
 
+if (process.argv[2] === 'methods') {
+  const { methodsBench } = await import('./methods.js');
+  methodsBench(fileURLToPath(new URL('./methods.ts', import.meta.url)));
+  process.exit(0);
+}
 const engine = openEngine({ threads });
 if (process.argv[2] !== 'train-one') console.log(`Hone engine bench — ${engine.kind} (${engine.device.description}), ${threads} threads of ${availableParallelism()} (${cpus()[0]?.model ?? 'cpu'}), ${new Date().toISOString().slice(0, 10)}`);
 const what = process.argv[2] ?? 'all';

@@ -67,6 +67,14 @@ describe.skipIf(why !== null)('the app in a browser', () => {
 
   it('Train: the loss chart grows while it runs; cancel, resume, it finishes', async () => {
     await page.getByRole('button', { name: 'Train' }).click();
+    // each method shows its own settings
+    await page.getByLabel('Method').selectOption('mos');
+    await page.getByLabel('Budget rank').waitFor();
+    await page.getByLabel('Method').selectOption('hut');
+    await page.getByLabel('HUT form').waitFor();
+    expect(await page.getByLabel('Budget rank').count()).toBe(0);
+    await page.getByLabel('Method').selectOption('lora');
+    expect(await page.getByLabel('HUT form').count()).toBe(0);
     await page.getByLabel('Steps').fill('40');
     await page.getByRole('button', { name: 'Train', exact: true }).last().click();
     const points = async () => Number(await page.locator('.chart').getAttribute('data-points'));

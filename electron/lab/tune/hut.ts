@@ -96,11 +96,16 @@ export class Hut implements Adapter {
 function scalingLinear(g: GraphBuilder, p: HutPair): TrainedLinear {
   const a = g.reshape(g.sumRows(p.p), p.outDim, 1); // M_A [r, out] summed over r
   const bv = g.reshape(g.sumRows(p.q), p.inDim, 1);
+  // the forward's u and z, reused by the backward of the same input (no second W·u)
+  let fwd: { x: Tensor; u: Tensor; z: Tensor } | null = null;
+  const uz = (b: GraphBuilder, W: Tensor, x: Tensor) => {
+    if (fwd?.x !== x) { const u = b.mul(x, bv); fwd = { x, u, z: b.mulMat(W, u) }; }
+    return fwd;
+  };
   return {
-    forward: (b, W, x) => b.mul(b.mulMat(W, b.mul(x, bv)), a),
+    forward: (b, W, x) => b.mul(uz(b, W, x).z, a),
     backward: (b, W, x, dy, grads) => {
-      const u = b.mul(x, bv); // [in, n]
-      const z = b.mulMat(W, u); // [out, n]
+      const { z } = uz(b, W, x); // u = b ⊙ x [in, n], z = W0 u [out, n]
       const da = sumCols(b, b.mul(dy, z)); // [out, 1]
       const du = inputGrad(b, W, b.mul(dy, a)); // [in, n]
       const db = sumCols(b, b.mul(x, du)); // [in, 1]

@@ -5,16 +5,9 @@ import type { Adapter } from './adapter.js';
 import { HUT_FORMS, Hut, type HutForm } from './hut.js';
 import { Lora } from './lora.js';
 import { MOS_DEFAULTS, Mos } from './mos.js';
+import { METHODS, type MethodName } from './method-info.js';
 
-export type MethodName = 'lora' | 'hut' | 'mos';
-export const METHODS: MethodName[] = ['lora', 'hut', 'mos'];
-
-/** what each method is, for `hone train --help` and the Train page's tooltips */
-export const METHOD_INFO: Record<MethodName, string> = {
-  lora: 'LoRA: adds a rank-r update B·A to each chosen weight; exports as a llama.cpp adapter, merged GGUF or PEFT',
-  hut: 'HUT: transforms each chosen weight W into a Hadamard product with low-rank factors (scaling: rows and columns of W rescaled; hadamard: W ⊙ (1 + s·BA)); exports merged',
-  mos: 'MoS: LoRA whose A and B rows are shards drawn from pools shared across layers: rank r per layer for the parameters of a rank-(budget) LoRA',
-};
+export { METHODS, METHOD_INFO, type MethodName } from './method-info.js';
 
 /** the method-specific part of a run's configuration */
 export interface MethodConfig {

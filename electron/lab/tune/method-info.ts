@@ -1,0 +1,18 @@
+// The training methods' names and one-line descriptions: plain data, shared by the CLI and the app's
+// renderer (which must not import the engine).
+export type MethodName = 'lora' | 'hut' | 'mos';
+export const METHODS: MethodName[] = ['lora', 'hut', 'mos'];
+
+/** what each method is, for `hone train --help` and the Train page's tooltips */
+export const METHOD_INFO: Record<MethodName, string> = {
+  lora: 'LoRA: adds a rank-r update B·A to each chosen weight; exports as a llama.cpp adapter, merged GGUF or PEFT',
+  hut: 'HUT: transforms each chosen weight W into a Hadamard product with low-rank factors (scaling: rows and columns of W rescaled; hadamard: W ⊙ (1 + s·BA)); exports merged',
+  mos: 'MoS: LoRA whose A and B rows are shards drawn from pools shared across layers: rank r per layer for the parameters of a rank-(budget) LoRA',
+};
+
+
+/** HUT's two readings of the paper's transformation (tune/hut.ts) */
+export const HUT_FORM_INFO = {
+  scaling: "W' = diag(a)·W·diag(b) from the row sums of M_A and column sums of M_B: the cheapest (d + k multiplies per token)",
+  hadamard: "W' = W ⊙ (1 + s·B·A): more expressive, but forms W' and the full weight gradient every step",
+} as const;
