@@ -215,6 +215,8 @@ class Context : public Napi::ObjectWrap<Context> {
         else if (op == "mul") r = ggml_mul(c, t(0), t(1));
         else if (op == "scale") r = ggml_scale(c, t(0), F(n, 0));
         else if (op == "sqr") r = ggml_sqr(c, t(0));
+        else if (op == "sqrt") r = ggml_sqrt(c, t(0));
+        else if (op == "div") r = ggml_div(c, t(0), t(1));
         else if (op == "sum") r = ggml_sum(c, t(0));
         else if (op == "sum_rows") r = ggml_sum_rows(c, t(0));
         else if (op == "mean") r = ggml_mean(c, t(0));

@@ -47,6 +47,8 @@ export class GraphBuilder {
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }
   scale(a: Tensor, s: number) { return this.op('scale', [a], [s]); }
   sqr(a: Tensor) { return this.op('sqr', [a]); }
+  sqrt(a: Tensor) { return this.op('sqrt', [a]); }
+  div(a: Tensor, b: Tensor) { return this.op('div', [a, b]); }
   sum(a: Tensor) { return this.op('sum', [a]); }
   sumRows(a: Tensor) { return this.op('sum_rows', [a]); }
   silu(a: Tensor) { return this.op('silu', [a]); }

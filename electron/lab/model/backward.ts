@@ -4,7 +4,7 @@
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
 import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
-import type { Grads, TrainedLinear } from '../tune/adapter.js';
+import { addGrad, type Grads, type TrainedLinear } from '../tune/adapter.js';
 import { blockForward, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
 export type { Grads } from '../tune/adapter.js';
@@ -17,6 +17,16 @@ const tr = (b: GraphBuilder, t: Tensor) => b.cont(b.transpose(t));
  *  types dequantized to F32 (ggml's CPU copies quantized blocks only to F32). */
 function weightT(b: GraphBuilder, W: Tensor): Tensor {
   return tr(b, W.type === TYPES.F32 || W.type === TYPES.F16 ? W : b.cast(W, TYPES.F32));
+}
+
+/** Σ over dim 1 of t [c, n] → [c, 1] */
+export function sumCols(b: GraphBuilder, t: Tensor): Tensor {
+  return b.reshape(b.sumRows(b.cont(b.transpose(t))), t.shape[0], 1);
+}
+
+/** gradient of a norm weight g [c] in y = rms(x) ⊙ g, given dy [c, n] */
+function normWeightGrad(b: GraphBuilder, dy: Tensor, x: Tensor, eps: number, g: Tensor): Tensor {
+  return b.reshape(sumCols(b, b.mul(dy, b.rmsNorm(x, eps))), ...g.shape.slice(0, 1));
 }
 
 /** dx = Wᵀ dy through a frozen weight W [in, out]; dy [out, n] → [in, n] */
@@ -37,8 +47,12 @@ function sumGroups(b: GraphBuilder, t: Tensor, group: number): Tensor {
   return b.reshape(b.sumRows(r), a, c, g / group);
 }
 
-/** d(block input) given d(block output); adds adapter gradients to `grads`. */
-export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LinearOf, grads: Grads): Tensor {
+/**
+ * d(block input) given d(block output); adds adapter gradients to `grads`, and with `full` also the
+ * gradients of the block's norm weights and biases (full-parameter training; the linear weights'
+ * own gradients come from their TrainedLinear).
+ */
+export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LinearOf, grads: Grads, full = false): Tensor {
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const group = nHead / nHeadKv;
@@ -64,6 +78,11 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
   const dV = b.reshape(b.cont(b.permute(b.reshape(dVT, nTokens, hd, nHeadKv, nSeq), 2, 0, 1, 3)), hd * nHeadKv, n);
   const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
+  if (full) {
+    addGrad(b, grads, L.ffnNorm, normWeightGrad(b, dH2, s.x1, hp.rmsEps, L.ffnNorm));
+    addGrad(b, grads, L.attnNorm, normWeightGrad(b, dH, s.x, hp.rmsEps, L.attnNorm));
+    for (const [bias, d] of [[L.bq, dQ], [L.bk, dK], [L.bv, dV], [L.bo, dX1]] as const) if (bias) addGrad(b, grads, bias, b.reshape(sumCols(b, d), bias.shape[0]));
+  }
   return b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps));
 }
 
@@ -72,7 +91,8 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
  * activations, the head at the trained positions, then backward from the loss through the head and
  * every block. Returns the loss and each trained tensor's gradient.
  */
-export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LinearOf): { loss: Tensor; grads: Grads } {
+export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LinearOf, opts: { full?: boolean } = {}): { loss: Tensor; grads: Grads } {
+  const full = opts.full ?? false;
   const { hp, weights: w } = m;
   const hook = (g: GraphBuilder, il: number, mod: Module, W: Tensor, x: Tensor) => {
     const t = lora(il, mod);
@@ -94,8 +114,14 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
   const grads: Grads = new Map();
   const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
   const dH = b.mulMat(weightT(b, w.output), dLogits); // [d, m]
+  if (full) {
+    addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
+    if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, dLogits), w.outputBias.shape[0]));
+    addGrad(b, grads, w.outputNorm, normWeightGrad(b, dH, picked, hp.rmsEps, w.outputNorm));
+  }
   const dPicked = b.rmsNormBack(b.mul(dH, w.outputNorm), picked, hp.rmsEps);
   let d = b.getRowsBack(dPicked, loss.positions, x); // [d, n]
-  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads);
+  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, full);
+  if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(d, inp.tokens, w.tokEmbd)); // [d, V]
   return { loss: out, grads };
 }

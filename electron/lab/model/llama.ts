@@ -5,6 +5,8 @@ import { GgufError, meta, metaNumber, readGguf, type GgufFile, type GgufTensorIn
 import { Graph, GraphBuilder, Tensor, allocStatic, type RopeParams } from '../engine/graph.js';
 import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
+import { native } from '../engine/native.js';
+import { closeSync, openSync, readSync } from 'node:fs';
 
 export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2'] as const;
 export type Architecture = (typeof TRAINABLE_ARCHITECTURES)[number];
@@ -184,6 +186,14 @@ export function describe(f: GgufFile) {
   return { hparams: hp, parameters: params, tensorTypes: Object.fromEntries(types), tied: !f.tensors.some((t) => t.name === 'output.weight') };
 }
 
+/** one tensor of a GGUF file as F32 values, by ggml's own dequantizer */
+export function dequantizeFromFile(path: string, info: GgufTensorInfo): Float32Array {
+  const raw = Buffer.alloc(info.bytes);
+  const fd = openSync(path, 'r');
+  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
+  return native().dequantize(info.type, raw, info.shape.reduce((a, c) => a * c, 1));
+}
+
 export class LlamaModel {
   private constructor(
     readonly file: GgufFile,
@@ -194,21 +204,28 @@ export class LlamaModel {
     readonly engine: Engine,
   ) {}
 
-  /** Reads the header, checks every tensor the graph needs, and loads the weights onto the engine's device. */
-  static load(path: string, engine: Engine): LlamaModel {
+  /**
+   * Reads the header, checks every tensor the graph needs, and loads the weights onto the engine's
+   * device. With `master`, every weight is dequantized once to an F32 trainable tensor (full-
+   * parameter training); otherwise weights keep the file's types.
+   */
+  static load(path: string, engine: Engine, opts: { master?: boolean } = {}): LlamaModel {
     const file = readGguf(path);
     const hp = hparamsOf(file);
     const plan = planWeights(file, hp);
     const b = new GraphBuilder(file.tensors.length + 16);
     const loaded: [Tensor, GgufTensorInfo][] = [];
     const weights = mapWeights(plan, (info) => {
-      const t = b.tensor(info.type, info.shape, info.name);
+      const t = opts.master ? b.tensor(T.F32, info.shape, info.name, 'param') : b.tensor(info.type, info.shape, info.name);
       loaded.push([t, info]);
       return t;
     });
-    const bufferId = allocStatic(engine, b, `weights of ${path}`);
+    const bufferId = allocStatic(engine, b, `${opts.master ? 'F32 master weights' : 'weights'} of ${path}`);
     try {
-      for (const [t, info] of loaded) t.loadFromFile(path, info.offset);
+      for (const [t, info] of loaded) {
+        if (t.type === info.type) t.loadFromFile(path, info.offset);
+        else t.set(dequantizeFromFile(path, info));
+      }
     } catch (e) {
       engine.native.freeBuffer(bufferId);
       b.free();

@@ -6,7 +6,7 @@ import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import type { AdapterHook, Hparams, Module } from '../model/llama.js';
 
-export type AdapterMethod = 'lora' | 'hut' | 'mos';
+export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore';
 
 export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
@@ -67,6 +67,13 @@ export interface Adapter {
   readonly dropout: number;
   /** state that is not trained but belongs to the adapter (MoS's index draws): saved with checkpoints */
   readonly fixed?: Tensor[];
+  /** full-parameter training: the trainables are the model's own weights, and the backward also
+   *  gives the norms', biases', embeddings' and head's gradients */
+  readonly full?: boolean;
+  /** a method's own optimizer (GaLore); without it the trainer runs AdamW on every trainable */
+  optimizerStep?(t: number, lr: number, gradScale: number): void;
+  /** bytes of optimizer state, where it is not two moments per trainable parameter */
+  readonly optimizerBytes?: number;
   /** fresh parameters from `seed`, optimizer state zero */
   init(seed: number): void;
   /** the adapted linear at (layer, module) for graphs built with `b`, or undefined if it stays frozen */

@@ -15,7 +15,7 @@ import type { Engine } from '../engine/backend.js';
 import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import type { Hparams, Module } from '../model/llama.js';
-import { inputGrad } from '../model/backward.js';
+import { inputGrad, sumCols } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
 import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
 
@@ -31,8 +31,6 @@ export interface HutConfig {
 
 interface HutPair { layer: number; module: Module; inDim: number; outDim: number; p: Tensor; q: Tensor }
 
-/** Σ over dim 1 of t [c, n] → [c, 1] */
-const sumCols = (b: GraphBuilder, t: Tensor) => b.reshape(b.sumRows(b.cont(b.transpose(t))), t.shape[0], 1);
 
 export class Hut implements Adapter {
   readonly method = 'hut' as const;

@@ -43,7 +43,8 @@ export function targetCapacity(windows: Window[], batch: number): number {
 export class Trainer {
   private readonly train: LossGraph;
   private readonly evalGraph: LossGraph;
-  private readonly opt: { b: GraphBuilder; graph: Graph; params: Tensor; gscale: Tensor };
+  /** AdamW on every trainable, unless the method has its own optimizer */
+  private readonly opt: { b: GraphBuilder; graph: Graph; params: Tensor; gscale: Tensor } | null = null;
   private readonly norm: { b: GraphBuilder; graph: Graph; out: Tensor };
   readonly T: number;
 
@@ -60,11 +61,13 @@ export class Trainer {
     }
     this.norm = { b: nb, out: sumsq!, graph: new Graph(engine, nb, [sumsq!]) };
 
-    const ob = new GraphBuilder(64 + 8 * adapter.trainables.length);
-    const params = ob.input(T.F32, [7], 'adamw_params');
-    const gscale = ob.input(T.F32, [1], 'grad_scale');
-    const steps = adapter.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
-    this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
+    if (!adapter.optimizerStep) {
+      const ob = new GraphBuilder(64 + 8 * adapter.trainables.length);
+      const params = ob.input(T.F32, [7], 'adamw_params');
+      const gscale = ob.input(T.F32, [1], 'grad_scale');
+      const steps = adapter.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
+      this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
+    }
   }
 
   /**
@@ -91,7 +94,7 @@ export class Trainer {
     const { loss: out, grads } = buildLossAndGrads(b, this.model, inp, loss, this.T, this.batch, (layer, module) => {
       const linear = this.adapter.linear(b, layer, module);
       return linear && { linear, mask: p > 0 ? maskOf(layer, module) : undefined };
-    });
+    }, { full: this.adapter.full });
     const keep = b.input(T.F32, [1], 'keep_accumulated');
     const updates = this.adapter.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
     const graph = new Graph(this.engine, b, [out, ...updates]);
@@ -147,6 +150,10 @@ export class Trainer {
     const norm = Math.sqrt(this.norm.out.get()[0]) / micro;
     const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.optCfg;
     const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
+    if (!this.opt) {
+      this.adapter.optimizerStep!(t, lr, clip / micro);
+      return norm;
+    }
     this.opt.gscale.set(new Float32Array([clip / micro]));
     this.opt.params.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, 1 / (1 - beta1 ** t), 1 / (1 - beta2 ** t)]));
     this.opt.graph.compute();
@@ -156,6 +163,6 @@ export class Trainer {
   free() {
     for (const g of [this.train, this.evalGraph]) { g.graph.free(); g.b.free(); }
     this.norm.graph.free(); this.norm.b.free();
-    this.opt.graph.free(); this.opt.b.free();
+    this.opt?.graph.free(); this.opt?.b.free();
   }
 }

@@ -1,0 +1,267 @@
+// Full-parameter training: every weight of the model (dequantized once to F32 master weights) is
+// trainable, with one of three optimizers:
+//   'full': AdamW on every tensor (ggml's opt_step_adamw).
+//   'galore' (Zhao et al. 2024): each 2-D weight W (PyTorch [m × n]) has its gradient G projected to
+//     rank r on its smaller side — R = G·Qᵀ [m×r] with Q [r×n] the top right singular vectors of G
+//     when m ≥ n, else R = Pᵀ·G [r×n] with P [m×r] the top left ones — recomputed every T steps
+//     (steps 1, T+1, …; the moments are kept across a refresh, as the reference does). Adam runs on R,
+//     the update is projected back and scaled by α: W ← W·(1 − lr·wd) − lr·α·back(M̂/(√V̂ + ε)).
+//     1-D weights (norms, biases) use AdamW. At r ≥ min(m, n) the projector is the identity (an SVD
+//     basis would rotate Adam's coordinates, which is not AdamW): GaLore at full rank is AdamW.
+//   'natural-galore' (Das 2024): R is preconditioned by the inverse empirical Fisher of the last s
+//     projected gradients before Adam, through Woodbury: R̃ = λ·F⁻¹R = R − H·z with
+//     (λI + HᵀH)·z = Hᵀ·R, H = [h_1 … h_s] (D × s, D = r·max(m, n)); the s×s system by Cholesky on
+//     the CPU. Hone applies λ·F⁻¹ (the reference applies F⁻¹, ≈ R/λ): the same direction for Adam,
+//     and an empty history gives GaLore exactly. The current gradient joins the history after use.
+// ggml order: W [n = in, m = out]; Q is stored [n, r] (its rows), P [m, r] (its columns), R [r, m]
+// (right) or [n, r] (left).
+import type { Engine } from '../engine/backend.js';
+import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
+import { T } from '../engine/types.js';
+import { inputGrad } from '../model/backward.js';
+import type { LlamaModel, Module, Weights } from '../model/llama.js';
+import { PerGraph, TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
+import { topSingularVectors } from './svd.js';
+import type { OptimizerConfig } from './trainer.js';
+
+export type FullMethod = 'full' | 'galore' | 'natural-galore';
+
+export interface GaloreConfig {
+  method: FullMethod;
+  /** r */
+  rank: number;
+  /** T: steps between projector refreshes */
+  updateGap: number;
+  /** α: scale of the projected-back update */
+  scale: number;
+  /** s: projected gradients kept for Natural GaLore's Fisher */
+  history: number;
+  /** λ: Natural GaLore's damping */
+  damping: number;
+}
+
+export const GALORE_DEFAULTS = { rank: 64, updateGap: 200, scale: 0.25, history: 20, damping: 1e-3 } as const;
+
+/** every weight of the model with its name, in a fixed order */
+export function namedWeights(w: Weights): Tensor[] {
+  const out = [w.tokEmbd];
+  for (const L of w.layers) {
+    for (const t of [L.attnNorm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo, L.ffnNorm, L.wGate, L.wUp, L.wDown]) if (t) out.push(t);
+  }
+  out.push(w.outputNorm);
+  if (w.output !== w.tokEmbd) out.push(w.output);
+  if (w.outputBias) out.push(w.outputBias);
+  return out;
+}
+
+interface Projected {
+  t: Trainable;
+  /** logical PyTorch shape [m × n] */
+  m: number;
+  n: number;
+  r: number;
+  right: boolean;
+  identity: boolean;
+  proj: Tensor;
+  /** Natural GaLore: the graph's R output, the Adam graph's R input, and the history */
+  rOut?: Tensor;
+  rIn?: Tensor;
+  history: Float32Array[];
+}
+
+export class FullModel implements Adapter {
+  readonly dropout = 0;
+  readonly full = true;
+  readonly trainables: Trainable[] = [];
+  readonly projected: Projected[] = [];
+  private readonly store = new TrainableStore();
+  private readonly memo = new PerGraph<TrainedLinear>();
+  private step1?: { b: GraphBuilder; graph: Graph; gscale: Tensor; lrScale: Tensor; decay: Tensor; b1h: Tensor; b2h: Tensor; eps: Tensor };
+  private project?: { b: GraphBuilder; graph: Graph; gscale: Tensor };
+
+  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig) {
+    if (cfg.method !== 'full' && !(cfg.rank >= 1 && cfg.updateGap >= 1)) throw new Error(`GaLore needs rank ≥ 1 and update gap ≥ 1, got rank ${cfg.rank}, gap ${cfg.updateGap}`);
+    const weights = namedWeights(model.weights);
+    if (weights.some((w) => w.type !== T.F32)) throw new Error('full-parameter training needs the model loaded with F32 master weights (LlamaModel.load(path, engine, { master: true }))');
+    for (const w of weights) {
+      const [n, m] = w.shape;
+      const twoD = m > 1 && cfg.method !== 'full';
+      const acc = this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.acc`);
+      if (!twoD) {
+        this.trainables.push({ name: w.name, param: w, acc, m: this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.m`), v: this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.v`) });
+        continue;
+      }
+      const right = m >= n;
+      const r = Math.min(cfg.rank, Math.min(m, n));
+      const rShape = right ? [r, m] : [n, r];
+      const t: Trainable = { name: w.name, param: w, acc, m: this.store.b.tensor(T.F32, rShape, `${w.name}.m`), v: this.store.b.tensor(T.F32, rShape, `${w.name}.v`) };
+      this.trainables.push(t);
+      const p: Projected = { t, m, n, r, right, identity: cfg.rank >= Math.min(m, n), proj: this.store.b.tensor(T.F32, right ? [n, r] : [m, r], `${w.name}.galore_proj`), history: [] };
+      this.projected.push(p);
+    }
+    this.store.alloc(engine, `${cfg.method} gradients and optimizer state`);
+  }
+
+  get method() { return this.cfg.method; }
+
+  /** the projectors: saved with checkpoints (a resumed run continues in the same subspace) */
+  get fixed(): Tensor[] {
+    return this.projected.map((p) => p.proj);
+  }
+
+  /** bytes of optimizer state: moments, projectors and Natural GaLore's history */
+  get optimizerBytes(): number {
+    const hist = this.cfg.method === 'natural-galore' ? this.projected.reduce((s, p) => s + this.cfg.history * p.t.m.elements, 0) : 0;
+    return 4 * (this.trainables.reduce((s, t) => s + t.m.elements + t.v.elements, 0) + this.projected.reduce((s, p) => s + p.proj.elements, 0) + hist);
+  }
+
+  /** the weights start as the base's; moments zero; projectors identity where r ≥ min(m, n) */
+  init() {
+    for (const t of this.trainables) for (const x of [t.acc, t.m, t.v]) x.set(new Float32Array(x.elements));
+    for (const p of this.projected) {
+      const len = p.right ? p.n : p.m;
+      const eye = new Float32Array(len * p.r);
+      if (p.identity) for (let i = 0; i < p.r; i++) eye[i * len + i] = 1;
+      p.proj.set(eye);
+      p.history = [];
+    }
+  }
+
+  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
+    return this.memo.get(b, `${layer}.${module}`, () => ({
+      forward: (g, W, x) => g.mulMat(W, x),
+      backward: (g, W, x, dy, grads) => {
+        addGrad(g, grads, W, g.outProd(x, dy)); // ∂L/∂W = dy·xᵀ as [in, out]
+        return inputGrad(g, W, dy);
+      },
+    }));
+  }
+
+  /** R of one projected weight, from its (scaled) gradient */
+  private projectGrad(b: GraphBuilder, p: Projected, gscale: Tensor): Tensor {
+    const G = b.mul(p.t.acc, gscale); // [n, m]
+    return p.right ? b.mulMat(p.proj, G) : b.mulMat(b.cont(b.transpose(G)), p.proj); // [r, m] or [n, r]
+  }
+
+  private build() {
+    const b = new GraphBuilder(64 + 40 * this.trainables.length);
+    const input = (name: string) => b.input(T.F32, [1], name);
+    const s = { gscale: input('grad_scale'), lrScale: input('lr_alpha'), decay: input('decay'), b1h: input('beta1h'), b2h: input('beta2h'), eps: input('eps') };
+    const { beta1, beta2 } = this.opt;
+    const hyper = b.input(T.F32, [7], 'adamw_params');
+    const natural = this.cfg.method === 'natural-galore';
+    const outs: Tensor[] = [];
+    const projected = new Map(this.projected.map((p) => [p.t, p]));
+    for (const t of this.trainables) {
+      const p = projected.get(t);
+      if (!p) { outs.push(b.adamwStep(t.param, b.mul(t.acc, s.gscale), t.m, t.v, hyper)); continue; }
+      let R: Tensor;
+      if (natural) { p.rIn = b.input(T.F32, t.m.shape.slice(0, 2), `${t.name}.r`); R = p.rIn; } else R = this.projectGrad(b, p, s.gscale);
+      const M = b.add(b.scale(t.m, beta1), b.scale(R, 1 - beta1));
+      const V = b.add(b.scale(t.v, beta2), b.scale(b.sqr(R), 1 - beta2));
+      const N = b.div(b.mul(M, s.b1h), b.add(b.sqrt(b.mul(V, s.b2h)), s.eps)); // M̂ / (√V̂ + ε), as opt_step_adamw
+      const D = p.right ? b.mulMat(b.cont(b.transpose(p.proj)), N) : b.mulMat(b.cont(b.transpose(N)), b.cont(b.transpose(p.proj))); // [n, m]
+      outs.push(b.cpy(M, t.m), b.cpy(V, t.v), b.cpy(b.sub(b.mul(t.param, s.decay), b.mul(D, s.lrScale)), t.param));
+    }
+    this.step1 = { b, graph: new Graph(this.engine, b, outs), ...s };
+    this.hyper = hyper;
+    if (natural) {
+      const pb = new GraphBuilder(64 + 8 * this.projected.length);
+      const gscale = pb.input(T.F32, [1], 'grad_scale');
+      for (const p of this.projected) p.rOut = this.projectGrad(pb, p, gscale);
+      this.project = { b: pb, graph: new Graph(this.engine, pb, this.projected.map((p) => p.rOut!)), gscale };
+    }
+  }
+
+  private hyper?: Tensor;
+
+  /** refreshes the projectors from the accumulated gradients at steps 1, T+1, 2T+1, … */
+  private refresh(t: number) {
+    if ((t - 1) % this.cfg.updateGap !== 0) return;
+    for (const p of this.projected) {
+      if (p.identity) continue;
+      const G = p.t.acc.get(); // [m][n] row-major
+      p.proj.set(topSingularVectors(G, p.m, p.n, p.r, p.right ? 'right' : 'left', t));
+    }
+  }
+
+  /** Natural GaLore: R̃ = λF⁻¹R over the history, then R joins the history */
+  private precondition(gradScale: number) {
+    this.project!.gscale.set(new Float32Array([gradScale]));
+    this.project!.graph.compute();
+    for (const p of this.projected) {
+      const g = p.rOut!.get();
+      p.rIn!.set(naturalDirection(g, p.history, this.cfg.damping));
+      if (this.cfg.history > 0) {
+        p.history.push(g);
+        if (p.history.length > this.cfg.history) p.history.shift();
+      }
+    }
+  }
+
+  /** one optimizer step `t` (1-based) with the gradient scaled by `gradScale` (clipping / accumulation) */
+  optimizerStep(t: number, lr: number, gradScale: number) {
+    if (!this.step1) this.build();
+    if (this.cfg.method !== 'full') this.refresh(t);
+    const { beta1, beta2, eps, weightDecay } = this.opt;
+    const b1h = 1 / (1 - beta1 ** t), b2h = 1 / (1 - beta2 ** t);
+    const s = this.step1!;
+    s.gscale.set(new Float32Array([gradScale]));
+    if (this.projected.length) {
+      s.lrScale.set(new Float32Array([lr * this.cfg.scale]));
+      s.decay.set(new Float32Array([1 - lr * weightDecay]));
+      s.b1h.set(new Float32Array([b1h]));
+      s.b2h.set(new Float32Array([b2h]));
+      s.eps.set(new Float32Array([eps]));
+    }
+    this.hyper!.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, b1h, b2h]));
+    if (this.cfg.method === 'natural-galore') this.precondition(gradScale);
+    s.graph.compute();
+  }
+
+  free() {
+    for (const g of [this.step1, this.project]) { g?.graph.free(); g?.b.free(); }
+    this.store.free(this.engine);
+  }
+}
+
+/**
+ * λ·F⁻¹g with F = λI + H·Hᵀ over the history rows h_1 … h_s (Woodbury): g − H·z where
+ * (λI + HᵀH)·z = Hᵀg. With no history, g itself.
+ */
+export function naturalDirection(g: Float32Array, history: Float32Array[], lambda: number): Float32Array {
+  const s = history.length;
+  if (s === 0) return g;
+  const K = new Float64Array(s * s), rhs = new Float64Array(s);
+  for (let i = 0; i < s; i++) {
+    let d = 0;
+    for (let k = 0; k < g.length; k++) d += history[i][k] * g[k];
+    rhs[i] = d;
+    for (let j = 0; j <= i; j++) {
+      let e = 0;
+      for (let k = 0; k < g.length; k++) e += history[i][k] * history[j][k];
+      K[i * s + j] = K[j * s + i] = e + (i === j ? lambda : 0);
+    }
+  }
+  const z = choleskySolve(K, rhs, s);
+  const out = Float32Array.from(g);
+  for (let i = 0; i < s; i++) for (let k = 0; k < g.length; k++) out[k] -= z[i] * history[i][k];
+  return out;
+}
+
+/** solves K z = b for a symmetric positive-definite K [n×n] */
+export function choleskySolve(K: Float64Array, b: Float64Array, n: number): Float64Array {
+  const L = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j <= i; j++) {
+      let sum = K[i * n + j];
+      for (let k = 0; k < j; k++) sum -= L[i * n + k] * L[j * n + k];
+      L[i * n + j] = i === j ? Math.sqrt(Math.max(sum, 1e-300)) : sum / L[j * n + j];
+    }
+  }
+  const y = new Float64Array(n);
+  for (let i = 0; i < n; i++) { let sum = b[i]; for (let k = 0; k < i; k++) sum -= L[i * n + k] * y[k]; y[i] = sum / L[i * n + i]; }
+  const z = new Float64Array(n);
+  for (let i = n - 1; i >= 0; i--) { let sum = y[i]; for (let k = i + 1; k < n; k++) sum -= L[k * n + i] * z[k]; z[i] = sum / L[i * n + i]; }
+  return z;
+}
