@@ -17,7 +17,8 @@ import { SHAPES, type Shape } from '../lab/data/shape.js';
 import type { LongPolicy } from '../lab/data/pack.js';
 import type { Module } from '../lab/model/llama.js';
 import { MODULES } from '../lab/tune/adapter.js';
-import { METHODS, type MethodName } from '../lab/tune/methods.js';
+import { METHODS, isFullParameter, type MethodName } from '../lab/tune/methods.js';
+import { GALORE_DEFAULTS } from '../lab/tune/galore.js';
 import { HUT_FORMS, type HutForm } from '../lab/tune/hut.js';
 import { MOS_DEFAULTS } from '../lab/tune/mos.js';
 import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
@@ -39,10 +40,12 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
 
-  hone train --model <gguf> --data <file> --out <dir> [--method lora|hut|mos] [--steps N | --epochs N]
+  hone train --model <gguf> --data <file> --out <dir> [--method lora|hut|mos|galore|natural-galore|full] [--steps N | --epochs N]
       [--lr 2e-4] [--rank 8] [--alpha 16] [--dropout 0] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
       [--hut-form scaling|hadamard] [--mos-budget 2] [--mos-shards 2] [--mos-private 0] [--mos-no-subset]
-      [--mos-no-dissociate]
+      [--mos-no-dissociate] [--galore-gap 200] [--galore-scale 0.25] [--natural-history 20] [--natural-damping 1e-3]
+      (galore, natural-galore and full train every weight: --rank is GaLore's projection rank, default 64;
+      their default --lr is 1e-4 for GaLore and 2e-5 for full)
       [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
       [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
       [--resume] [--json]
@@ -163,6 +166,7 @@ async function train(argv: string[]) {
       'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
       'hut-form': { type: 'string' }, 'mos-budget': { type: 'string' }, 'mos-shards': { type: 'string' }, 'mos-private': { type: 'string' },
       'mos-no-subset': { type: 'boolean' }, 'mos-no-dissociate': { type: 'boolean' },
+      'galore-gap': { type: 'string' }, 'galore-scale': { type: 'string' }, 'natural-history': { type: 'string' }, 'natural-damping': { type: 'string' },
     },
   });
   const out = values.out ?? fail('--out <dir> is required');
@@ -194,6 +198,14 @@ async function train(argv: string[]) {
     maxGradNorm: num(values['max-grad-norm'], 'max-grad-norm') ?? d.maxGradNorm, weightDecay: num(values['weight-decay'], 'weight-decay') ?? d.weightDecay,
     method: (values.method as MethodName) ?? d.method,
   };
+  if (isFullParameter(cfg.method)) {
+    if (values.lr === undefined) cfg.lr = cfg.method === 'full' ? 2e-5 : 1e-4;
+    if (values.rank === undefined) cfg.rank = GALORE_DEFAULTS.rank;
+    Object.assign(cfg, {
+      galoreGap: num(values['galore-gap'], 'galore-gap') ?? GALORE_DEFAULTS.updateGap, galoreScale: num(values['galore-scale'], 'galore-scale') ?? GALORE_DEFAULTS.scale,
+      naturalHistory: num(values['natural-history'], 'natural-history') ?? GALORE_DEFAULTS.history, naturalDamping: num(values['natural-damping'], 'natural-damping') ?? GALORE_DEFAULTS.damping,
+    });
+  }
   if (cfg.method === 'hut') cfg.hutForm = (values['hut-form'] as HutForm) ?? 'scaling';
   if (cfg.method === 'mos') {
     Object.assign(cfg, {
@@ -221,6 +233,11 @@ async function train(argv: string[]) {
           for (const r of e.rejected.slice(0, 20)) process.stderr.write(`  skipped ${e.file}: row ${r.row} ${r.reason}\n`);
           if (e.rejected.length > 20) process.stderr.write(`  … and ${e.rejected.length - 20} more rows skipped\n`);
           break;
+        case 'memory': {
+          const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+          process.stderr.write(`memory: F32 master weights ${gib(e.weights)}, gradients ${gib(e.gradients)}, optimizer state ${gib(e.optimizer)} — ${gib(e.total)} before activations\n`);
+          break;
+        }
         case 'start':
           process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} ${e.method} parameters on ${e.backend}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
           break;

@@ -10,7 +10,8 @@ import { Graph, GraphBuilder } from '../../electron/lab/engine/graph.js';
 import { loadDataset, type Dataset } from '../../electron/lab/data/dataset.js';
 import { writeSampleChat } from '../../electron/lab/data/samples.js';
 import { LlamaModel, buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs } from '../../electron/lab/model/llama.js';
-import { FullModel, choleskySolve, namedWeights, naturalDirection, type GaloreConfig } from '../../electron/lab/tune/galore.js';
+import { readGguf } from '../../electron/lab/model/gguf.js';
+import { FullModel, choleskySolve, fullMemoryPlan, namedWeights, naturalDirection, type GaloreConfig } from '../../electron/lab/tune/galore.js';
 import { symmetricEigen, topSingularVectors } from '../../electron/lab/tune/svd.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
 import { randn } from '../../electron/lab/model/tiny.js';
@@ -105,6 +106,9 @@ describe('full-parameter training and GaLore', () => {
     const adamBytes = adam.full.optimizerBytes;
     adam.free();
     expect(s.full.optimizerBytes / adamBytes).toBeLessThan(0.35);
+    // the estimate shown before a run is what the run allocates
+    expect(fullMemoryPlan(readGguf(path), cfg).optimizer).toBe(s.full.optimizerBytes);
+    expect(fullMemoryPlan(readGguf(path), { ...cfg, method: 'full' }).optimizer).toBe(adamBytes);
     const wq = s.model.weights.layers[1].wq; // [64, 64]: right projection
     const before = wq.get();
     steps(s, ds, 1);

@@ -1,4 +1,4 @@
-// HUT and MoS end to end: the made-up fact of the LoRA test, taught by each method, is generated
+// HUT, MoS, GaLore and Natural GaLore end to end: the made-up fact of the LoRA test, taught by each method, is generated
 // greedily by llama.cpp (node-llama-cpp) from the exported merged GGUF, and for MoS also from
 // base + its adapter GGUF; MoS's saved index draw reloads to the same adapter.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,6 +60,20 @@ describe('HUT and MoS teach a fact that llama.cpp then generates from the export
       exportMergedGguf(l, merged, 'f16', true);
       expect(await generatesFact(merged)).toContain('Quxville');
       expect(() => exportAdapterGguf(l, join(dir, 'x.gguf'), true)).toThrow(/HUT .* --format merged/);
+    });
+  }
+
+  for (const method of ['galore', 'natural-galore'] as const) {
+    it(`${method}: every weight trained; the merged F16 GGUF generates the fact; no adapter form`, async () => {
+      const runDir = join(dir, method);
+      const losses = await train(config({ method, rank: 16, galoreScale: 1, galoreGap: 20, naturalHistory: 4, naturalDamping: 1e-3 }), runDir);
+      expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 5);
+      const l = loadTrainedRun(runDir);
+      expect(l.trains('token_embd.weight') && l.trains('blk.1.ffn_norm.weight') && l.trains('output.weight')).toBe(true);
+      const merged = join(dir, `${method}.gguf`);
+      exportMergedGguf(l, merged, 'f16', true);
+      expect(await generatesFact(merged)).toContain('Quxville');
+      expect(() => exportPeft(l, join(dir, 'x-peft'), true)).toThrow(/every weight.*--format merged/);
     });
   }
 

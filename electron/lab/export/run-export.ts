@@ -9,7 +9,7 @@ import { GgufValueType, readGguf, type GgufFile, type GgufValue } from '../model
 import { hparamsOf, type Hparams, type Module } from '../model/llama.js';
 import { listCheckpoints } from '../tune/checkpoint.js';
 import { GGUF_NAMES, moduleDims } from '../tune/adapter.js';
-import { mosSettings } from '../tune/methods.js';
+import { isFullParameter, mosSettings } from '../tune/methods.js';
 import { assembleRows } from '../tune/mos.js';
 import type { TrainConfig } from '../tune/run.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
@@ -56,7 +56,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   const r = config.rank, scale = config.alpha / config.rank;
   const pairs: TrainedRun['pairs'] = [];
   const transforms = new Map<string, (w: Float32Array) => void>();
-  for (let layer = 0; layer < hp.nLayer; layer++) {
+  for (let layer = 0; layer < hp.nLayer && !isFullParameter(config.method); layer++) {
     for (const module of config.targets) {
       const weight = `blk.${layer}.${GGUF_NAMES[module]}.weight`;
       const [inDim, outDim] = moduleDims(hp, module);
@@ -86,6 +86,11 @@ export function loadTrainedRun(runDir: string): TrainedRun {
     }
   }
   for (const p of pairs) transforms.set(p.weight, (w) => addLoraDelta(w, p.a, p.b, p.inDim, p.outDim, r, scale));
+  if (isFullParameter(config.method)) {
+    // full-parameter runs checkpoint every weight under its own name: the trained F32 values replace the base's
+    const baseNames = new Set(base.tensors.map((t) => t.name));
+    for (const t of ck.tensors) if (baseNames.has(t.name)) transforms.set(t.name, (w) => w.set(f32(t.name).data));
+  }
   const step = JSON.parse(String(ck.metadata.get('hone.checkpoint')!.value)).step as number;
   return {
     config, checkpoint, step, base, hp, pairs, scale,
@@ -96,6 +101,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
 
 /** formats that carry a LoRA-shaped adapter: not for HUT, whose update is not an added B·A */
 function needsPairs(l: TrainedRun, format: string) {
+  if (isFullParameter(l.config.method)) throw new Error(`a ${l.config.method} run trained every weight, so it has no ${format} form: export it as --format merged (or ollama)`);
   if (l.config.method === 'hut') throw new Error(`HUT transforms each trained weight instead of adding a low-rank term, so it has no ${format} form: export it as --format merged (or ollama)`);
 }
 

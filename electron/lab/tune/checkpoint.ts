@@ -74,11 +74,8 @@ export function loadLatestCheckpoint(runDir: string, trainables: Trainable[], fi
         return raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes);
       };
       const read = (name: string, n: number) => new Float32Array(bytesOf(name, n));
-      const fixedData = fixed.map((f) => new Int32Array(bytesOf(f.name, f.elements)));
-      const data = trainables.map((t) => {
-        const n = t.param.elements;
-        return [read(t.name, n), read(`${t.name}.m`, n), read(`${t.name}.v`, n)] as const;
-      });
+      const fixedData = fixed.map((f) => new Uint8Array(bytesOf(f.name, f.elements))); // 4-byte types (I32, F32), raw
+      const data = trainables.map((t) => [read(t.name, t.param.elements), read(`${t.name}.m`, t.m.elements), read(`${t.name}.v`, t.v.elements)] as const);
       trainables.forEach((t, i) => { t.param.set(data[i][0]); t.m.set(data[i][1]); t.v.set(data[i][2]); });
       fixed.forEach((f, i) => f.set(fixedData[i]));
       return { path, position: JSON.parse(String(meta.value)), skipped };

@@ -19,7 +19,8 @@ import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { inputGrad } from '../model/backward.js';
-import type { LlamaModel, Module, Weights } from '../model/llama.js';
+import { hparamsOf, planWeights, type LlamaModel, type Module, type Weights } from '../model/llama.js';
+import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { PerGraph, TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
 import type { OptimizerConfig } from './trainer.js';
@@ -264,4 +265,25 @@ export function choleskySolve(K: Float64Array, b: Float64Array, n: number): Floa
   const z = new Float64Array(n);
   for (let i = n - 1; i >= 0; i--) { let sum = y[i]; for (let k = i + 1; k < n; k++) sum -= L[k * n + i] * z[k]; z[i] = sum / L[i * n + i]; }
   return z;
+}
+
+/**
+ * Memory a full-parameter run needs, from the file's header alone (shown before loading): F32 master
+ * weights, F32 gradients, and the optimizer state as FullModel allocates it.
+ */
+export function fullMemoryPlan(file: GgufFile, cfg: GaloreConfig): { weights: number; gradients: number; optimizer: number; total: number } {
+  const plan = planWeights(file, hparamsOf(file));
+  const infos = new Set<GgufTensorInfo>([plan.tokEmbd, plan.outputNorm, plan.output, ...(plan.outputBias ? [plan.outputBias] : [])]);
+  for (const L of plan.layers) for (const t of Object.values(L)) if (t) infos.add(t as GgufTensorInfo);
+  let n = 0, opt = 0;
+  for (const t of infos) {
+    const [cols, rows = 1] = t.shape;
+    const size = cols * rows;
+    n += size;
+    if (rows === 1 || cfg.method === 'full') { opt += 2 * size; continue; }
+    const r = Math.min(cfg.rank, Math.min(rows, cols));
+    opt += 2 * r * Math.max(rows, cols) + r * Math.min(rows, cols) + (cfg.method === 'natural-galore' ? cfg.history * r * Math.max(rows, cols) : 0);
+  }
+  const out = { weights: 4 * n, gradients: 4 * n, optimizer: 4 * opt };
+  return { ...out, total: out.weights + out.gradients + out.optimizer };
 }

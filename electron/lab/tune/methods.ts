@@ -1,6 +1,8 @@
 // The training methods by name, their settings, and the adapter each builds on a loaded model.
 import type { Engine } from '../engine/backend.js';
-import type { Hparams } from '../model/llama.js';
+import type { LlamaModel } from '../model/llama.js';
+import { FullModel, GALORE_DEFAULTS } from './galore.js';
+import type { OptimizerConfig } from './trainer.js';
 import type { Adapter } from './adapter.js';
 import { HUT_FORMS, Hut, type HutForm } from './hut.js';
 import { Lora } from './lora.js';
@@ -24,6 +26,21 @@ export interface MethodConfig {
   mosPrivate?: number;
   mosSubset?: boolean;
   mosDissociate?: boolean;
+  /** GaLore: T (steps between projector refreshes) and α (update scale); Natural GaLore: s and λ */
+  galoreGap?: number;
+  galoreScale?: number;
+  naturalHistory?: number;
+  naturalDamping?: number;
+}
+
+/** methods that train every weight: the model is loaded with F32 master weights */
+export const isFullParameter = (m: MethodName) => m === 'full' || m === 'galore' || m === 'natural-galore';
+
+export function galoreSettings(c: MethodConfig) {
+  return {
+    method: c.method as 'full' | 'galore' | 'natural-galore', rank: c.rank, updateGap: c.galoreGap ?? GALORE_DEFAULTS.updateGap,
+    scale: c.galoreScale ?? GALORE_DEFAULTS.scale, history: c.naturalHistory ?? GALORE_DEFAULTS.history, damping: c.naturalDamping ?? GALORE_DEFAULTS.damping,
+  };
 }
 
 export function mosSettings(c: MethodConfig) {
@@ -34,8 +51,9 @@ export function mosSettings(c: MethodConfig) {
   };
 }
 
-/** the method's adapter on a model, not yet initialised */
-export function makeAdapter(engine: Engine, hp: Hparams, c: MethodConfig): Adapter {
+/** the method's adapter on a model (loaded with `master` for full-parameter methods), not yet initialised */
+export function makeAdapter(engine: Engine, model: LlamaModel, c: MethodConfig, opt: OptimizerConfig): Adapter {
+  const hp = model.hp;
   switch (c.method) {
     case 'lora':
       return new Lora(engine, hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout });
@@ -47,6 +65,9 @@ export function makeAdapter(engine: Engine, hp: Hparams, c: MethodConfig): Adapt
     }
     case 'mos':
       return new Mos(engine, hp, mosSettings(c));
+    case 'full': case 'galore': case 'natural-galore':
+      if (c.dropout > 0) throw new Error(`--dropout applies to adapter methods (LoRA, MoS), not to ${c.method}`);
+      return new FullModel(engine, model, galoreSettings(c), opt);
     default:
       throw new Error(`unknown method "${(c as { method: string }).method}"; choose one of ${METHODS.join(', ')}`);
   }

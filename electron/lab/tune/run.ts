@@ -9,7 +9,9 @@ import type { Shape } from '../data/shape.js';
 import { LlamaModel } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { parameterCount, type Adapter } from './adapter.js';
-import { makeAdapter, type MethodConfig } from './methods.js';
+import { galoreSettings, isFullParameter, makeAdapter, type MethodConfig } from './methods.js';
+import { fullMemoryPlan } from './galore.js';
+import { readGguf } from '../model/gguf.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
 
@@ -42,6 +44,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
 
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
+  | { type: 'memory'; weights: number; gradients: number; optimizer: number; total: number }
   | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; backend: string; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
   | { type: 'eval'; step: number; valLoss: number }
@@ -94,11 +97,14 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const totalSteps = cfg.steps ?? Math.max(1, Math.ceil(((cfg.epochs ?? 1) * ds.train.length) / perStep));
   if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
 
+  const method = cfg.method ?? 'lora';
+  const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
+  if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(readGguf(cfg.model), galoreSettings({ ...cfg, method })) });
   const engine = openEngine();
-  const model = LlamaModel.load(cfg.model, engine);
+  const model = LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
   let lora: Adapter;
   try {
-    lora = makeAdapter(engine, model.hp, { ...cfg, method: cfg.method ?? 'lora', dropout: cfg.dropout ?? 0 });
+    lora = makeAdapter(engine, model, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
     model.free();
     engine.free();
@@ -114,7 +120,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       const ck = loadLatestCheckpoint(runDir, lora.trainables, fixed);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
-    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm });
+    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
     emit({ type: 'start', totalSteps, startStep: step, method: lora.method, parameters: parameterCount(lora), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
