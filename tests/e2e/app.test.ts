@@ -73,6 +73,8 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     await page.getByLabel('Method').selectOption('hut');
     await page.getByLabel('HUT form').waitFor();
     expect(await page.getByLabel('Budget rank').count()).toBe(0);
+    await page.getByLabel('Method').selectOption('natural-galore');
+    await page.getByLabel('History').waitFor();
     await page.getByLabel('Method').selectOption('lora');
     expect(await page.getByLabel('HUT form').count()).toBe(0);
     await page.getByLabel('Steps').fill('40');

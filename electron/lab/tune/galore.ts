@@ -6,7 +6,8 @@
 //     when m ≥ n, else R = Pᵀ·G [r×n] with P [m×r] the top left ones — recomputed every T steps
 //     (steps 1, T+1, …; the moments are kept across a refresh, as the reference does). Adam runs on R,
 //     the update is projected back and scaled by α: W ← W·(1 − lr·wd) − lr·α·back(M̂/(√V̂ + ε)).
-//     1-D weights (norms, biases) use AdamW. At r ≥ min(m, n) the projector is the identity (an SVD
+//     GaLore manages the blocks' linear weights, as the reference applies it to attention and MLP
+//     modules; token embeddings, the head, norms and biases use AdamW. At r ≥ min(m, n) the projector is the identity (an SVD
 //     basis would rotate Adam's coordinates, which is not AdamW): GaLore at full rank is AdamW.
 //   'natural-galore' (Das 2024): R is preconditioned by the inverse empirical Fisher of the last s
 //     projected gradients before Adam, through Woodbury: R̃ = λ·F⁻¹R = R − H·z with
@@ -84,9 +85,10 @@ export class FullModel implements Adapter {
     if (cfg.method !== 'full' && !(cfg.rank >= 1 && cfg.updateGap >= 1)) throw new Error(`GaLore needs rank ≥ 1 and update gap ≥ 1, got rank ${cfg.rank}, gap ${cfg.updateGap}`);
     const weights = namedWeights(model.weights);
     if (weights.some((w) => w.type !== T.F32)) throw new Error('full-parameter training needs the model loaded with F32 master weights (LlamaModel.load(path, engine, { master: true }))');
+    const linears = new Set(model.weights.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]));
     for (const w of weights) {
       const [n, m] = w.shape;
-      const twoD = m > 1 && cfg.method !== 'full';
+      const twoD = linears.has(w) && cfg.method !== 'full';
       const acc = this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.acc`);
       if (!twoD) {
         this.trainables.push({ name: w.name, param: w, acc, m: this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.m`), v: this.store.b.tensor(T.F32, w.shape.slice(0, 2), `${w.name}.v`) });
@@ -271,19 +273,32 @@ export function choleskySolve(K: Float64Array, b: Float64Array, n: number): Floa
  * Memory a full-parameter run needs, from the file's header alone (shown before loading): F32 master
  * weights, F32 gradients, and the optimizer state as FullModel allocates it.
  */
-export function fullMemoryPlan(file: GgufFile, cfg: GaloreConfig): { weights: number; gradients: number; optimizer: number; total: number } {
+export interface MemoryPlan {
+  weights: number;
+  gradients: number;
+  optimizer: number;
+  total: number;
+  /** optimizer state of the GaLore-managed weights, and what AdamW would keep for them */
+  projected: { galore: number; adamw: number };
+}
+
+export function fullMemoryPlan(file: GgufFile, cfg: GaloreConfig): MemoryPlan {
   const plan = planWeights(file, hparamsOf(file));
   const infos = new Set<GgufTensorInfo>([plan.tokEmbd, plan.outputNorm, plan.output, ...(plan.outputBias ? [plan.outputBias] : [])]);
   for (const L of plan.layers) for (const t of Object.values(L)) if (t) infos.add(t as GgufTensorInfo);
-  let n = 0, opt = 0;
+  const linears = new Set(plan.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]));
+  let n = 0, opt = 0, projected = 0, projectedAdamw = 0;
   for (const t of infos) {
     const [cols, rows = 1] = t.shape;
     const size = cols * rows;
     n += size;
-    if (rows === 1 || cfg.method === 'full') { opt += 2 * size; continue; }
+    if (!linears.has(t) || cfg.method === 'full') { opt += 2 * size; continue; }
     const r = Math.min(cfg.rank, Math.min(rows, cols));
-    opt += 2 * r * Math.max(rows, cols) + r * Math.min(rows, cols) + (cfg.method === 'natural-galore' ? cfg.history * r * Math.max(rows, cols) : 0);
+    const state = 2 * r * Math.max(rows, cols) + r * Math.min(rows, cols) + (cfg.method === 'natural-galore' ? cfg.history * r * Math.max(rows, cols) : 0);
+    opt += state;
+    projected += state;
+    projectedAdamw += 2 * size;
   }
   const out = { weights: 4 * n, gradients: 4 * n, optimizer: 4 * opt };
-  return { ...out, total: out.weights + out.gradients + out.optimizer };
+  return { ...out, total: out.weights + out.gradients + out.optimizer, projected: { galore: 4 * projected, adamw: 4 * projectedAdamw } };
 }

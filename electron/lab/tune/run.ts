@@ -10,7 +10,7 @@ import { LlamaModel } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { parameterCount, type Adapter } from './adapter.js';
 import { galoreSettings, isFullParameter, makeAdapter, type MethodConfig } from './methods.js';
-import { fullMemoryPlan } from './galore.js';
+import { fullMemoryPlan, type MemoryPlan } from './galore.js';
 import { readGguf } from '../model/gguf.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
@@ -44,8 +44,8 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
 
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
-  | { type: 'memory'; weights: number; gradients: number; optimizer: number; total: number }
-  | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; backend: string; resumedFrom?: string }
+  | ({ type: 'memory' } & MemoryPlan)
+  | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number; path: string }
@@ -121,7 +121,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
     trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
-    emit({ type: 'start', totalSteps, startStep: step, method: lora.method, parameters: parameterCount(lora), backend: engine.kind, resumedFrom });
+    emit({ type: 'start', totalSteps, startStep: step, method: lora.method, parameters: parameterCount(lora), optimizerBytes: lora.optimizerBytes ?? 8 * parameterCount(lora), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();
