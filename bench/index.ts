@@ -1,6 +1,7 @@
 // `npm run bench [-- engine|train|methods]`: speed figures, printed as a table (see docs/benchmarks.md).
 //   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
-//   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B
+//   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B, PyTorch on
+//           the same configs when python3-torch is installed; BENCH_PROFILE=1 adds a per-op breakdown
 //   engine: forward+backward of one llama block with LoRA on q and v (d=512, 8 heads, ff=1376,
 //           T=256) per frozen weight type, against the same run's ggml F32 matmul ceiling (1024³).
 import { spawnSync } from 'node:child_process';
@@ -105,6 +106,42 @@ function blockFlops(d: number, ff: number, n: number, r: number): number {
   return frozen + attn + loraF;
 }
 
+/**
+ * Where one training step's time goes: the train graph run node by node (each node timed alone, so
+ * the sum is a little above a normal compute), grouped by op and operand types; the rest of the step
+ * (inputs from JavaScript, gradient norm, AdamW) is the step time minus the graph's.
+ */
+function breakdown(trainer: Trainer, windows: Window[], stepMs: number, label: string) {
+  const t0 = performance.now();
+  trainer.accumulate(windows, true);
+  const graphMs = performance.now() - t0;
+  const rows = trainer.profile(windows);
+  const groups = new Map<string, { us: number; n: number }>();
+  for (const [op, , us, operands] of rows) {
+    const types = operands.split(' x ').map((o) => o.split('[')[0]).join('·');
+    const key = ['MUL_MAT', 'OUT_PROD', 'GET_ROWS', 'CPY', 'CONT', 'DUP'].includes(op) ? `${op} ${types}` : op;
+    const g = groups.get(key) ?? { us: 0, n: 0 };
+    g.us += us; g.n++;
+    groups.set(key, g);
+  }
+  const total = [...groups.values()].reduce((a, g) => a + g.us, 0) / 1000;
+  console.log(`    per-op time of one step, ${label}: step ${stepMs.toFixed(0)} ms = train graph ${graphMs.toFixed(0)} ms (node by node ${total.toFixed(0)} ms) + norm, AdamW and inputs ${(stepMs - graphMs).toFixed(0)} ms`);
+  for (const [key, g] of [...groups].sort((a, b) => b[1].us - a[1].us).slice(0, 14)) {
+    console.log(`      ${key.padEnd(34)} ${(g.us / 1000).toFixed(1).padStart(8)} ms ${((100 * g.us) / 1000 / total).toFixed(1).padStart(5)}%  (${g.n} nodes)`);
+  }
+}
+
+/** a Python that imports torch: HONE_PYTHON, python3 on the PATH, or Debian's /usr/bin/python3 */
+const torchPython = [process.env.HONE_PYTHON, 'python3', '/usr/bin/python3'].find((p) => p && spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0);
+
+/** the same configs in PyTorch (Debian's python3-torch), if it is installed: one JSON line, or null */
+function torchBench(spec: object): { ms: number; tokensPerSecond: number; peakRssMiB: number; torch: string } | null {
+  const script = fileURLToPath(new URL('./torch_lora.py', import.meta.url));
+  const r = spawnSync(torchPython!, [script, JSON.stringify({ ...spec, threads })], { encoding: 'utf8', env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: String(threads) } });
+  if (r.status !== 0) return null;
+  try { return JSON.parse(r.stdout.trim().split('\n').pop()!); } catch { return null; }
+}
+
 /** LoRA training on a tiny model with random weights: tokens/s, peak RSS and the share of the ceiling */
 async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string; answers?: number }) {
   const path = join(tmpdir(), `hone-bench-${name}-${spec.type}.gguf`);
@@ -124,6 +161,7 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   const trainer = new Trainer(engine, model, lora, B, T, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
   let step = 0;
   const ms = time(() => { trainer.accumulate(windows, true); trainer.step(++step, 1e-4, 1); }, 4000, 3);
+  if (process.env.BENCH_PROFILE && spec.answers === undefined) breakdown(trainer, windows, ms, `${name} ${spec.type}`);
   const tokens = B * T;
   const { d, layers, ff, rank } = spec;
   const V = 32000;
@@ -173,6 +211,14 @@ if (what === 'all' || what === 'train') {
   for (const type of (process.env.BENCH_TYPES ?? 'f32,q8_0').split(',')) {
     for (const [name, spec] of configs) {
       spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    }
+  }
+  if (!torchPython) console.log('  PyTorch: not installed (apt install python3-torch) — no side-by-side figures');
+  else {
+    console.log(`PyTorch ${'(Debian python3-torch, fp32, OMP_WAIT_POLICY=PASSIVE)'} on the same configs, ${threads} threads:`);
+    for (const [name, spec] of configs) {
+      const t = torchBench(spec);
+      console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);
     }
   }
   // answer-only loss: instruction data trains on answers; the output head runs only where a label is

@@ -47,8 +47,16 @@ const base = libs.find((f) => /^libggml-base\.(so|dylib)$/.test(f));
 const core = libs.find((f) => /^libggml(\.v[\w.]+)?\.(so|dylib)$/.test(f) && !f.startsWith('libggml-base'));
 if (!base || !core) fail(`libggml-base / libggml not found in ${bins}.`);
 
+// OpenBLAS (Linux: Debian's libopenblas-dev), when installed, runs the large F32 matmuls through
+// ggml's BLAS backend compiled into the addon; without it the CPU backend does them all.
+// HONE_BLAS=0 builds without it.
+const blasHeaders = process.platform === 'linux' && process.env.HONE_BLAS !== '0'
+  ? ['/usr/include/x86_64-linux-gnu/openblas-pthread', '/usr/include/aarch64-linux-gnu/openblas-pthread', '/usr/include/openblas', '/usr/include/x86_64-linux-gnu', '/usr/include']
+    .find((d) => existsSync(join(d, 'cblas.h')) && existsSync(join(d, 'openblas_config.h')))
+  : undefined;
+
 const sources = ['src/hone.cc', 'binding.gyp', 'build.mjs', 'paths.mjs'].map((f) => readFileSync(join(here, f)));
-const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}`)])).digest('hex');
+const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}|blas:${blasHeaders ?? ''}`)])).digest('hex');
 const stampFile = join(here, '.ggml', 'stamp');
 const addon = join(out, 'Release', 'hone.node');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {
@@ -57,9 +65,11 @@ if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFi
 }
 
 // ggml headers at the exact source node-llama-cpp's binaries were built from
-let include;
+let include, ggmlSrc;
 try {
-  include = join(llamaSource(root, ['ggml/include']), 'ggml', 'include');
+  const src = llamaSource(root, ['ggml/include', ...(blasHeaders ? ['ggml/src/ggml-blas', 'ggml/src/ggml-impl.h', 'ggml/src/ggml-backend-impl.h', 'ggml/src/ggml-common.h'] : [])]);
+  include = join(src, 'ggml', 'include');
+  ggmlSrc = join(src, 'ggml', 'src');
 } catch (e) {
   fail(`could not read ggml headers from node-llama-cpp's source bundle: ${String(e.stderr || e.message).trim()}`);
 }
@@ -75,10 +85,13 @@ const gyp = require.resolve('node-gyp/bin/node-gyp.js', { paths: [root] });
 const args = [gyp, 'rebuild', '--directory', here];
 const nodedir = process.env.npm_config_nodedir || join(dirname(process.execPath), '..');
 if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
-console.log(`hone native: building against ggml ${tag} (${bins})`);
+const blas = blasHeaders
+  ? { HONE_BLAS_SRC: relative(here, join(ggmlSrc, 'ggml-blas', 'ggml-blas.cpp')), HONE_BLAS_INCLUDE: `${blasHeaders} ${ggmlSrc}`, HONE_BLAS_DEFINES: 'HONE_BLAS GGML_BLAS_USE_OPENBLAS', HONE_BLAS_LINK: '-lopenblas' }
+  : { HONE_BLAS_SRC: '', HONE_BLAS_INCLUDE: '', HONE_BLAS_DEFINES: '', HONE_BLAS_LINK: '' };
+console.log(`hone native: building against ggml ${tag} (${bins})${blasHeaders ? `, with OpenBLAS (${blasHeaders})` : ', without BLAS (install libopenblas-dev for faster F32 matmuls)'}`);
 const r = spawnSync(process.execPath, args, {
   stdio: ['ignore', 'pipe', 'pipe'],
-  env: { ...process.env, HONE_GGML_INCLUDE: include, HONE_GGML_LINK: link.join(' '), HONE_GGML_RPATH: rpath },
+  env: { ...process.env, HONE_GGML_INCLUDE: include, HONE_GGML_LINK: link.join(' '), HONE_GGML_RPATH: rpath, ...blas },
 });
 if (r.status !== 0) {
   const log = `${r.stdout}\n${r.stderr}`;

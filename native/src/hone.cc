@@ -9,11 +9,15 @@
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
+#ifdef HONE_BLAS
+#include "ggml-blas.h"
+#endif
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <chrono>
 #include <string>
 #include <unistd.h>
 #include <unordered_map>
@@ -326,6 +330,11 @@ class Backend : public Napi::ObjectWrap<Backend> {
             cpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
             if (!cpu_) throw Napi::Error::New(env, "could not start the CPU backend");
         }
+#ifdef HONE_BLAS
+        // on the CPU, large F32 matmuls and outer products go to OpenBLAS (HONE_BLAS=0: ggml's own)
+        const char *use = getenv("HONE_BLAS");
+        if (!cpu_ && !(use && std::string(use) == "0")) blas_ = ggml_backend_blas_init();
+#endif
     }
     ~Backend() override { Release(); }
 
@@ -368,6 +377,11 @@ class Backend : public Napi::ObjectWrap<Backend> {
         }
         std::vector<ggml_backend_t> backends = {main_};
         std::vector<ggml_backend_buffer_type_t> bufts = {ggml_backend_get_default_buffer_type(main_)};
+        if (blas_) {
+            // BLAS first: the scheduler gives it the ops it supports (host memory, no copies)
+            backends.insert(backends.begin(), blas_);
+            bufts.insert(bufts.begin(), ggml_backend_get_default_buffer_type(main_));
+        }
         if (cpu_) {
             // CPU fallbacks work in the device's pinned host memory when it has one, as llama.cpp does
             backends.push_back(cpu_);
@@ -394,6 +408,7 @@ class Backend : public Napi::ObjectWrap<Backend> {
     bool alive() const { return main_ != nullptr; }
     ggml_backend_t cpu() const { return cpu_ ? cpu_ : main_; }
     bool is_cpu() const { return cpu_ == nullptr; }
+    bool has_blas() const { return blas_ != nullptr; }
     int threads() const { return threads_; }
     void account(size_t bytes, bool add) {
         current_ = add ? current_ + bytes : current_ - bytes;
@@ -401,7 +416,7 @@ class Backend : public Napi::ObjectWrap<Backend> {
     }
 
   private:
-    ggml_backend_t main_ = nullptr, cpu_ = nullptr;
+    ggml_backend_t main_ = nullptr, cpu_ = nullptr, blas_ = nullptr;
     std::vector<Buffer> buffers_;
     std::vector<std::pair<ggml_backend_sched_t, uint64_t>> free_scheds_;
     std::vector<ggml_backend_sched_t> all_scheds_;
@@ -414,13 +429,14 @@ class Backend : public Napi::ObjectWrap<Backend> {
         free_scheds_.clear();
         for (auto &b : buffers_) if (b.buf) ggml_backend_buffer_free(b.buf);
         buffers_.clear();
+        if (blas_) ggml_backend_free(blas_);
         if (cpu_) ggml_backend_free(cpu_);
         if (main_) ggml_backend_free(main_);
-        cpu_ = main_ = nullptr;
+        cpu_ = main_ = blas_ = nullptr;
     }
     Napi::Value Free(const Napi::CallbackInfo &info) { Release(); return info.Env().Undefined(); }
 
-    Napi::Value Name(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), ggml_backend_name(main_)); }
+    Napi::Value Name(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), std::string(ggml_backend_name(main_)) + (blas_ ? " + BLAS" : "")); }
 
     Napi::Value SetThreads(const Napi::CallbackInfo &info) {
         threads_ = info[0].As<Napi::Number>().Int32Value();
@@ -428,6 +444,9 @@ class Backend : public Napi::ObjectWrap<Backend> {
         ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu));
         auto fn = (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
         if (fn) fn(cpu, threads_);
+#ifdef HONE_BLAS
+        if (blas_) ggml_backend_blas_set_n_threads(blas_, threads_);
+#endif
         return info.Env().Undefined();
     }
 
@@ -564,6 +583,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
         return DefineClass(env, "Graph",
                            {
                                InstanceMethod("compute", &Graph::Compute),
+                               InstanceMethod("profile", &Graph::Profile),
                                InstanceMethod("grad", &Graph::Grad),
                                InstanceMethod("nodeCount", &Graph::NodeCount),
                                InstanceMethod("computeBytes", &Graph::ComputeBytes),
@@ -655,6 +675,45 @@ class Graph : public Napi::ObjectWrap<Graph> {
         ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
         if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(info.Env(), "graph compute failed with status " + std::to_string((int)st));
         return info.Env().Undefined();
+    }
+
+    // profile() -> [[op, name, microseconds, operands], ...]: one compute with every node run on its
+    // own (the scheduler's eval callback asks for each), timed between the ask and the answer
+    struct ProfileRows {
+        std::vector<std::tuple<std::string, std::string, double, std::string>> rows;
+        std::chrono::steady_clock::time_point t0;
+    };
+    static bool ProfileNode(ggml_tensor *t, bool ask, void *user) {
+        auto *p = static_cast<ProfileRows *>(user);
+        if (ask) { p->t0 = std::chrono::steady_clock::now(); return true; }
+        double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - p->t0).count();
+        std::string operands;
+        for (int j = 0; j < GGML_MAX_SRC && t->src[j]; j++) {
+            ggml_tensor *s = t->src[j];
+            operands += std::string(j ? " x " : "") + ggml_type_name(s->type) + "[" + std::to_string(s->ne[0]) + "," + std::to_string(s->ne[1]) + "," + std::to_string(s->ne[2]) + "]";
+        }
+        p->rows.emplace_back(ggml_op_desc(t), t->name, us, operands);
+        return true;
+    }
+    Napi::Value Profile(const Napi::CallbackInfo &info) {
+        Napi::Env env = info.Env();
+        if (!sched_ || !backend_->alive()) throw Napi::Error::New(env, "graph was freed or its engine closed");
+        if (backward_) ggml_graph_reset(graph_);
+        ProfileRows p;
+        ggml_backend_sched_set_eval_callback(sched_, ProfileNode, &p);
+        ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
+        ggml_backend_sched_set_eval_callback(sched_, nullptr, nullptr);
+        if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(env, "graph compute failed with status " + std::to_string((int)st));
+        Napi::Array out = Napi::Array::New(env, p.rows.size());
+        for (size_t i = 0; i < p.rows.size(); i++) {
+            Napi::Array r = Napi::Array::New(env, 4);
+            r.Set(0u, std::get<0>(p.rows[i]));
+            r.Set(1u, std::get<1>(p.rows[i]));
+            r.Set(2u, std::get<2>(p.rows[i]));
+            r.Set(3u, std::get<3>(p.rows[i]));
+            out.Set(i, r);
+        }
+        return out;
     }
 
     Napi::Value Grad(const Napi::CallbackInfo &info) {

@@ -24,6 +24,8 @@ export interface Engine {
   device: NativeDevice;
   threads: number;
   native: NativeBackend;
+  /** large F32 matmuls and outer products run through OpenBLAS (CPU engine, addon built with it) */
+  blas: boolean;
   free(): void;
 }
 
@@ -53,5 +55,5 @@ export function openEngine(opts: { backend?: BackendKind; threads?: number } = {
   const threads = opts.threads ?? Number(process.env.HONE_THREADS ?? 0) ?? 0;
   const n = threads > 0 ? threads : availableParallelism();
   nb.setThreads(n);
-  return { kind: device.kind!, device, threads: n, native: nb, free: () => nb.free() };
+  return { kind: device.kind!, device, threads: n, native: nb, blas: nb.name().endsWith('+ BLAS'), free: () => nb.free() };
 }

@@ -24,6 +24,8 @@ const roles = { plain: 0, input: 1, param: 2 } as const;
 
 export class GraphBuilder {
   readonly ctx: NativeContext;
+  /** the graph will run where BLAS does the matmuls: builders may pick BLAS-friendly forms */
+  blas = false;
   constructor(maxTensors = 1 << 15) {
     this.ctx = new (native().Context)(maxTensors);
   }

@@ -33,6 +33,8 @@ export interface NativeBackend {
 
 export interface NativeGraph {
   compute(): void;
+  /** one compute, each node run and timed on its own: [op, tensor name, microseconds, operand types and shapes] */
+  profile(): [string, string, number, string][];
   grad(t: External): External | null;
   nodeCount(): number;
   computeBytes(): number;
@@ -84,6 +86,10 @@ export function native(): HoneNative {
   // in a packaged app the addon sits outside the asar archive (electron-builder's asarUnpack)
   const addon = join(projectRoot.replace(/app\.asar$/, 'app.asar.unpacked'), 'native', 'build', 'Release', 'hone.node');
   if (!existsSync(addon)) throw new Error(`Hone's native engine is not built (${addon} is missing); run "npm install" (or "npm run build:native") in ${projectRoot}`);
+  // OpenBLAS's worker threads spin for ~2^28 cycles after each call by default, fighting ggml's
+  // threads for the cores between matmuls (a 2.5× slowdown measured on 2 cores): the shortest wait.
+  // Read when the library loads, so it is set before the addon (linked to OpenBLAS) is.
+  process.env.OPENBLAS_THREAD_TIMEOUT ??= '4';
   const n = createRequire(import.meta.url)(addon) as HoneNative;
   const cpuDir: string | null = ggmlBinsDir(projectRoot.replace(/app\.asar$/, 'app.asar.unpacked'));
   if (!cpuDir) throw new Error(`node-llama-cpp's prebuilt binaries for ${process.platform}-${process.arch} are missing; run "npm install"`);

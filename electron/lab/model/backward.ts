@@ -29,8 +29,13 @@ function normWeightGrad(b: GraphBuilder, dy: Tensor, x: Tensor, eps: number, g: 
   return b.reshape(sumCols(b, b.mul(dy, b.rmsNorm(x, eps))), ...g.shape.slice(0, 1));
 }
 
-/** dx = Wᵀ dy through a frozen weight W [in, out]; dy [out, n] → [in, n] */
+/**
+ * dx = Wᵀ dy through a frozen weight W [in, out]; dy [out, n] → [in, n]. With BLAS, as the outer
+ * product of W and dyᵀ, which OpenBLAS takes transposed as it is (no copy of W or dy); else a
+ * mul_mat against a transposed copy of W, ggml's fastest path on its own CPU kernels.
+ */
 export function inputGrad(b: GraphBuilder, W: Tensor, dy: Tensor): Tensor {
+  if (b.blas && dy.shape[2] === 1 && dy.shape[3] === 1) return b.outProd(W.type === TYPES.F32 ? W : b.cast(W, TYPES.F32), b.transpose(dy));
   return b.mulMat(weightT(b, W), dy);
 }
 
@@ -113,7 +118,7 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
 
   const grads: Grads = new Map();
   const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
-  const dH = b.mulMat(weightT(b, w.output), dLogits); // [d, m]
+  const dH = inputGrad(b, w.output, dLogits); // [d, m]
   if (full) {
     addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
     if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, dLogits), w.outputBias.shape[0]));

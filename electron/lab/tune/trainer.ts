@@ -77,6 +77,7 @@ export class Trainer {
    */
   private lossGraph(m: number, backward: boolean): LossGraph {
     const b = new GraphBuilder();
+    b.blas = this.engine.blas;
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, this.model.hp.nVocab, m);
     if (!backward) {
@@ -109,7 +110,21 @@ export class Trainer {
     for (const mask of g.masks) mask.set(Float32Array.from({ length: mask.elements }, () => (rng.next() < p ? 0 : keep)));
   }
 
+  /** one training micro-batch's compute, each node timed on its own (bench: the per-op breakdown) */
+  profile(windows: Window[]): [string, string, number, string][] {
+    if (this.train.masks.length) this.drawMasks(this.train, 0);
+    this.load(this.train, windows, { first: true });
+    return this.train.graph.native.profile();
+  }
+
   private run(g: LossGraph, windows: Window[], opts: { first?: boolean } = {}): { loss: number; targets: number } {
+    const targets = this.load(g, windows, opts);
+    g.graph.compute();
+    return { loss: g.out.get()[0], targets };
+  }
+
+  /** sets a graph's inputs from a batch; returns the number of real targets */
+  private load(g: LossGraph, windows: Window[], opts: { first?: boolean } = {}): number {
     const { T, batch } = this;
     const tokens = new Int32Array(T * batch);
     const targets: [number, number][] = [];
@@ -123,8 +138,7 @@ export class Trainer {
     setForwardInputs(g.inp, tokens, T, batch);
     setLossInputs(g.loss, this.model.hp.nVocab, g.m, targets);
     g.keep?.set(new Float32Array([opts.first ? 0 : 1]));
-    g.graph.compute();
-    return { loss: g.out.get()[0], targets: targets.length };
+    return targets.length;
   }
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
