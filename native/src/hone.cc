@@ -641,6 +641,14 @@ class Graph : public Napi::ObjectWrap<Graph> {
         size_t before = backend_->sched_bytes();
         sched_ = backend_->take_sched(graph_, &shape_);
         backend_->note_sched(sched_);
+        if (backend_->has_blas()) {
+            // quantized weights' matmuls stay on ggml's CPU kernels (int8 dot products); BLAS would
+            // dequantize the whole weight to F32 for each of them
+            for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
+                ggml_tensor *node = ggml_graph_node(graph_, i);
+                if (node->op == GGML_OP_MUL_MAT && ggml_is_quantized(node->src[0]->type)) ggml_backend_sched_set_tensor_backend(sched_, node, backend_->main());
+            }
+        }
         if (!ggml_backend_sched_alloc_graph(sched_, graph_)) {
             backend_->give_sched(sched_, shape_);
             sched_ = nullptr;
