@@ -345,8 +345,11 @@ export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights
 export interface LossInputs {
   /** I32 [m]: positions (0..T·B−1) whose next token is a target; padding repeats position 0 */
   positions: Tensor;
-  /** F32 [nVocab, m]: one-hot targets, all-zero rows for padding */
+  /** F32 [nVocab, m]: one-hot targets, all-zero rows for padding — built in the graph from
+   *  `labelIndex` (a V×m array is never made in JavaScript) */
   labels: Tensor;
+  /** I32 [m]: i·nVocab + the target token of row i (the one-hot's 1) */
+  labelIndex: Tensor;
   /** F32 [1]: m / (number of real targets), so the loss is the mean over real targets */
   scale: Tensor;
   /** F32 [1, m]: 1 for real targets, 0 for padding. ggml's cross-entropy gradient is
@@ -356,12 +359,12 @@ export interface LossInputs {
 }
 
 export function lossInputs(b: GraphBuilder, nVocab: number, m: number): LossInputs {
-  return {
-    positions: b.input(T.I32, [m], 'loss_positions'),
-    labels: b.input(T.F32, [nVocab, m], 'loss_labels'),
-    scale: b.input(T.F32, [1], 'loss_scale'),
-    rowMask: b.input(T.F32, [1, m], 'loss_row_mask'),
-  };
+  const labelIndex = b.input(T.I32, [m], 'loss_label_index');
+  const rowMask = b.input(T.F32, [1, m], 'loss_row_mask');
+  // scatter each real row's 1 (padding rows scatter 0) into a zero [1, V·m] column, seen as [V, m]
+  const shape = b.tensor(T.F32, [1, nVocab * m], 'loss_labels_shape'); // shape only: never allocated
+  const labels = b.reshape(b.getRowsBack(b.reshape(rowMask, 1, m), labelIndex, shape), nVocab, m);
+  return { positions: b.input(T.I32, [m], 'loss_positions'), labels, labelIndex, scale: b.input(T.F32, [1], 'loss_scale'), rowMask };
 }
 
 /**
@@ -385,11 +388,11 @@ export function setLossInputs(l: LossInputs, nVocab: number, m: number, targets:
   if (targets.length === 0) throw new Error('a batch without any trained token');
   if (targets.length > m) throw new Error(`${targets.length} targets do not fit the graph's ${m}`);
   const pos = new Int32Array(m);
-  const onehot = new Float32Array(nVocab * m);
+  const index = Int32Array.from({ length: m }, (_, i) => i * nVocab);
   const mask = new Float32Array(m);
-  targets.forEach(([p, tok], i) => { pos[i] = p; onehot[i * nVocab + tok] = 1; mask[i] = 1; });
+  targets.forEach(([p, tok], i) => { pos[i] = p; index[i] = i * nVocab + tok; mask[i] = 1; });
   l.positions.set(pos);
-  l.labels.set(onehot);
+  l.labelIndex.set(index);
   l.scale.set(new Float32Array([m / targets.length]));
   l.rowMask.set(mask);
 }
