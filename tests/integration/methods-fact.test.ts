@@ -77,6 +77,20 @@ describe('HUT and MoS teach a fact that llama.cpp then generates from the export
     });
   }
 
+  it('GaLore: a run stopped at step 5 and resumed (projectors and projected moments from the checkpoint) matches an uninterrupted run', async () => {
+    // T = 4: the resumed part crosses a projector refresh (step 9) and starts inside a subspace (5..8)
+    const cfg = config({ method: 'galore', rank: 8, galoreScale: 1, galoreGap: 4, steps: 10, saveEvery: 5 });
+    const ref = await train(cfg, join(dir, 'galore-ref'));
+    const run = join(dir, 'galore-resume');
+    rmSync(run, { recursive: true, force: true });
+    const stop = new AbortController();
+    await runTraining(cfg, { runDir: run, signal: stop.signal, onEvent: (e) => { if (e.type === 'step' && e.step === 5) stop.abort(); } });
+    const resumed: number[] = [];
+    await runTraining(cfg, { runDir: run, resume: true, onEvent: (e) => { if (e.type === 'step') resumed.push(e.loss); } });
+    expect(resumed.length).toBe(5);
+    resumed.forEach((loss, i) => expect(loss).toBeCloseTo(ref[5 + i], 4));
+  });
+
   it('MoS: merged F16 GGUF and base + adapter GGUF; the saved index draw reloads to the same adapter', async () => {
     const runDir = join(dir, 'mos');
     const cfg = config({ method: 'mos', rank: 8, alpha: 16, mosBudget: 4, mosShards: 2, mosPrivate: 0 });
