@@ -143,7 +143,7 @@ function torchBench(spec: object): { ms: number; tokensPerSecond: number; peakRs
 }
 
 /** LoRA training on a tiny model with random weights: tokens/s, peak RSS and the share of the ceiling */
-async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string; answers?: number }) {
+async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string; answers?: number; loss50?: boolean }) {
   const path = join(tmpdir(), `hone-bench-${name}-${spec.type}.gguf`);
   if (!existsSync(path)) makeTiny(path, { nEmbd: spec.d, nLayer: spec.layers, nHead: spec.heads, nHeadKv: spec.heads, nFf: spec.ff, nCtx: spec.seq, type: spec.type, tied: false }, { overwrite: true });
   const model = LlamaModel.load(path, engine);
@@ -160,6 +160,14 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   const capacity = targetCapacity(windows, B);
   const trainer = new Trainer(engine, model, lora, B, T, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
   let step = 0;
+  if (spec.loss50) {
+    // the loss after 50 steps at lr 2e-4 from the same start, to compare weight types on the same data
+    let loss = 0;
+    for (let t = 1; t <= 50; t++) { loss = trainer.accumulate(windows, true).loss; trainer.step(++step, 2e-4, 1); }
+    console.log(`  ${name} ${spec.type.padEnd(5)} loss at step 50 (lr 2e-4, one batch of random tokens): ${loss.toFixed(6)}`);
+    trainer.free(); lora.free(); model.free();
+    return;
+  }
   const ms = time(() => { trainer.accumulate(windows, true); trainer.step(++step, 1e-4, 1); }, 4000, 3);
   if (process.env.BENCH_PROFILE && spec.answers === undefined) breakdown(trainer, windows, ms, `${name} ${spec.type}`);
   const tokens = B * T;
@@ -220,6 +228,10 @@ if (what === 'all' || what === 'train') {
       const t = torchBench(spec);
       console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);
     }
+  }
+  // Q8_0 against F32 on config B: the loss after 50 steps on the same data
+  for (const type of ['f32', 'q8_0']) {
+    spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([configs[1][0], { ...configs[1][1], type, loss50: true }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   // answer-only loss: instruction data trains on answers; the output head runs only where a label is
   const [nameB, specB] = configs[1];
