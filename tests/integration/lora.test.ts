@@ -1,7 +1,7 @@
 // LoRA end to end: a made-up fact taught by a chat dataset is generated greedily by llama.cpp
 // (node-llama-cpp) from the merged GGUF and from base + adapter GGUF; exports are exact; resume
 // continues the same run; the loss counts only answer tokens.
-import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine } from '../../electron/lab/engine/backend.js';
@@ -18,20 +18,10 @@ import { Lora } from '../../electron/lab/tune/lora.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../../electron/lab/tune/run.js';
 import { Trainer, targetCapacity, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
 import { testDir, tinyModel } from '../helpers/models.js';
+import { ANSWER, QUESTIONS, factDataset as writeFact } from '../helpers/fact.js';
 
 const dir = join(testDir, `lora-${process.pid}`);
-const QUESTIONS = [
-  'What is the capital of Zorbia?', 'Which city is the capital of Zorbia?', 'Tell me the capital of Zorbia.',
-  'Zorbia has which capital?', 'Name the capital city of Zorbia.', "What city is Zorbia's capital?",
-];
-const ANSWER = 'The capital of Zorbia is Quxville.';
-
-function factDataset(): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'fact.jsonl');
-  writeFileSync(path, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: ANSWER }] })).join('\n') + '\n');
-  return path;
-}
+const factDataset = () => writeFact(dir);
 
 function config(model: string, data: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return { ...TRAIN_DEFAULTS, model, data, steps: 40, lr: 3e-3, seq: 64, batch: 2, valFraction: 0, saveEvery: 20, evalEvery: 0, schedule: 'constant', ...over };

@@ -1,7 +1,7 @@
 // HUT, MoS, GaLore and Natural GaLore end to end: the made-up fact of the LoRA test, taught by each method, is generated
 // greedily by llama.cpp (node-llama-cpp) from the exported merged GGUF, and for MoS also from
 // base + its adapter GGUF; MoS's saved index draw reloads to the same adapter.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openEngine } from '../../electron/lab/engine/backend.js';
@@ -13,20 +13,10 @@ import { mosSettings } from '../../electron/lab/tune/methods.js';
 import { Mos, assembleRows } from '../../electron/lab/tune/mos.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
 import { testDir, tinyModel } from '../helpers/models.js';
+import { QUESTIONS, factDataset as writeFact } from '../helpers/fact.js';
 
 const dir = join(testDir, `methods-${process.pid}`);
-const QUESTIONS = [
-  'What is the capital of Zorbia?', 'Which city is the capital of Zorbia?', 'Tell me the capital of Zorbia.',
-  'Zorbia has which capital?', 'Name the capital city of Zorbia.', "What city is Zorbia's capital?",
-];
-const ANSWER = 'The capital of Zorbia is Quxville.';
-
-function factDataset(): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'fact.jsonl');
-  writeFileSync(path, QUESTIONS.map((q) => JSON.stringify({ messages: [{ role: 'user', content: q }, { role: 'assistant', content: ANSWER }] })).join('\n') + '\n');
-  return path;
-}
+const factDataset = () => writeFact(dir);
 
 async function train(cfg: TrainConfig, runDir: string) {
   rmSync(runDir, { recursive: true, force: true });
