@@ -67,19 +67,21 @@ describe('HUT and MoS teach a fact that llama.cpp then generates from the export
     });
   }
 
-  it('GaLore: a run stopped at step 5 and resumed (projectors and projected moments from the checkpoint) matches an uninterrupted run', async () => {
-    // T = 4: the resumed part crosses a projector refresh (step 9) and starts inside a subspace (5..8)
-    const cfg = config({ method: 'galore', rank: 8, galoreScale: 1, galoreGap: 4, steps: 10, saveEvery: 5 });
-    const ref = await train(cfg, join(dir, 'galore-ref'));
-    const run = join(dir, 'galore-resume');
-    rmSync(run, { recursive: true, force: true });
-    const stop = new AbortController();
-    await runTraining(cfg, { runDir: run, signal: stop.signal, onEvent: (e) => { if (e.type === 'step' && e.step === 5) stop.abort(); } });
-    const resumed: number[] = [];
-    await runTraining(cfg, { runDir: run, resume: true, onEvent: (e) => { if (e.type === 'step') resumed.push(e.loss); } });
-    expect(resumed.length).toBe(5);
-    resumed.forEach((loss, i) => expect(loss).toBeCloseTo(ref[5 + i], 4));
-  });
+  for (const method of ['galore', 'natural-galore'] as const) {
+    it(`${method}: a run stopped at step 5 and resumed (projectors, projected moments${method === 'natural-galore' ? ', gradient history' : ''} from the checkpoint) matches an uninterrupted run`, async () => {
+      // T = 4: the resumed part starts inside a subspace (steps 5..8) and crosses a refresh (step 9)
+      const cfg = config({ method, rank: 8, galoreScale: 1, galoreGap: 4, naturalHistory: 3, steps: 10, saveEvery: 5 });
+      const ref = await train(cfg, join(dir, `${method}-ref`));
+      const run = join(dir, `${method}-resume`);
+      rmSync(run, { recursive: true, force: true });
+      const stop = new AbortController();
+      await runTraining(cfg, { runDir: run, signal: stop.signal, onEvent: (e) => { if (e.type === 'step' && e.step === 5) stop.abort(); } });
+      const resumed: number[] = [];
+      await runTraining(cfg, { runDir: run, resume: true, onEvent: (e) => { if (e.type === 'step') resumed.push(e.loss); } });
+      expect(resumed.length).toBe(5);
+      resumed.forEach((loss, i) => expect(loss).toBeCloseTo(ref[5 + i], 4));
+    });
+  }
 
   it('MoS: merged F16 GGUF and base + adapter GGUF; the saved index draw reloads to the same adapter', async () => {
     const runDir = join(dir, 'mos');
@@ -100,7 +102,7 @@ describe('HUT and MoS teach a fact that llama.cpp then generates from the export
     const mos = new Mos(engine, model.hp, mosSettings(cfg));
     mos.init(999);
     const before = mos.draws.get('1.q')!.idxA.get();
-    loadLatestCheckpoint(runDir, mos.trainables, mos.fixed);
+    loadLatestCheckpoint(runDir, mos);
     expect(Array.from(mos.draws.get('1.q')!.idxA.get())).not.toEqual(Array.from(before));
     for (const p of l.pairs) {
       const pool = mos.pools.get(p.module)!;

@@ -72,6 +72,8 @@ export interface Adapter {
   readonly full?: boolean;
   /** a method's own optimizer (GaLore); without it the trainer runs AdamW on every trainable */
   optimizerStep?(t: number, lr: number, gradScale: number): void;
+  /** state kept in JavaScript that checkpoints must carry (Natural GaLore's gradient history) */
+  readonly hostState?: { save(): { name: string; data: Float32Array }[]; load(read: (name: string) => Float32Array | null): void };
   /** bytes of optimizer state, where it is not two moments per trainable parameter */
   readonly optimizerBytes?: number;
   /** fresh parameters from `seed`, optimizer state zero */

@@ -25,7 +25,16 @@ export function checkpointDir(runDir: string) {
   return join(runDir, 'checkpoints');
 }
 
-export function saveCheckpoint(runDir: string, pos: RunPosition, trainables: Trainable[], extra: Record<string, unknown> = {}, fixed: Tensor[] = []): string {
+/** what a checkpoint holds of a method: its trainables, fixed tensors, and state it keeps in JavaScript */
+export interface CheckpointState {
+  trainables: Trainable[];
+  fixed?: Tensor[];
+  /** F32 arrays by name (Natural GaLore's gradient history), saved and given back on load */
+  hostState?: { save(): { name: string; data: Float32Array }[]; load(read: (name: string) => Float32Array | null): void };
+}
+
+export function saveCheckpoint(runDir: string, pos: RunPosition, state: CheckpointState, extra: Record<string, unknown> = {}): string {
+  const { trainables, fixed = [] } = state;
   const dir = checkpointDir(runDir);
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `step-${String(pos.step).padStart(7, '0')}.gguf`);
@@ -36,6 +45,7 @@ export function saveCheckpoint(runDir: string, pos: RunPosition, trainables: Tra
     { name: `${t.name}.v`, shape: t.v.shape.slice(0, 2), type: T.F32, data: () => bytes(t.v.get()) },
   ]);
   for (const f of fixed) tensors.push({ name: f.name, shape: f.shape.slice(0, 2), type: f.type, data: () => native().tensorGet(f.h, true) as unknown as Uint8Array });
+  for (const h of state.hostState?.save() ?? []) tensors.push({ name: h.name, shape: [h.data.length], type: T.F32, data: bytes(h.data) });
   const md = new Map([
     ['general.type', kv.str('hone-checkpoint')],
     ['hone.checkpoint', kv.str(JSON.stringify({ ...pos, ...extra }))],
@@ -59,7 +69,8 @@ export interface LoadedCheckpoint {
 }
 
 /** Loads the newest readable checkpoint into the trainables; null when there is none. */
-export function loadLatestCheckpoint(runDir: string, trainables: Trainable[], fixed: Tensor[] = []): LoadedCheckpoint | null {
+export function loadLatestCheckpoint(runDir: string, state: CheckpointState): LoadedCheckpoint | null {
+  const { trainables, fixed = [] } = state;
   const skipped: { path: string; reason: string }[] = [];
   for (const path of listCheckpoints(runDir).reverse()) {
     try {
@@ -78,6 +89,10 @@ export function loadLatestCheckpoint(runDir: string, trainables: Trainable[], fi
       const data = trainables.map((t) => [read(t.name, t.param.elements), read(`${t.name}.m`, t.m.elements), read(`${t.name}.v`, t.v.elements)] as const);
       trainables.forEach((t, i) => { t.param.set(data[i][0]); t.m.set(data[i][1]); t.v.set(data[i][2]); });
       fixed.forEach((f, i) => f.set(fixedData[i]));
+      state.hostState?.load((name) => {
+        const t = byName.get(name);
+        return t ? new Float32Array(raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes)) : null;
+      });
       return { path, position: JSON.parse(String(meta.value)), skipped };
     } catch (e) {
       skipped.push({ path, reason: (e as Error).message });

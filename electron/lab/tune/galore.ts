@@ -112,6 +112,21 @@ export class FullModel implements Adapter {
     return this.projected.map((p) => p.proj);
   }
 
+  /** Natural GaLore's gradient history, for checkpoints: per weight its last s projected gradients end to end */
+  readonly hostState = {
+    save: () => this.projected.filter((p) => p.history.length).map((p) => {
+      const D = p.t.m.elements, data = new Float32Array(D * p.history.length);
+      p.history.forEach((h, i) => data.set(h, i * D));
+      return { name: `${p.t.name}.natural_history`, data };
+    }),
+    load: (read: (name: string) => Float32Array | null) => {
+      for (const p of this.projected) {
+        const data = read(`${p.t.name}.natural_history`), D = p.t.m.elements;
+        p.history = data ? Array.from({ length: data.length / D }, (_, i) => data.slice(i * D, (i + 1) * D)) : [];
+      }
+    },
+  };
+
   /** bytes of optimizer state: moments, projectors and Natural GaLore's history */
   get optimizerBytes(): number {
     const hist = this.cfg.method === 'natural-galore' ? this.projected.reduce((s, p) => s + this.cfg.history * p.t.m.elements, 0) : 0;

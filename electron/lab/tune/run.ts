@@ -111,13 +111,12 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     throw e;
   }
   lora.init(cfg.seed);
-  const fixed = lora.fixed ?? [];
   let trainer: Trainer | null = null;
   try {
     let step = 0, consumed = 0;
     let resumedFrom: string | undefined;
     if (opts.resume) {
-      const ck = loadLatestCheckpoint(runDir, lora.trainables, fixed);
+      const ck = loadLatestCheckpoint(runDir, lora);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
     trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
@@ -127,7 +126,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const t0 = Date.now();
     const startStep = step;
     let stopped = false;
-    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora.trainables, { seed: cfg.seed }, fixed) });
+    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora, { seed: cfg.seed }) });
     while (step < totalSteps) {
       // let signals and messages (Ctrl-C, a job's cancel) in between steps
       await new Promise((r) => setImmediate(r));
