@@ -1,6 +1,6 @@
 // Full-parameter training: every weight of the model (dequantized once to F32 master weights) is
 // trainable, with one of three optimizers:
-//   'full': AdamW on every tensor (ggml's opt_step_adamw).
+//   'full': AdamW on every tensor (the trainer's own AdamW graph, ggml's opt_step_adamw).
 //   'galore' (Zhao et al. 2024): each 2-D weight W (PyTorch [m × n]) has its gradient G projected to
 //     rank r on its smaller side — R = G·Qᵀ [m×r] with Q [r×n] the top right singular vectors of G
 //     when m ≥ n, else R = Pᵀ·G [r×n] with P [m×r] the top left ones — recomputed every T steps
@@ -103,6 +103,7 @@ export class FullModel implements Adapter {
       this.projected.push(p);
     }
     this.store.alloc(engine, `${cfg.method} gradients and optimizer state`);
+    if (cfg.method !== 'full') this.optimizerStep = (t, lr, g) => this.galoreStep(t, lr, g);
   }
 
   get method() { return this.cfg.method; }
@@ -217,21 +218,22 @@ export class FullModel implements Adapter {
     }
   }
 
-  /** one optimizer step `t` (1-based) with the gradient scaled by `gradScale` (clipping / accumulation) */
-  optimizerStep(t: number, lr: number, gradScale: number) {
+  /** GaLore's optimizer; full AdamW has none of its own (the trainer's AdamW graph runs) */
+  readonly optimizerStep?: (t: number, lr: number, gradScale: number) => void;
+
+  /** one GaLore step `t` (1-based) with the gradient scaled by `gradScale` (clipping / accumulation) */
+  private galoreStep(t: number, lr: number, gradScale: number) {
     if (!this.step1) this.build();
-    if (this.cfg.method !== 'full') this.refresh(t);
+    this.refresh(t);
     const { beta1, beta2, eps, weightDecay } = this.opt;
     const b1h = 1 / (1 - beta1 ** t), b2h = 1 / (1 - beta2 ** t);
     const s = this.step1!;
     s.gscale.set(new Float32Array([gradScale]));
-    if (this.projected.length) {
-      s.lrScale.set(new Float32Array([lr * this.cfg.scale]));
-      s.decay.set(new Float32Array([1 - lr * weightDecay]));
-      s.b1h.set(new Float32Array([b1h]));
-      s.b2h.set(new Float32Array([b2h]));
-      s.eps.set(new Float32Array([eps]));
-    }
+    s.lrScale.set(new Float32Array([lr * this.cfg.scale]));
+    s.decay.set(new Float32Array([1 - lr * weightDecay]));
+    s.b1h.set(new Float32Array([b1h]));
+    s.b2h.set(new Float32Array([b2h]));
+    s.eps.set(new Float32Array([eps]));
     this.hyper!.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, b1h, b2h]));
     if (this.cfg.method === 'natural-galore') this.precondition(gradScale);
     s.graph.compute();
