@@ -15,6 +15,7 @@ import { Lora } from '../../electron/lab/tune/lora.js';
 import { Mos, mosConfigError } from '../../electron/lab/tune/mos.js';
 import { SAMPLE_TEXT, refModelOf, tinyModel } from '../helpers/models.js';
 import { refForward, refLoss, type RefLayer, type RefModel } from '../helpers/reference.js';
+import { centralDifference } from '../helpers/gradcheck.js';
 
 const SPEC = { type: 'f32', nLayer: 2, nEmbd: 32, nHead: 4, nHeadKv: 2, nFf: 64 };
 const KEY: Record<Module, keyof RefLayer> = { q: 'wq', k: 'wk', v: 'wv', o: 'wo', gate: 'wGate', up: 'wUp', down: 'wDown' };
@@ -86,11 +87,7 @@ function checkGradients(ref: RefModel, tokens: number[], params: Params, grads: 
     expect(g.length, name).toBe(theta.length);
     const step = Math.max(1, Math.floor(theta.length / samples));
     for (let i = (name.length * 7) % step; i < theta.length; i += step) {
-      const keep = theta[i];
-      theta[i] = keep + h; const up = f();
-      theta[i] = keep - h; const down = f();
-      theta[i] = keep;
-      const fd = (up - down) / (2 * h);
+      const fd = centralDifference(theta, i, f, h);
       num2 += (g[i] - fd) ** 2;
       den2 += fd ** 2;
       expect(Math.abs(g[i] - fd), `${name}[${i}]`).toBeLessThanOrEqual(1e-2 * Math.max(Math.abs(fd), 1e-2));

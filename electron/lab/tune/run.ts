@@ -102,31 +102,31 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(readGguf(cfg.model), galoreSettings({ ...cfg, method })) });
   const engine = openEngine();
   const model = LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
-  let lora: Adapter;
+  let adapter: Adapter;
   try {
-    lora = makeAdapter(engine, model, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
+    adapter = makeAdapter(engine, model, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
     model.free();
     engine.free();
     throw e;
   }
-  lora.init(cfg.seed);
+  adapter.init(cfg.seed);
   let trainer: Trainer | null = null;
   try {
     let step = 0, consumed = 0;
     let resumedFrom: string | undefined;
     if (opts.resume) {
-      const ck = loadLatestCheckpoint(runDir, lora);
+      const ck = loadLatestCheckpoint(runDir, adapter);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
-    trainer = new Trainer(engine, model, lora, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
-    emit({ type: 'start', totalSteps, startStep: step, method: lora.method, parameters: parameterCount(lora), optimizerBytes: lora.optimizerBytes ?? 8 * parameterCount(lora), backend: engine.kind, resumedFrom });
+    trainer = new Trainer(engine, model, adapter, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
+    emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();
     const startStep = step;
     let stopped = false;
-    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, lora, { seed: cfg.seed }) });
+    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
     while (step < totalSteps) {
       // let signals and messages (Ctrl-C, a job's cancel) in between steps
       await new Promise((r) => setImmediate(r));
@@ -157,7 +157,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     return { step, stopped, dataset: ds };
   } finally {
     trainer?.free();
-    lora.free();
+    adapter.free();
     model.free();
     engine.free();
   }
