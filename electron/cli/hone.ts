@@ -25,6 +25,9 @@ import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../lab/tune/run.js';
 import { EXPORT_FORMATS, loadTrainedRun, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
+import { COMPRESS_DEFAULTS, runCompression, type CompressConfig, type PatternName, type PruneMethod } from '../lab/compress/job.js';
+import type { PruneScore } from '../lab/compress/prune.js';
+import type { Quant } from '../lab/compress/quantize.js';
 import { createLab } from '../lab/api.js';
 import { projectRoot } from '../lab/engine/native.js';
 import { serve } from '../serve/server.js';
@@ -51,6 +54,14 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--resume] [--json]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
+  hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp] [--sparsity 0.5]
+      [--pattern unstructured|2:4|4:8] [--per row|matrix] [--score wanda|magnitude]
+      [--quant f16|q8_0|q4_0|q4_k|iq4_nl|q8_0-learned|q4_0-learned|q4_k-learned|iq4_nl-learned|nupes4|nupes3]
+      [--calib <text or dataset file>] [--calib-samples 128] [--calib-seq 128] [--eval <file>] [--eval-tokens 16384]
+      [--retrain-steps 100] [--retrain-lr 5e-4] [--retrain-rank 16] [--retrain-alpha 32] [--retrain-no-norms]
+      [--restart] [--json]
+      prune → retrain (PERP) → quantize → GGUF + Ollama Modelfile + report; the input is never changed;
+      Ctrl-C stops, and the same command resumes at the last finished stage
   hone chat --model <gguf> [--lora <adapter.gguf>] [--prompt "…"]
   hone serve [--port N] [--allow <folder> …]
       the app's UI and API over HTTP + WebSocket on 127.0.0.1, guarded by a printed token
@@ -297,7 +308,65 @@ async function serveCmd(argv: string[]) {
   if (!existsSync(staticDir)) console.log('the renderer is not built yet: run "npm run build" for the UI; the API works without it');
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, chat, serve: serveCmd };
+async function compress(argv: string[]) {
+  const o = { type: 'string' } as const;
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: o, out: o, prune: o, sparsity: o, pattern: o, per: o, score: o, quant: o, calib: o, 'calib-samples': o, 'calib-seq': o, eval: o, 'eval-tokens': o,
+      'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
+    },
+  });
+  const d = COMPRESS_DEFAULTS;
+  const cfg: CompressConfig = {
+    model: values.model ?? fail('--model <gguf or run folder> is required'),
+    out: values.out ?? fail('--out <dir> is required'),
+    prune: values.prune as PruneMethod | undefined,
+    score: values.score as PruneScore | undefined,
+    sparsity: num(values.sparsity, 'sparsity') ?? d.sparsity,
+    pattern: (values.pattern ?? d.pattern) as PatternName,
+    per: (values.per ?? d.per) as 'row' | 'matrix',
+    quant: (values.quant ?? d.quant) as Quant,
+    calib: values.calib,
+    calibSamples: num(values['calib-samples'], 'calib-samples') ?? d.calibSamples,
+    calibSeq: num(values['calib-seq'], 'calib-seq') ?? d.calibSeq,
+    eval: values.eval,
+    evalTokens: num(values['eval-tokens'], 'eval-tokens') ?? d.evalTokens,
+    retrain: {
+      ...d.retrain, steps: num(values['retrain-steps'], 'retrain-steps') ?? d.retrain.steps, lr: num(values['retrain-lr'], 'retrain-lr') ?? d.retrain.lr,
+      rank: num(values['retrain-rank'], 'retrain-rank') ?? d.retrain.rank, alpha: num(values['retrain-alpha'], 'retrain-alpha') ?? d.retrain.alpha, norms: !values['retrain-no-norms'],
+    },
+    seed: d.seed,
+  };
+  if (!['row', 'matrix'].includes(cfg.per)) fail('--per must be row or matrix');
+  if (cfg.score && !['wanda', 'magnitude'].includes(cfg.score)) fail('--score must be wanda or magnitude');
+  const stop = new AbortController();
+  process.on('SIGINT', () => {
+    if (stop.signal.aborted) process.exit(130);
+    process.stderr.write('\nhone: stopping; the same command resumes at the last finished stage (Ctrl-C again to quit now)\n');
+    stop.abort();
+  });
+  const bars = new Map<string, Progress>();
+  const bar = (k: string) => { let b = bars.get(k); if (!b) bars.set(k, (b = new Progress(k))); return b; };
+  const { files } = await runCompression(cfg, {
+    signal: stop.signal,
+    restart: values.restart,
+    onEvent: (e) => {
+      if (values.json) console.log(JSON.stringify(e.type === 'stage' && e.record?.layers ? { ...e, record: { ...e.record, layers: e.record.layers.length } } : e));
+      if (e.type === 'progress') bar(e.stage).update(e.done, e.total, e.what ?? '');
+      if (e.type === 'train' && e.event.type === 'step') bar('retrain').update(e.event.step, e.event.totalSteps, `loss ${e.event.loss.toFixed(4)}`);
+      if (e.type === 'stage') {
+        bars.clear();
+        const r = e.record;
+        if (e.status === 'start') process.stderr.write(`${e.stage}…\n`);
+        else if (r) process.stderr.write(`${e.stage}${e.status === 'reused' ? ' (done earlier)' : ''}: ${r.file} ${(r.bytes / 2 ** 20).toFixed(2)} MiB${r.perplexity !== undefined ? `, perplexity ${r.perplexity.toFixed(3)}` : ''}${r.sparsity !== undefined ? `, sparsity ${(100 * r.sparsity).toFixed(1)}%` : ''}${r.trainable ? `, trained ${r.trainable.parameters} parameters (${(100 * r.trainable.fraction).toFixed(2)}%)` : ''}, ${r.seconds.toFixed(1)} s\n`);
+      }
+    },
+  });
+  for (const f of files) console.log(f);
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, compress, chat, serve: serveCmd };
 
 const [cmd, ...rest] = process.argv.slice(2);
 if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {

@@ -22,7 +22,7 @@ export const GGML_TYPES: ReadonlyMap<number, GgmlType> = new Map(
 );
 
 export const T = {
-  F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, I32: 26, BF16: 30,
+  F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, I8: 24, I32: 26, BF16: 30,
 } as const;
 
 export function ggmlTypeName(id: number): string {

@@ -11,6 +11,8 @@ import { listCheckpoints } from '../tune/checkpoint.js';
 import { GGUF_NAMES, moduleDims } from '../tune/adapter.js';
 import { isFullParameter, mosSettings } from '../tune/methods.js';
 import { assembleRows } from '../tune/mos.js';
+import { readMasks } from '../compress/masks.js';
+import { writeFileAtomic } from '../store/atomic-file.js';
 import type { TrainConfig } from '../tune/run.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 
@@ -56,6 +58,8 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   const r = config.rank, scale = config.alpha / config.rank;
   const pairs: TrainedRun['pairs'] = [];
   const transforms = new Map<string, (w: Float32Array) => void>();
+  let masks: Map<string, Uint8Array> | undefined;
+  const perpMasks = () => (masks ??= readMasks(config.perpMasks!));
   for (let layer = 0; layer < hp.nLayer && !isFullParameter(config.method); layer++) {
     for (const module of config.targets) {
       const weight = `blk.${layer}.${GGUF_NAMES[module]}.weight`;
@@ -75,6 +79,17 @@ export function loadTrainedRun(runDir: string): TrainedRun {
         const sums = (m: Float32Array, n: number) => Float64Array.from({ length: n }, (_, i) => m.subarray(i * r, (i + 1) * r).reduce((x, y) => x + y, 0));
         const av = sums(ma, outDim), bv = sums(mb, inDim);
         transforms.set(weight, (w) => { for (let o = 0; o < outDim; o++) for (let i = 0; i < inDim; i++) w[o * inDim + i] *= av[o] * bv[i]; });
+      } else if (config.method === 'perp') {
+        if (!r) continue;
+        // MaskLoRA: W += s·(BA ⊙ M) with the pruning stage's mask, so pruned weights stay exactly zero
+        const a = f32(`${weight}.lora_a`).data, b = f32(`${weight}.lora_b`).data;
+        const keep = perpMasks().get(weight);
+        if (!keep) throw new Error(`${config.perpMasks}: no mask for ${weight}`);
+        transforms.set(weight, (w) => {
+          const d = new Float32Array(w.length);
+          addLoraDelta(d, a, b, inDim, outDim, r, scale);
+          for (let k = 0; k < w.length; k++) if (keep[k]) w[k] += d[k]; else w[k] = 0;
+        });
       } else if (config.method === 'hut') {
         const a = f32(`${weight}.hut_a`).data, b = f32(`${weight}.hut_b`).data;
         transforms.set(weight, (w) => {
@@ -86,6 +101,10 @@ export function loadTrainedRun(runDir: string): TrainedRun {
     }
   }
   for (const p of pairs) transforms.set(p.weight, (w) => addLoraDelta(w, p.a, p.b, p.inDim, p.outDim, r, scale));
+  if (config.method === 'perp') {
+    // PERP's trained norms and biases replace the base's
+    for (const t of ck.tensors) if (t.name.endsWith('.perp')) { const name = t.name.slice(0, -'.perp'.length); transforms.set(name, (w) => w.set(f32(t.name).data)); }
+  }
   if (isFullParameter(config.method)) {
     // full-parameter runs checkpoint every weight under its own name: the trained F32 values replace the base's
     const baseNames = new Set(base.tensors.map((t) => t.name));
@@ -223,12 +242,6 @@ export function safetensors(entries: { name: string; shape: number[]; data: Floa
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   return Buffer.concat([len, Buffer.from(json), ...entries.map((e) => Buffer.from(f32bytes(e.data)))]);
-}
-
-function writeFileAtomic(path: string, data: Buffer) {
-  const tmp = `${path}.partial-${process.pid}`;
-  writeFileSync(tmp, data, { flush: true });
-  renameSync(tmp, path);
 }
 
 /** the text of the model's end-of-turn / end-of-sequence tokens, for Ollama's stop parameters */

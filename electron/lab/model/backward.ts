@@ -53,11 +53,11 @@ function sumGroups(b: GraphBuilder, t: Tensor, group: number): Tensor {
 }
 
 /**
- * d(block input) given d(block output); adds adapter gradients to `grads`, and with `full` also the
- * gradients of the block's norm weights and biases (full-parameter training; the linear weights'
- * own gradients come from their TrainedLinear).
+ * d(block input) given d(block output); adds adapter gradients to `grads`, and with `norms` also the
+ * gradients of the block's norm weights and biases (full-parameter training, PERP; the linear
+ * weights' own gradients come from their TrainedLinear).
  */
-export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LinearOf, grads: Grads, full = false): Tensor {
+export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, s: BlockActs, dOut: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, lora: LinearOf, grads: Grads, norms = false): Tensor {
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const group = nHead / nHeadKv;
@@ -83,7 +83,7 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
   const dV = b.reshape(b.cont(b.permute(b.reshape(dVT, nTokens, hd, nHeadKv, nSeq), 2, 0, 1, 3)), hd * nHeadKv, n);
   const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
-  if (full) {
+  if (norms) {
     addGrad(b, grads, L.ffnNorm, normWeightGrad(b, dH2, s.x1, hp.rmsEps, L.ffnNorm));
     addGrad(b, grads, L.attnNorm, normWeightGrad(b, dH, s.x, hp.rmsEps, L.attnNorm));
     for (const [bias, d] of [[L.bq, dQ], [L.bk, dK], [L.bv, dV], [L.bo, dX1]] as const) if (bias) addGrad(b, grads, bias, b.reshape(sumCols(b, d), bias.shape[0]));
@@ -94,10 +94,12 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
 /**
  * The training loss of buildLoss and its gradients, explicitly: forward through all blocks keeping
  * activations, the head at the trained positions, then backward from the loss through the head and
- * every block. Returns the loss and each trained tensor's gradient.
+ * every block. Returns the loss and each trained tensor's gradient: the adapters', with `norms` the
+ * norm weights' and biases', with `full` also the head's and the embeddings'.
  */
-export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LinearOf, opts: { full?: boolean } = {}): { loss: Tensor; grads: Grads } {
+export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, lora: LinearOf, opts: { full?: boolean; norms?: boolean } = {}): { loss: Tensor; grads: Grads } {
   const full = opts.full ?? false;
+  const norms = full || (opts.norms ?? false);
   const { hp, weights: w } = m;
   const hook = (g: GraphBuilder, il: number, mod: Module, W: Tensor, x: Tensor) => {
     const t = lora(il, mod);
@@ -119,14 +121,14 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
   const grads: Grads = new Map();
   const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
   const dH = inputGrad(b, w.output, dLogits); // [d, m]
-  if (full) {
-    addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
+  if (full) addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
+  if (norms) {
     if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, dLogits), w.outputBias.shape[0]));
     addGrad(b, grads, w.outputNorm, normWeightGrad(b, dH, picked, hp.rmsEps, w.outputNorm));
   }
   const dPicked = b.rmsNormBack(b.mul(dH, w.outputNorm), picked, hp.rmsEps);
   let d = b.getRowsBack(dPicked, loss.positions, x); // [d, n]
-  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, full);
+  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, norms);
   if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(d, inp.tokens, w.tokEmbd)); // [d, V]
   return { loss: out, grads };
 }

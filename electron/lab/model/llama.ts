@@ -7,6 +7,7 @@ import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
 import { closeSync, openSync, readSync } from 'node:fs';
+import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
 
 export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2'] as const;
 export type Architecture = (typeof TRAINABLE_ARCHITECTURES)[number];
@@ -115,10 +116,11 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
       if (optional) return undefined;
       throw new GgufError(file.path, `tensor "${name}" is missing; a ${hp.arch} model needs it`);
     }
-    const got = info.shape.concat(Array(4 - info.shape.length).fill(1));
+    const stored = isNupesTensor(file, name) ? nupesShape(info) : info.shape;
+    const got = stored.concat(Array(4 - stored.length).fill(1));
     const want = shape.concat(Array(4 - shape.length).fill(1));
-    if (got.some((x, i) => x !== want[i])) throw new GgufError(file.path, `tensor "${name}" has shape [${info.shape}] but the metadata implies [${shape}]`);
-    if (shape.length > 1 && !WEIGHT_TYPES.has(info.type)) throw new GgufError(file.path, `tensor "${name}" has type ${ggmlTypeName(info.type)}, which ggml cannot multiply; Hone cannot use this file`);
+    if (got.some((x, i) => x !== want[i])) throw new GgufError(file.path, `tensor "${name}" has shape [${stored}] but the metadata implies [${shape}]`);
+    if (shape.length > 1 && !WEIGHT_TYPES.has(info.type) && !isNupesTensor(file, name)) throw new GgufError(file.path, `tensor "${name}" has type ${ggmlTypeName(info.type)}, which ggml cannot multiply; Hone cannot use this file`);
     if (shape.length === 1 && info.type !== T.F32) throw new GgufError(file.path, `tensor "${name}" is ${ggmlTypeName(info.type)}; norms and biases must be F32`);
     return info;
   }
@@ -207,7 +209,8 @@ export class LlamaModel {
   /**
    * Reads the header, checks every tensor the graph needs, and loads the weights onto the engine's
    * device. With `master`, every weight is dequantized once to an F32 trainable tensor (full-
-   * parameter training); otherwise weights keep the file's types.
+   * parameter training); otherwise weights keep the file's types, except NUPES power-grid weights
+   * (Hone's own GGUF variant, model/nupes-weights.ts), dequantized once to F16.
    */
   static load(path: string, engine: Engine, opts: { master?: boolean } = {}): LlamaModel {
     const file = readGguf(path);
@@ -216,14 +219,19 @@ export class LlamaModel {
     const b = new GraphBuilder(file.tensors.length + 16);
     const loaded: [Tensor, GgufTensorInfo][] = [];
     const weights = mapWeights(plan, (info) => {
-      const t = opts.master ? b.tensor(T.F32, info.shape, info.name, 'param') : b.tensor(info.type, info.shape, info.name);
+      const t = opts.master ? b.tensor(T.F32, isNupesTensor(file, info.name) ? nupesShape(info) : info.shape, info.name, 'param')
+        : isNupesTensor(file, info.name) ? b.tensor(T.F16, nupesShape(info), info.name)
+        : b.tensor(info.type, info.shape, info.name);
       loaded.push([t, info]);
       return t;
     });
     const bufferId = allocStatic(engine, b, `${opts.master ? 'F32 master weights' : 'weights'} of ${path}`);
     try {
       for (const [t, info] of loaded) {
-        if (t.type === info.type) t.loadFromFile(path, info.offset);
+        if (isNupesTensor(file, info.name)) {
+          const w = dequantizeNupes(file, info);
+          t.set(t.type === T.F32 ? w : native().quantize(T.F16, w, info.shape[1], 2 * info.shape[0]));
+        } else if (t.type === info.type) t.loadFromFile(path, info.offset);
         else t.set(dequantizeFromFile(path, info));
       }
     } catch (e) {

@@ -1,6 +1,6 @@
 // A lowdb adapter that never leaves a half-written database: each write goes to a temp file beside
 // it, is fsynced, then renamed over the old one (rename is atomic on one file system).
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import type { Adapter } from 'lowdb';
 
 export class AtomicJsonFile<T> implements Adapter<T> {
@@ -29,4 +29,11 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     }
     renameSync(tmp, this.path);
   }
+}
+
+/** a small file written whole or not at all: temp file beside it, flushed, renamed */
+export function writeFileAtomic(path: string, data: Buffer) {
+  const tmp = `${path}.partial-${process.pid}`;
+  writeFileSync(tmp, data, { flush: true });
+  renameSync(tmp, path);
 }

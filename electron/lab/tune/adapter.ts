@@ -4,9 +4,9 @@
 // weight W is any ggml type. Shapes in ggml order: W [in, out], x [in, n], dy [out, n].
 import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
-import type { AdapterHook, Hparams, Module } from '../model/llama.js';
+import type { AdapterHook, Hparams, Module, Weights } from '../model/llama.js';
 
-export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore';
+export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore' | 'perp';
 
 export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 
@@ -70,6 +70,10 @@ export interface Adapter {
   /** full-parameter training: the trainables are the model's own weights, and the backward also
    *  gives the norms', biases', embeddings' and head's gradients */
   readonly full?: boolean;
+  /** trains the norms' gains and the biases (PERP): the backward gives their gradients, and the graph
+   *  uses `weightsFor`'s weights, where the trainables stand in for the model's norms and biases */
+  readonly norms?: boolean;
+  weightsFor?(w: Weights): Weights;
   /** a method's own optimizer (GaLore); without it the trainer runs AdamW on every trainable */
   optimizerStep?(t: number, lr: number, gradScale: number): void;
   /** state kept in JavaScript that checkpoints must carry (Natural GaLore's gradient history) */

@@ -1,6 +1,7 @@
 // The training methods' names and one-line descriptions: plain data, shared by the CLI and the app's
 // renderer (which must not import the engine).
-export type MethodName = 'lora' | 'hut' | 'mos' | 'galore' | 'natural-galore' | 'full';
+export type MethodName = 'lora' | 'hut' | 'mos' | 'galore' | 'natural-galore' | 'full' | 'perp';
+/** the methods a user picks on the Train page and in `hone train` (PERP runs inside compression jobs) */
 export const METHODS: MethodName[] = ['lora', 'hut', 'mos', 'galore', 'natural-galore', 'full'];
 
 /** what each method is, for `hone train --help` and the Train page's tooltips */
@@ -10,6 +11,7 @@ export const METHOD_INFO: Record<MethodName, string> = {
   mos: 'MoS: LoRA whose A and B rows are shards drawn from pools shared across layers: rank r per layer for the parameters of a rank-(budget) LoRA',
   galore: 'GaLore: trains every weight (F32 master copy) with Adam in a rank-r projection of each gradient, refreshed every T steps: a fraction of AdamW\'s optimizer memory; exports merged',
   'natural-galore': 'Natural GaLore: GaLore with each projected gradient preconditioned by the inverse empirical Fisher of the last s gradients; exports merged',
+  perp: 'PERP: retraining after pruning: MaskLoRA (B·A masked by the pruning mask, so pruned weights stay zero) plus the norms and biases; runs as a stage of `hone compress`',
   full: 'Full fine-tuning: every weight (F32 master copy) with AdamW; the most memory; exports merged',
 };
 

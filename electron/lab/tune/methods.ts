@@ -6,6 +6,7 @@ import type { OptimizerConfig } from './trainer.js';
 import type { Adapter } from './adapter.js';
 import { HUT_FORMS, Hut, type HutForm } from './hut.js';
 import { Lora } from './lora.js';
+import { Perp } from './perp.js';
 import { MOS_DEFAULTS, Mos } from './mos.js';
 import { METHODS, type MethodName } from './method-info.js';
 
@@ -31,6 +32,9 @@ export interface MethodConfig {
   galoreScale?: number;
   naturalHistory?: number;
   naturalDamping?: number;
+  /** PERP: the pruning stage's masks.gguf, and whether norms and biases train too */
+  perpMasks?: string;
+  perpNorms?: boolean;
 }
 
 /** methods that train every weight: the model is loaded with F32 master weights */
@@ -65,6 +69,10 @@ export function makeAdapter(engine: Engine, model: LlamaModel, c: MethodConfig, 
     }
     case 'mos':
       return new Mos(engine, hp, mosSettings(c));
+    case 'perp':
+      if (!c.perpMasks) throw new Error('PERP retrains a pruned model: give the masks.gguf of its pruning stage (perpMasks)');
+      if (c.dropout > 0) throw new Error('PERP trains without dropout (as the reference does): set --dropout 0');
+      return new Perp(engine, hp, model.weights, { rank: c.rank, alpha: c.alpha, targets: c.targets, masks: c.perpMasks, norms: c.perpNorms });
     case 'full': case 'galore': case 'natural-galore':
       if (c.dropout > 0) throw new Error(`--dropout applies to adapter methods (LoRA, MoS), not to ${c.method}`);
       return new FullModel(engine, model, galoreSettings(c), opt);

@@ -80,8 +80,9 @@ export class Trainer {
     b.blas = this.engine.blas;
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, this.model.hp.nVocab, m);
+    const model = { hp: this.model.hp, weights: this.adapter.weightsFor?.(this.model.weights) ?? this.model.weights };
     if (!backward) {
-      const out = buildLoss(b, this.model, inp, loss, this.T, this.batch, adapterHook(this.adapter));
+      const out = buildLoss(b, model, inp, loss, this.T, this.batch, adapterHook(this.adapter));
       return { b, inp, loss, out, graph: new Graph(this.engine, b, [out]), m, masks: [], keep: null };
     }
     const masks = new Map<string, Tensor>();
@@ -92,10 +93,10 @@ export class Trainer {
       if (!masks.has(key)) masks.set(key, b.input(T.F32, [moduleDims(this.model.hp, module)[0], n], `dropout.${key}`));
       return masks.get(key)!;
     };
-    const { loss: out, grads } = buildLossAndGrads(b, this.model, inp, loss, this.T, this.batch, (layer, module) => {
+    const { loss: out, grads } = buildLossAndGrads(b, model, inp, loss, this.T, this.batch, (layer, module) => {
       const linear = this.adapter.linear(b, layer, module);
       return linear && { linear, mask: p > 0 ? maskOf(layer, module) : undefined };
-    }, { full: this.adapter.full });
+    }, { full: this.adapter.full, norms: this.adapter.norms });
     const keep = b.input(T.F32, [1], 'keep_accumulated');
     const updates = this.adapter.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
     const graph = new Graph(this.engine, b, [out, ...updates]);

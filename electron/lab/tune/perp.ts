@@ -1,0 +1,149 @@
+// PERP: parameter-efficient retraining after pruning (Zimmer et al.; docs/methods.md). The pruned
+// model stays frozen; what trains is
+//   - MaskLoRA on every chosen linear: W' = W + s·((B A) ⊙ M), M the pruning mask (1 = kept), so a
+//     pruned weight is exactly zero in W' during training and after the merge W ← W + s·(BA ⊙ M);
+//   - the RMSNorm gains and the biases (the paper's SelectivePEFT; the head is left out here: with a
+//     32k vocabulary it alone is far more than 1% of a small model).
+// A rank of 0 trains the norms and biases only. The masks come from the pruning stage's file
+// (compress/masks.ts), never from W ≠ 0. ggml order: W, M [in, out]; A [in, r]; B [r, out].
+import type { Engine } from '../engine/backend.js';
+import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
+import { T } from '../engine/types.js';
+import type { Hparams, Layer, Module, Weights } from '../model/llama.js';
+import { Rng } from '../data/pack.js';
+import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+import { readMasks } from '../compress/masks.js';
+
+export interface PerpConfig {
+  rank: number;
+  alpha: number;
+  targets: Module[];
+  /** masks.gguf of the pruning stage */
+  masks: string;
+  /** train the norms' gains and the biases too (default true) */
+  norms?: boolean;
+}
+
+interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask: Tensor }
+
+/** the norm and bias weights of a layer that PERP trains, by slot */
+const NORM_SLOTS = ['attnNorm', 'ffnNorm', 'bq', 'bk', 'bv', 'bo'] as const;
+
+export class Perp implements Adapter {
+  readonly method = 'perp' as const;
+  readonly dropout = 0;
+  readonly norms: boolean;
+  readonly scale: number;
+  readonly pairs: MaskPair[] = [];
+  private readonly store = new TrainableStore();
+  private readonly maskBuilder = new GraphBuilder(1 << 12);
+  private maskBuffer = -1;
+  private readonly byKey = new Map<string, MaskPair>();
+  /** trainable copies of the model's norms and biases: model tensor → copy */
+  private readonly copies = new Map<Tensor, Tensor>();
+  private readonly sources: [Tensor, Tensor][] = [];
+
+  constructor(readonly engine: Engine, readonly hp: Hparams, readonly weights: Weights, readonly cfg: PerpConfig) {
+    if (!(cfg.rank >= 0)) throw new Error(`PERP's LoRA rank must be 0 (norms and biases only) or more, got ${cfg.rank}`);
+    checkTargets(cfg.targets);
+    this.norms = cfg.norms ?? true;
+    if (cfg.rank === 0 && !this.norms) throw new Error('PERP with rank 0 and no norms trains nothing; give a rank or keep the norms');
+    this.scale = cfg.rank ? cfg.alpha / cfg.rank : 0;
+    const masks = readMasks(cfg.masks);
+    const toLoad: [Tensor, Float32Array][] = [];
+    for (let il = 0; il < hp.nLayer && cfg.rank > 0; il++) {
+      for (const module of cfg.targets) {
+        const [inDim, outDim] = moduleDims(hp, module);
+        const name = `blk.${il}.${GGUF_NAMES[module]}.weight`;
+        const keep = masks.get(name);
+        if (!keep) throw new Error(`${cfg.masks} has no mask for ${name}; prune that layer or leave it out of the targets`);
+        if (keep.length !== inDim * outDim) throw new Error(`${cfg.masks}: the mask of ${name} has ${keep.length} entries, the weight ${inDim * outDim}`);
+        const mask = this.maskBuilder.tensor(T.F32, [inDim, outDim], `${name}.mask`);
+        toLoad.push([mask, Float32Array.from(keep)]);
+        const pair = { layer: il, module, a: this.store.add([inDim, cfg.rank], `${name}.lora_a`), b: this.store.add([cfg.rank, outDim], `${name}.lora_b`), mask };
+        this.pairs.push(pair);
+        this.byKey.set(`${il}.${module}`, pair);
+      }
+    }
+    if (this.norms) {
+      const add = (t: Tensor | undefined) => {
+        if (!t || this.copies.has(t)) return;
+        const copy = this.store.add([t.shape[0]], `${t.name}.perp`);
+        this.copies.set(t, copy);
+        this.sources.push([t, copy]);
+      };
+      for (const L of weights.layers) for (const s of NORM_SLOTS) add(L[s]);
+      add(weights.outputNorm);
+      add(weights.outputBias);
+    }
+    this.store.alloc(engine, 'PERP parameters and optimizer state');
+    if (toLoad.length) {
+      this.maskBuffer = allocStatic(engine, this.maskBuilder, 'PERP pruning masks');
+      for (const [t, m] of toLoad) t.set(m);
+    }
+  }
+
+  get trainables() { return this.store.trainables; }
+
+  /** the model's weights with the trained norms and biases in place of the frozen ones */
+  weightsFor(w: Weights): Weights {
+    if (!this.norms) return w;
+    const c = <X extends Tensor | undefined>(t: X): X => (t && this.copies.has(t) ? (this.copies.get(t) as X) : t);
+    return {
+      ...w, outputNorm: c(w.outputNorm), outputBias: c(w.outputBias),
+      layers: w.layers.map((L) => ({ ...L, ...Object.fromEntries(NORM_SLOTS.map((s) => [s, c(L[s])])) }) as Layer),
+    };
+  }
+
+  /** the trained norm or bias that replaces model tensor `name`, if any */
+  trainedCopy(name: string): Tensor | undefined {
+    for (const [src, copy] of this.sources) if (src.name === name) return copy;
+    return undefined;
+  }
+
+  init(seed: number) {
+    const rng = new Rng(seed);
+    for (const p of this.pairs) {
+      const [inDim] = p.a.shape;
+      const bound = 1 / Math.sqrt(inDim);
+      p.a.set(Float32Array.from({ length: p.a.elements }, () => (2 * rng.next() - 1) * bound));
+      p.b.set(new Float32Array(p.b.elements));
+    }
+    for (const [src, copy] of this.sources) copy.set(src.get());
+    this.store.resetState();
+  }
+
+  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
+    const p = this.byKey.get(`${layer}.${module}`);
+    return p && maskLoraLinear(b, p, this.scale);
+  }
+
+  free() {
+    this.store.free(this.engine);
+    if (this.maskBuffer >= 0) this.engine.native.freeBuffer(this.maskBuffer);
+    this.maskBuilder.free();
+  }
+}
+
+/** y = W' x with W' = W + s·(BA ⊙ M), dense F32 [in, out] */
+function maskLoraLinear(_g: GraphBuilder, p: MaskPair, s: number): TrainedLinear {
+  let wp: Tensor | null = null;
+  const dense = (b: GraphBuilder, W: Tensor) => {
+    if (!wp) {
+      const w0 = W.type === T.F32 ? W : b.cast(W, T.F32);
+      const D = b.mulMat(b.cont(b.transpose(p.a)), p.b); // B·A as [in, out]
+      wp = b.add(w0, b.scale(b.mul(D, p.mask), s));
+    }
+    return wp;
+  };
+  return {
+    forward: (b, W, x) => b.mulMat(dense(b, W), x),
+    backward: (b, W, x, dy, grads) => {
+      const Wp = dense(b, W);
+      const GD = b.scale(b.mul(b.outProd(x, dy), p.mask), s); // s·(∂L/∂W' ⊙ M) [in, out]
+      addGrad(b, grads, p.a, b.mulMat(b.cont(b.transpose(GD)), b.cont(b.transpose(p.b)))); // [in, r]
+      addGrad(b, grads, p.b, b.mulMat(p.a, GD)); // [r, out]
+      return b.mulMat(b.cont(b.transpose(Wp)), dy);
+    },
+  };
+}
