@@ -13,7 +13,12 @@ import { MODULES, adapterHook, moduleDims, parameterCount, type Adapter } from '
 import { Hut } from '../../electron/lab/tune/hut.js';
 import { Lora } from '../../electron/lab/tune/lora.js';
 import { Mos, mosConfigError } from '../../electron/lab/tune/mos.js';
-import { SAMPLE_TEXT, refModelOf, tinyModel } from '../helpers/models.js';
+import { Perp } from '../../electron/lab/tune/perp.js';
+import { GGUF_NAMES } from '../../electron/lab/tune/adapter.js';
+import { writeMasks } from '../../electron/lab/compress/masks.js';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { SAMPLE_TEXT, refModelOf, testDir, tinyModel } from '../helpers/models.js';
 import { refForward, refLoss, type RefLayer, type RefModel } from '../helpers/reference.js';
 import { centralDifference } from '../helpers/gradcheck.js';
 
@@ -108,7 +113,7 @@ function randomize(adapter: Adapter, fill: (name: string, n: number, seed: numbe
   return p;
 }
 
-describe('HUT and MoS gradients equal finite differences of the float64 reference', () => {
+describe('HUT, MoS and PERP gradients equal finite differences of the float64 reference', () => {
   let engine: Engine, model: LlamaModel, tokens: number[], ref: RefModel;
   beforeAll(async () => {
     engine = openEngine({ backend: 'cpu' });
@@ -159,6 +164,37 @@ describe('HUT and MoS gradients equal finite differences of the float64 referenc
     };
     checkGradients(ref, tokens, params, grads, loss, transform, dims);
     hut.free();
+  });
+
+  it('PERP (MaskLoRA): W\' = W + s·(BA ⊙ M) with the pruning mask; identity at step 0', () => {
+    const r = 2, s = 2;
+    const targets: Module[] = ['q', 'up', 'down'];
+    const masks = targets.flatMap((m) => [0, 1].map((il) => {
+      const [inDim, outDim] = dims(m);
+      return { name: `blk.${il}.${GGUF_NAMES[m]}.weight`, shape: [inDim, outDim], keep: Uint8Array.from({ length: inDim * outDim }, (_, k) => ((k * 2654435761) >>> 28) & 1) };
+    }));
+    const maskFile = join(mkdtempSync(join(testDir, 'perp-')), 'masks.gguf');
+    writeMasks(maskFile, masks);
+    const perp = new Perp(engine, model.hp, model.weights, { rank: r, alpha: s * r, targets, masks: maskFile, norms: false });
+    perp.init(1);
+    expect(evalLoss(engine, model, tokens, perp)).toBeCloseTo(evalLoss(engine, model, tokens), 6);
+    const params = randomize(perp, (_n, n, seed) => randn(seed, n, 0.3));
+    const { loss, grads } = engineGrads(engine, model, tokens, perp);
+    const keepOf = new Map(masks.map((m) => [m.name, m.keep]));
+    const transform: Transform = (p, W, il, m, inDim) => {
+      const base = `blk.${il}.${GGUF_NAMES[m]}.weight`;
+      const A = p.get(`${base}.lora_a`), B = p.get(`${base}.lora_b`), keep = keepOf.get(base);
+      if (!A || !B || !keep) return null;
+      return W.map((w, k) => {
+        if (!keep[k]) return w;
+        const o = Math.floor(k / inDim), i = k % inDim;
+        let ba = 0;
+        for (let j = 0; j < r; j++) ba += B[o * r + j] * A[j * inDim + i];
+        return w + s * ba;
+      });
+    };
+    checkGradients(ref, tokens, params, grads, loss, transform, dims);
+    perp.free();
   });
 
   it('MoS: gradients through the shard gather sum over the layers sharing a shard; ΔW = 0 at step 0', () => {

@@ -147,8 +147,10 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
   if (existsSync(statePath)) {
     const prev = JSON.parse(readFileSync(statePath, 'utf8')) as JobState;
     if (JSON.stringify(prev.config) === JSON.stringify(cfg)) state = prev;
-    else if (opts.restart) for (const s of prev.stages) if (s.stage !== 'input') rmSync(s.file, { force: true }), rmSync(join(out, 'retrain'), { recursive: true, force: true });
-    else throw new Error(`${out} holds a compression job with other settings; choose another --out, or restart it (--restart deletes that job's files)`);
+    else if (opts.restart) {
+      for (const s of prev.stages) if (s.stage !== 'input') rmSync(s.file, { force: true });
+      for (const f of ['retrain', 'masks.gguf']) rmSync(join(out, f), { recursive: true, force: true });
+    } else throw new Error(`${out} holds a compression job with other settings; choose another --out, or restart it (--restart deletes that job's files)`);
   }
   mkdirSync(out, { recursive: true });
   const save = () => writeFileAtomic(statePath, Buffer.from(JSON.stringify(state, null, 2)));
