@@ -54,11 +54,12 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--resume] [--json]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
-  hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp] [--sparsity 0.5]
+  hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs] [--sparsity 0.5]
       [--pattern unstructured|2:4|4:8] [--per row|matrix] [--score wanda|magnitude]
       [--quant f16|q8_0|q4_0|q4_k|iq4_nl|q8_0-learned|q4_0-learned|q4_k-learned|iq4_nl-learned|nupes4|nupes3]
       [--calib <text or dataset file>] [--calib-samples 128] [--calib-seq 128] [--eval <file>] [--eval-tokens 16384]
       [--retrain-steps 100] [--retrain-lr 5e-4] [--retrain-rank 16] [--retrain-alpha 32] [--retrain-no-norms]
+      [--icbs-epochs 3] [--icbs-block 128]
       [--restart] [--json]
       prune → retrain (PERP) → quantize → GGUF + Ollama Modelfile + report; the input is never changed;
       Ctrl-C stops, and the same command resumes at the last finished stage
@@ -314,7 +315,7 @@ async function compress(argv: string[]) {
     args: argv,
     options: {
       model: o, out: o, prune: o, sparsity: o, pattern: o, per: o, score: o, quant: o, calib: o, 'calib-samples': o, 'calib-seq': o, eval: o, 'eval-tokens': o,
-      'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
+      'icbs-epochs': o, 'icbs-block': o, 'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
     },
   });
   const d = COMPRESS_DEFAULTS;
@@ -336,6 +337,7 @@ async function compress(argv: string[]) {
       ...d.retrain, steps: num(values['retrain-steps'], 'retrain-steps') ?? d.retrain.steps, lr: num(values['retrain-lr'], 'retrain-lr') ?? d.retrain.lr,
       rank: num(values['retrain-rank'], 'retrain-rank') ?? d.retrain.rank, alpha: num(values['retrain-alpha'], 'retrain-alpha') ?? d.retrain.alpha, norms: !values['retrain-no-norms'],
     },
+    icbs: { epochs: num(values['icbs-epochs'], 'icbs-epochs') ?? d.icbs.epochs, blockSize: num(values['icbs-block'], 'icbs-block') ?? d.icbs.blockSize },
     seed: d.seed,
   };
   if (!['row', 'matrix'].includes(cfg.per)) fail('--per must be row or matrix');

@@ -6,6 +6,8 @@ import { randn } from '../../electron/lab/model/tiny.js';
 import { LEARNABLE_TYPES, floatToHalf, gridOfBlocks, gridValues, halfToFloat, hasOwnScale, packGrid, referenceQuantize, roundHalf } from '../../electron/lab/compress/grid.js';
 import { learnCodes, outputError } from '../../electron/lab/compress/learn-codes.js';
 import { powerGrid, searchExponentData, searchExponentDataFree, weightError } from '../../electron/lab/compress/nupes.js';
+import { ICBS_DEFAULTS, annealCardinality, exhaustiveCardinality, icbsLayer } from '../../electron/lab/compress/icbs.js';
+import { Rng } from '../../electron/lab/data/pack.js';
 import { applyMask, globalThreshold, kthSmallest, maskBelow, pruneMask, pruneScores, sparsityOf } from '../../electron/lab/compress/prune.js';
 
 const rows = 24, cols = 256;
@@ -142,5 +144,49 @@ describe('pruning masks', () => {
     expect(sparsityOf(maskBelow(a, tau))).toBeGreaterThan(sparsityOf(maskBelow(b, tau)));
     const x = Float32Array.from(w.subarray(0, 8));
     expect(Array.from(applyMask(x, Uint8Array.from([1, 0, 1, 0, 1, 0, 1, 0])).filter((_, i) => i % 2))).toEqual([0, 0, 0, 0]);
+  });
+});
+
+describe('iCBS', () => {
+  it('the annealer finds the exact optimum of small cardinality-constrained QUBOs', () => {
+    for (let seed = 1; seed <= 5; seed++) {
+      const n = 12, k = 5;
+      const r = randn(seed, n * n, 1);
+      const Q = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) Q[i * n + j] = (r[i * n + j] + r[j * n + i]) / 2;
+      const x0 = Uint8Array.from({ length: n }, (_, i) => (i < k ? 1 : 0));
+      const exact = exhaustiveCardinality(Q, n, k);
+      const sa = annealCardinality(Q, n, x0, new Rng(seed), 4);
+      expect(sa.x.reduce((a, b) => a + b, 0)).toBe(k);
+      expect(sa.energy).toBeCloseTo(exact.energy, 9);
+    }
+  });
+
+  const H = gram(cols, 600, 17);
+  const w = randn(19, rows * cols, 0.05);
+  const norms = Float64Array.from({ length: cols }, (_, j) => H[j * cols + j]);
+  const scores = pruneScores(w, rows, cols, 'wanda', norms);
+  const err = (keep: Uint8Array) => outputError(w, rows, cols, H, applyMask(Float32Array.from(w), keep));
+
+  it('every accepted move lowers the layer error by exactly its predicted energy; the error never rises across epochs; density holds', () => {
+    const keep0 = pruneMask(scores, rows, cols, { kind: 'unstructured', sparsity: 0.5, per: 'row' });
+    const r = icbsLayer(w, rows, cols, H, scores, keep0, { ...ICBS_DEFAULTS, blockSize: 32, epochs: 3 }, { actualCheck: true });
+    expect(r.moves.length).toBeGreaterThan(5);
+    for (const m of r.moves) {
+      expect(m.predicted).toBeLessThan(0);
+      expect(m.actual).toBeCloseTo(m.predicted, 8);
+    }
+    expect(r.errors[0]).toBeCloseTo(err(keep0), 8);
+    expect(r.errors.at(-1)!).toBeCloseTo(err(r.keep), 8);
+    for (let e = 1; e < r.errors.length; e++) expect(r.errors[e]).toBeLessThanOrEqual(r.errors[e - 1]);
+    expect(r.errors.at(-1)!).toBeLessThan(0.95 * r.errors[0]);
+    expect(sparsityOf(r.keep)).toBe(sparsityOf(keep0));
+  });
+
+  it('with N:M groups every group keeps its count', () => {
+    const keep0 = pruneMask(scores, rows, cols, { kind: 'nm', n: 2, m: 4 });
+    const r = icbsLayer(w, rows, cols, H, scores, keep0, { ...ICBS_DEFAULTS, blockSize: 32, epochs: 2, groupSize: 4 });
+    for (let g = 0; g < r.keep.length; g += 4) expect(r.keep[g] + r.keep[g + 1] + r.keep[g + 2] + r.keep[g + 3]).toBe(2);
+    expect(r.errors.at(-1)!).toBeLessThan(r.errors[0]);
   });
 });

@@ -15,14 +15,15 @@ import { exportMergedGguf, loadTrainedRun, stopStrings } from '../export/run-exp
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../tune/run.js';
 import { MODULES } from '../tune/adapter.js';
-import { calibrate, inputNormSq, linearOf, type Calibration } from './calibrate.js';
+import { calibrate, gramOf, inputNormSq, linearOf, type Calibration } from './calibrate.js';
+import { ICBS_DEFAULTS, icbsLayer, type IcbsOptions } from './icbs.js';
 import { readMasks, writeMasks } from './masks.js';
 import { encode, modelName, readValues, rewriteModel } from './model-file.js';
 import { applyMask, pruneMask, pruneScores, sparsityOf, type Pattern, type PruneScore } from './prune.js';
 import { QUANTS, quantNeedsCalibration, quantizeModel, type LayerReport, type Quant } from './quantize.js';
 import { T } from '../engine/types.js';
 
-export const PRUNE_METHODS = ['magnitude', 'wanda', 'perp'] as const;
+export const PRUNE_METHODS = ['magnitude', 'wanda', 'perp', 'icbs'] as const;
 export type PruneMethod = (typeof PRUNE_METHODS)[number];
 export const PATTERNS = ['unstructured', '2:4', '4:8'] as const;
 export type PatternName = (typeof PATTERNS)[number];
@@ -57,12 +58,15 @@ export interface CompressConfig {
   eval?: string;
   evalTokens: number;
   retrain: RetrainConfig;
+  /** iCBS's quality/time knobs: epochs over every layer and weights per block */
+  icbs: { epochs: number; blockSize: number };
   seed: number;
 }
 
 export const COMPRESS_DEFAULTS: Omit<CompressConfig, 'model' | 'out'> = {
   sparsity: 0.5, pattern: 'unstructured', per: 'row', quant: 'f16', calibSamples: 128, calibSeq: 128, evalTokens: 16384, seed: 1,
   retrain: { steps: 100, lr: 5e-4, rank: 16, alpha: 32, batch: 4, norms: true },
+  icbs: { epochs: ICBS_DEFAULTS.epochs, blockSize: ICBS_DEFAULTS.blockSize },
 };
 
 export type StageName = 'merge' | 'prune' | 'retrain' | 'quantize';
@@ -75,6 +79,8 @@ export interface StageRecord {
   perplexity?: number;
   /** measured sparsity of the block linears, where the stage pruned */
   sparsity?: number;
+  /** iCBS: the block linears' summed output error on the calibration data, initially and after each epoch */
+  icbsErrors?: number[];
   /** PERP: trainable parameters and their share of the model */
   trainable?: { parameters: number; fraction: number };
   layers?: LayerReport[];
@@ -101,7 +107,7 @@ export function checkCompressConfig(c: CompressConfig, hasCalib: boolean) {
   if (!QUANTS.includes(c.quant)) throw new Error(`--quant must be one of ${QUANTS.join(', ')}; got "${c.quant}"`);
   if (!PATTERNS.includes(c.pattern)) throw new Error(`--pattern must be one of ${PATTERNS.join(', ')}; got "${c.pattern}"`);
   if (c.prune && !(c.sparsity > 0 && c.sparsity < 1) && c.pattern === 'unstructured') throw new Error(`--sparsity must be between 0 and 1 (exclusive), got ${c.sparsity}`);
-  const needs = [c.prune === 'wanda' && 'Wanda pruning', c.prune === 'perp' && 'PERP retraining', quantNeedsCalibration(c.quant) && `${c.quant}`].filter(Boolean);
+  const needs = [c.prune === 'wanda' && 'Wanda pruning', c.prune === 'icbs' && 'iCBS', c.prune === 'perp' && 'PERP retraining', quantNeedsCalibration(c.quant) && `${c.quant}`].filter(Boolean);
   if (needs.length && !hasCalib) throw new Error(`${needs.join(' and ')} need calibration data: give --calib <text or dataset file> (a run folder as --model brings its own dataset)`);
 }
 
@@ -208,13 +214,16 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
 
     let masksPath: string | undefined;
     if (cfg.prune) {
-      const score: PruneScore = cfg.prune === 'magnitude' ? 'magnitude' : cfg.prune === 'wanda' ? 'wanda' : (cfg.score ?? 'wanda');
+      const score: PruneScore = cfg.prune === 'magnitude' ? 'magnitude' : cfg.prune === 'perp' ? (cfg.score ?? 'wanda') : 'wanda';
       masksPath = join(out, 'masks.gguf');
       const src = current;
       current = await stage('prune', join(out, 'stage-pruned.gguf'), async (rec) => {
         const calib = score === 'wanda' ? await calibrateOn(src) : undefined;
         rmSync(masksPath!, { force: true });
-        rec.sparsity = pruneModel(src, rec.file, masksPath!, score, patternOf(cfg), calib, opts);
+        const icbs = cfg.prune === 'icbs' ? { ...ICBS_DEFAULTS, ...cfg.icbs, seed: cfg.seed, groupSize: cfg.pattern === 'unstructured' ? undefined : Number(cfg.pattern.split(':')[1]) } : undefined;
+        const r = pruneModel(src, rec.file, masksPath!, score, patternOf(cfg), calib, opts, icbs);
+        rec.sparsity = r.sparsity;
+        if (icbs) rec.icbsErrors = r.icbsErrors;
       });
       if (cfg.prune === 'perp') {
         const pruned = current;
@@ -245,8 +254,13 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
   }
 }
 
-/** Prunes every block linear of `src` into `dst` (F32) and writes the masks. Returns the sparsity reached. */
-export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}): number {
+/**
+ * Prunes every block linear of `src` into `dst` (F32) and writes the masks; with `icbs`, the masks
+ * are then improved by iCBS against each layer's calibration Gram. Returns the sparsity reached.
+ */
+export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions): { sparsity: number; icbsErrors?: number[] } {
+  if (icbs && !calib) throw new Error('iCBS needs calibration statistics');
+  const icbsErrors: number[] = [];
   const src = readGguf(srcPath);
   const masks: { name: string; shape: number[]; keep: Uint8Array }[] = [];
   let pruned = 0, total = 0;
@@ -257,7 +271,13 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
       name: info.name, shape: info.shape, type: T.F32,
       data: () => {
         const w = readValues(src, info);
-        const keep = pruneMask(pruneScores(w, rows, cols, score, calib && inputNormSq(calib, info.name)), rows, cols, pattern);
+        const scores = pruneScores(w, rows, cols, score, calib && inputNormSq(calib, info.name));
+        let keep = pruneMask(scores, rows, cols, pattern);
+        if (icbs) {
+          const r = icbsLayer(w, rows, cols, gramOf(calib!, info.name).h, scores, keep, icbs, { signal: opts.signal });
+          keep = r.keep;
+          r.errors.forEach((e, i) => (icbsErrors[i] = (icbsErrors[i] ?? 0) + e));
+        }
         masks.push({ name: info.name, shape: info.shape, keep });
         pruned += sparsityOf(keep) * keep.length;
         total += keep.length;
@@ -266,7 +286,7 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
     }];
   }, { 'general.name': modelName(src, 'pruned') }, { signal: opts.signal, onTensor: (d, t, what) => opts.onEvent?.({ type: 'progress', stage: 'prune', done: d, total: t, what }) });
   writeMasks(masksPath, masks);
-  return pruned / total;
+  return { sparsity: pruned / total, icbsErrors: icbs ? icbsErrors : undefined };
 }
 
 /** fraction of masked-out weights that are exactly zero in `file` must be 1; returns the sparsity */
@@ -317,6 +337,7 @@ function writeReport(out: string, cfg: CompressConfig, stages: StageRecord[]): s
   const md = [
     `# Compression report: ${basename(cfg.model)} → ${compressTag(cfg)}`, '',
     `| stage | file | MiB | perplexity | seconds | notes |`, `|---|---|---:|---:|---:|---|`, ...rows, '',
+    ...stages.filter((s) => s.icbsErrors).map((s) => `iCBS: summed layer output error ${s.icbsErrors!.map((e) => e.toPrecision(4)).join(' → ')} (Wanda's mask, then each epoch).`),
     ratio !== undefined ? `Quantization: layer output error relative to ${cfg.quant.startsWith('nupes') ? 'uniform round-to-nearest' : "ggml's own quantizer"}: ${ratio.toFixed(3)} on average over ${q.length} layers.` : '',
   ].join('\n');
   writeFileSync(join(out, 'report.json'), JSON.stringify({ config: cfg, stages }, null, 2));
