@@ -54,14 +54,15 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--resume] [--json]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
-  hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs] [--sparsity 0.5]
-      [--pattern unstructured|2:4|4:8] [--per row|matrix] [--score wanda|magnitude]
+  hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs|structured] [--sparsity 0.5]
+      [--pattern unstructured|2:4|4:8] [--per row|matrix] [--score wanda|magnitude] [--heads 0] [--recover]
       [--quant f16|q8_0|q4_0|q4_k|iq4_nl|q8_0-learned|q4_0-learned|q4_k-learned|iq4_nl-learned|nupes4|nupes3]
       [--calib <text or dataset file>] [--calib-samples 128] [--calib-seq 128] [--eval <file>] [--eval-tokens 16384]
       [--retrain-steps 100] [--retrain-lr 5e-4] [--retrain-rank 16] [--retrain-alpha 32] [--retrain-no-norms]
       [--icbs-epochs 3] [--icbs-block 128]
       [--restart] [--json]
-      prune → retrain (PERP) → quantize → GGUF + Ollama Modelfile + report; the input is never changed;
+      prune → retrain (PERP; --recover after any pruning) → quantize → GGUF + Ollama Modelfile + report;
+      structured removes --sparsity of the FFN channels and --heads of the KV head groups; the input is never changed;
       Ctrl-C stops, and the same command resumes at the last finished stage
   hone chat --model <gguf> [--lora <adapter.gguf>] [--prompt "…"]
   hone serve [--port N] [--allow <folder> …]
@@ -315,7 +316,7 @@ async function compress(argv: string[]) {
     args: argv,
     options: {
       model: o, out: o, prune: o, sparsity: o, pattern: o, per: o, score: o, quant: o, calib: o, 'calib-samples': o, 'calib-seq': o, eval: o, 'eval-tokens': o,
-      'icbs-epochs': o, 'icbs-block': o, 'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
+      heads: o, recover: { type: 'boolean' }, 'icbs-epochs': o, 'icbs-block': o, 'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
     },
   });
   const d = COMPRESS_DEFAULTS;
@@ -327,6 +328,8 @@ async function compress(argv: string[]) {
     sparsity: num(values.sparsity, 'sparsity') ?? d.sparsity,
     pattern: (values.pattern ?? d.pattern) as PatternName,
     per: (values.per ?? d.per) as 'row' | 'matrix',
+    heads: num(values.heads, 'heads') ?? d.heads,
+    recover: values.recover ?? d.recover,
     quant: (values.quant ?? d.quant) as Quant,
     calib: values.calib,
     calibSamples: num(values['calib-samples'], 'calib-samples') ?? d.calibSamples,

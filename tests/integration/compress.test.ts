@@ -10,10 +10,12 @@ import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
 import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
 import { perplexity, perplexityFromLogprobs, perplexityWindows } from '../../electron/lab/eval/perplexity.js';
 import { readGguf } from '../../electron/lab/model/gguf.js';
-import { LlamaModel } from '../../electron/lab/model/llama.js';
-import { COMPRESS_DEFAULTS, runCompression, type CompressConfig, type CompressEvent } from '../../electron/lab/compress/job.js';
+import { LlamaModel, hparamsOf } from '../../electron/lab/model/llama.js';
+import { calibrate } from '../../electron/lab/compress/calibrate.js';
+import { planStructured, writeStructured } from '../../electron/lab/compress/structured.js';
+import { COMPRESS_DEFAULTS, calibrationData, runCompression, type CompressConfig, type CompressEvent } from '../../electron/lab/compress/job.js';
 import { readMasks } from '../../electron/lab/compress/masks.js';
-import { readValues } from '../../electron/lab/compress/model-file.js';
+import { readValues, rewriteModel } from '../../electron/lab/compress/model-file.js';
 import { testDir } from '../helpers/models.js';
 import { honeLogprobs, maxAbsDiff } from '../helpers/parity.js';
 import { corpusFiles, trainedTiny } from '../helpers/trained.js';
@@ -134,6 +136,42 @@ describe('quantization', () => {
       expect(pq).toBeLessThan(pd * 1.1);
       expect(pq).toBeGreaterThan(pd * 0.99);
     } finally { dense.free(); q.free(); }
+  });
+});
+
+describe('structured width pruning', () => {
+  it('the narrow GGUF has the reduced shapes, loads in llama.cpp with the same logits as Hone, which equal the original model\'s with the removed slices zeroed', async () => {
+    const dir = mkdtempSync(join(testDir, 'structured-'));
+    const f = readGguf(model), hp = hparamsOf(f);
+    const m = LlamaModel.load(model, engine);
+    const { sequences } = await calibrationData(files.train, model, 64, 32);
+    const calib = calibrate(m, sequences);
+    m.free();
+    const plan = planStructured(f, hp, calib, { ffn: 0.5, heads: 0.5 });
+    expect(plan).toMatchObject({ nFf: 256, nHead: 2, nHeadKv: 1 });
+    const narrow = join(dir, 'narrow.gguf'), zeroed = join(dir, 'zeroed.gguf');
+    writeStructured(model, narrow, plan);
+    const g = readGguf(narrow);
+    expect(g.tensors.find((t) => t.name === 'blk.0.ffn_down.weight')!.shape).toEqual([256, 256]);
+    expect(g.tensors.find((t) => t.name === 'blk.1.attn_q.weight')!.shape).toEqual([256, 128]);
+    expect(g.tensors.find((t) => t.name === 'blk.1.attn_k.weight')!.shape).toEqual([256, 64]);
+    expect(g.tensors.find((t) => t.name === 'blk.1.attn_output.weight')!.shape).toEqual([128, 256]);
+    expect(hparamsOf(g)).toMatchObject({ nFf: 256, nHead: 2, nHeadKv: 1, headDim: 64 });
+    // the same model with the removed slices zeroed in place: FFN channels' down columns, removed heads' output columns
+    const hd = hp.headDim, group = hp.nHead / hp.nHeadKv;
+    rewriteModel(f, zeroed, (info) => {
+      const mm = /^blk\.(\d+)\.(ffn_down|attn_output)\.weight$/.exec(info.name);
+      if (!mm) return null;
+      const il = Number(mm[1]), [cols, rows] = info.shape;
+      const keepCol = new Uint8Array(cols);
+      if (mm[2] === 'ffn_down') for (const c of plan.channels[il]) keepCol[c] = 1;
+      else for (const k of plan.kvHeads[il]) for (let h = k * group; h < (k + 1) * group; h++) keepCol.fill(1, h * hd, (h + 1) * hd);
+      return [{ name: info.name, shape: info.shape, type: 0, data: () => { const w = readValues(f, info); for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (!keepCol[c]) w[r * cols + c] = 0; return new Uint8Array(w.buffer); } }];
+    }, {});
+    const window = heldOut.slice(0, 96);
+    const ours = honeLogprobs(engine, narrow, window);
+    expect(maxAbsDiff(ours, honeLogprobs(engine, zeroed, window))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(ours, await llamaCppLogprobs(narrow, window))).toBeLessThan(2e-2);
   });
 });
 

@@ -8,7 +8,8 @@ import { openEngine } from '../engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
 import { fileKind } from '../data/read.js';
 import { readGguf } from '../model/gguf.js';
-import { LlamaModel } from '../model/llama.js';
+import { LlamaModel, hparamsOf } from '../model/llama.js';
+import { planStructured, writeStructured } from './structured.js';
 import { perplexity } from '../eval/perplexity.js';
 import { tokenize } from '../eval/llamacpp.js';
 import { exportMergedGguf, loadTrainedRun, stopStrings } from '../export/run-export.js';
@@ -23,7 +24,7 @@ import { applyMask, pruneMask, pruneScores, sparsityOf, type Pattern, type Prune
 import { QUANTS, quantNeedsCalibration, quantizeModel, type LayerReport, type Quant } from './quantize.js';
 import { T } from '../engine/types.js';
 
-export const PRUNE_METHODS = ['magnitude', 'wanda', 'perp', 'icbs'] as const;
+export const PRUNE_METHODS = ['magnitude', 'wanda', 'perp', 'icbs', 'structured'] as const;
 export type PruneMethod = (typeof PRUNE_METHODS)[number];
 export const PATTERNS = ['unstructured', '2:4', '4:8'] as const;
 export type PatternName = (typeof PATTERNS)[number];
@@ -49,6 +50,10 @@ export interface CompressConfig {
   pattern: PatternName;
   /** unstructured targets: per matrix or per output row (Wanda's own comparison group) */
   per: 'matrix' | 'row';
+  /** structured: the fraction of KV head groups removed (--sparsity is the FFN channels') */
+  heads: number;
+  /** retrain after any pruning (PERP's recovery; implied by --prune perp) */
+  recover: boolean;
   quant: Quant;
   /** calibration text or dataset (default: a run's own dataset) */
   calib?: string;
@@ -64,7 +69,7 @@ export interface CompressConfig {
 }
 
 export const COMPRESS_DEFAULTS: Omit<CompressConfig, 'model' | 'out'> = {
-  sparsity: 0.5, pattern: 'unstructured', per: 'row', quant: 'f16', calibSamples: 128, calibSeq: 128, evalTokens: 16384, seed: 1,
+  sparsity: 0.5, pattern: 'unstructured', per: 'row', heads: 0, recover: false, quant: 'f16', calibSamples: 128, calibSeq: 128, evalTokens: 16384, seed: 1,
   retrain: { steps: 100, lr: 5e-4, rank: 16, alpha: 32, batch: 4, norms: true },
   icbs: { epochs: ICBS_DEFAULTS.epochs, blockSize: ICBS_DEFAULTS.blockSize },
 };
@@ -79,6 +84,8 @@ export interface StageRecord {
   perplexity?: number;
   /** measured sparsity of the block linears, where the stage pruned */
   sparsity?: number;
+  /** structured pruning: the narrower shapes */
+  structure?: { nFf: number; nHead: number; nHeadKv: number };
   /** iCBS: the block linears' summed output error on the calibration data, initially and after each epoch */
   icbsErrors?: number[];
   /** PERP: trainable parameters and their share of the model */
@@ -107,7 +114,8 @@ export function checkCompressConfig(c: CompressConfig, hasCalib: boolean) {
   if (!QUANTS.includes(c.quant)) throw new Error(`--quant must be one of ${QUANTS.join(', ')}; got "${c.quant}"`);
   if (!PATTERNS.includes(c.pattern)) throw new Error(`--pattern must be one of ${PATTERNS.join(', ')}; got "${c.pattern}"`);
   if (c.prune && !(c.sparsity > 0 && c.sparsity < 1) && c.pattern === 'unstructured') throw new Error(`--sparsity must be between 0 and 1 (exclusive), got ${c.sparsity}`);
-  const needs = [c.prune === 'wanda' && 'Wanda pruning', c.prune === 'icbs' && 'iCBS', c.prune === 'perp' && 'PERP retraining', quantNeedsCalibration(c.quant) && `${c.quant}`].filter(Boolean);
+  if (c.prune === 'structured' && c.pattern !== 'unstructured') throw new Error('structured pruning removes whole channels and heads; --pattern applies to weight pruning only');
+  const needs = [c.prune === 'wanda' && 'Wanda pruning', c.prune === 'icbs' && 'iCBS', c.prune === 'structured' && 'Structured pruning', (c.prune === 'perp' || (c.prune && c.recover)) && 'PERP retraining', quantNeedsCalibration(c.quant) && `${c.quant}`].filter(Boolean);
   if (needs.length && !hasCalib) throw new Error(`${needs.join(' and ')} need calibration data: give --calib <text or dataset file> (a run folder as --model brings its own dataset)`);
 }
 
@@ -213,7 +221,15 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     }
 
     let masksPath: string | undefined;
-    if (cfg.prune) {
+    if (cfg.prune === 'structured') {
+      const src = current;
+      current = await stage('prune', join(out, 'stage-pruned.gguf'), async (rec) => {
+        const f = readGguf(src);
+        const plan = planStructured(f, hparamsOf(f), await calibrateOn(src), { ffn: cfg.sparsity, heads: cfg.heads });
+        writeStructured(src, rec.file, plan, { signal: opts.signal, onTensor: (d, t, what) => emit({ type: 'progress', stage: 'prune', done: d, total: t, what }) });
+        rec.structure = { nFf: plan.nFf, nHead: plan.nHead, nHeadKv: plan.nHeadKv };
+      });
+    } else if (cfg.prune) {
       const score: PruneScore = cfg.prune === 'magnitude' ? 'magnitude' : cfg.prune === 'perp' ? (cfg.score ?? 'wanda') : 'wanda';
       masksPath = join(out, 'masks.gguf');
       const src = current;
@@ -225,14 +241,14 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
         rec.sparsity = r.sparsity;
         if (icbs) rec.icbsErrors = r.icbsErrors;
       });
-      if (cfg.prune === 'perp') {
-        const pruned = current;
-        current = await stage('retrain', join(out, 'stage-retrained.gguf'), async (rec) => {
-          rec.trainable = await retrain(cfg, pruned, masksPath!, join(out, 'retrain'), emit, opts.signal);
-          exportMergedGguf(loadTrainedRun(join(out, 'retrain')), rec.file, 'f32');
-          rec.sparsity = measuredSparsity(rec.file, masksPath!);
-        });
-      }
+    }
+    if (cfg.prune === 'perp' || (cfg.prune && cfg.recover)) {
+      const pruned = current;
+      current = await stage('retrain', join(out, 'stage-retrained.gguf'), async (rec) => {
+        rec.trainable = await retrain(cfg, pruned, masksPath, join(out, 'retrain'), emit, opts.signal);
+        exportMergedGguf(loadTrainedRun(join(out, 'retrain')), rec.file, 'f32');
+        if (masksPath) rec.sparsity = measuredSparsity(rec.file, masksPath);
+      });
     }
 
     const final = join(out, `${basename(cfgIn.model).replace(/\.gguf$/, '')}-${compressTag(cfg)}.gguf`);
@@ -304,7 +320,7 @@ export function measuredSparsity(file: string, masksPath: string): number {
   return zeros / total;
 }
 
-async function retrain(cfg: CompressConfig, model: string, masks: string, runDir: string, emit: (e: CompressEvent) => void, signal?: AbortSignal) {
+async function retrain(cfg: CompressConfig, model: string, masks: string | undefined, runDir: string, emit: (e: CompressEvent) => void, signal?: AbortSignal) {
   const r = cfg.retrain;
   const train: TrainConfig = {
     ...TRAIN_DEFAULTS, model, data: cfg.calib!, method: 'perp', perpMasks: masks, perpNorms: r.norms, rank: r.rank, alpha: r.alpha,
@@ -331,7 +347,7 @@ function writeModelfile(out: string, gguf: string): string {
 
 function writeReport(out: string, cfg: CompressConfig, stages: StageRecord[]): string {
   const mb = (b: number) => (b / 2 ** 20).toFixed(2);
-  const rows = stages.map((s) => `| ${s.stage} | ${basename(s.file)} | ${mb(s.bytes)} | ${s.perplexity?.toFixed(3) ?? '—'} | ${s.seconds.toFixed(1)} | ${s.sparsity !== undefined ? (100 * s.sparsity).toFixed(1) + '%' : ''}${s.trainable ? ` trained ${s.trainable.parameters} params (${(100 * s.trainable.fraction).toFixed(2)}%)` : ''} |`);
+  const rows = stages.map((s) => `| ${s.stage} | ${basename(s.file)} | ${mb(s.bytes)} | ${s.perplexity?.toFixed(3) ?? '—'} | ${s.seconds.toFixed(1)} | ${s.structure ? `FFN ${s.structure.nFf}, heads ${s.structure.nHead}/${s.structure.nHeadKv} KV ` : ''}${s.sparsity !== undefined ? (100 * s.sparsity).toFixed(1) + '%' : ''}${s.trainable ? ` trained ${s.trainable.parameters} params (${(100 * s.trainable.fraction).toFixed(2)}%)` : ''} |`);
   const q = stages.find((s) => s.stage === 'quantize')?.layers?.filter((l) => l.reference !== undefined && l.error !== undefined) ?? [];
   const ratio = q.length ? q.reduce((a, l) => a + l.error! / l.reference!, 0) / q.length : undefined;
   const md = [

@@ -83,7 +83,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
         if (!r) continue;
         // MaskLoRA: W += s·(BA ⊙ M) with the pruning stage's mask, so pruned weights stay exactly zero
         const a = f32(`${weight}.lora_a`).data, b = f32(`${weight}.lora_b`).data;
-        const keep = perpMasks().get(weight);
+        const keep = config.perpMasks ? perpMasks().get(weight) : new Uint8Array(inDim * outDim).fill(1);
         if (!keep) throw new Error(`${config.perpMasks}: no mask for ${weight}`);
         transforms.set(weight, (w) => {
           const d = new Float32Array(w.length);

@@ -70,7 +70,6 @@ export function makeAdapter(engine: Engine, model: LlamaModel, c: MethodConfig, 
     case 'mos':
       return new Mos(engine, hp, mosSettings(c));
     case 'perp':
-      if (!c.perpMasks) throw new Error('PERP retrains a pruned model: give the masks.gguf of its pruning stage (perpMasks)');
       if (c.dropout > 0) throw new Error('PERP trains without dropout (as the reference does): set --dropout 0');
       return new Perp(engine, hp, model.weights, { rank: c.rank, alpha: c.alpha, targets: c.targets, masks: c.perpMasks, norms: c.perpNorms });
     case 'full': case 'galore': case 'natural-galore':

@@ -13,18 +13,20 @@ import type { Hparams, Layer, Module, Weights } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
 import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
 import { readMasks } from '../compress/masks.js';
+import { lowRankLinear } from './lora.js';
 
 export interface PerpConfig {
   rank: number;
   alpha: number;
   targets: Module[];
-  /** masks.gguf of the pruning stage */
-  masks: string;
+  /** masks.gguf of the pruning stage; none after structured pruning (nothing inside a kept weight is
+   *  pruned): plain LoRA then */
+  masks?: string;
   /** train the norms' gains and the biases too (default true) */
   norms?: boolean;
 }
 
-interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask: Tensor }
+interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask?: Tensor }
 
 /** the norm and bias weights of a layer that PERP trains, by slot */
 const NORM_SLOTS = ['attnNorm', 'ffnNorm', 'bq', 'bk', 'bv', 'bo'] as const;
@@ -49,17 +51,20 @@ export class Perp implements Adapter {
     this.norms = cfg.norms ?? true;
     if (cfg.rank === 0 && !this.norms) throw new Error('PERP with rank 0 and no norms trains nothing; give a rank or keep the norms');
     this.scale = cfg.rank ? cfg.alpha / cfg.rank : 0;
-    const masks = readMasks(cfg.masks);
+    const masks = cfg.masks ? readMasks(cfg.masks) : undefined;
     const toLoad: [Tensor, Float32Array][] = [];
     for (let il = 0; il < hp.nLayer && cfg.rank > 0; il++) {
       for (const module of cfg.targets) {
         const [inDim, outDim] = moduleDims(hp, module);
         const name = `blk.${il}.${GGUF_NAMES[module]}.weight`;
-        const keep = masks.get(name);
-        if (!keep) throw new Error(`${cfg.masks} has no mask for ${name}; prune that layer or leave it out of the targets`);
-        if (keep.length !== inDim * outDim) throw new Error(`${cfg.masks}: the mask of ${name} has ${keep.length} entries, the weight ${inDim * outDim}`);
-        const mask = this.maskBuilder.tensor(T.F32, [inDim, outDim], `${name}.mask`);
-        toLoad.push([mask, Float32Array.from(keep)]);
+        let mask: Tensor | undefined;
+        if (masks) {
+          const keep = masks.get(name);
+          if (!keep) throw new Error(`${cfg.masks} has no mask for ${name}; prune that layer or leave it out of the targets`);
+          if (keep.length !== inDim * outDim) throw new Error(`${cfg.masks}: the mask of ${name} has ${keep.length} entries, the weight ${inDim * outDim}`);
+          mask = this.maskBuilder.tensor(T.F32, [inDim, outDim], `${name}.mask`);
+          toLoad.push([mask, Float32Array.from(keep)]);
+        }
         const pair = { layer: il, module, a: this.store.add([inDim, cfg.rank], `${name}.lora_a`), b: this.store.add([cfg.rank, outDim], `${name}.lora_b`), mask };
         this.pairs.push(pair);
         this.byKey.set(`${il}.${module}`, pair);
@@ -115,7 +120,8 @@ export class Perp implements Adapter {
 
   linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
     const p = this.byKey.get(`${layer}.${module}`);
-    return p && maskLoraLinear(b, p, this.scale);
+    if (!p) return undefined;
+    return p.mask ? maskLoraLinear(b, p as MaskPair & { mask: Tensor }, this.scale) : lowRankLinear(p.a, p.b, this.scale, (g, grads, dA, dB) => { addGrad(g, grads, p.a, dA); addGrad(g, grads, p.b, dB); });
   }
 
   free() {
@@ -126,7 +132,7 @@ export class Perp implements Adapter {
 }
 
 /** y = W' x with W' = W + s·(BA ⊙ M), dense F32 [in, out] */
-function maskLoraLinear(_g: GraphBuilder, p: MaskPair, s: number): TrainedLinear {
+function maskLoraLinear(_g: GraphBuilder, p: MaskPair & { mask: Tensor }, s: number): TrainedLinear {
   let wp: Tensor | null = null;
   const dense = (b: GraphBuilder, W: Tensor) => {
     if (!wp) {
