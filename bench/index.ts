@@ -1,4 +1,5 @@
-// `npm run bench [-- engine|train|methods]`: speed figures, printed as a table (see docs/benchmarks.md).
+// `npm run bench [-- engine|train|methods|compress]`: figures, printed as tables (see docs/benchmarks.md).
+//   compress: pruning and quantization on a tiny model the bench trains (bench/compress.ts)
 //   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
 //   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B, PyTorch on
 //           the same configs when python3-torch is installed; BENCH_PROFILE=1 adds a per-op breakdown
@@ -187,6 +188,11 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
   trainer.free(); lora.free(); model.free();
 }
 
+if (process.argv[2] === 'compress') {
+  const { compressBench } = await import('./compress.js');
+  await compressBench();
+  process.exit(0);
+}
 if (process.argv[2] === 'methods') {
   const { methodsBench } = await import('./methods.js');
   methodsBench(fileURLToPath(new URL('./methods.ts', import.meta.url)));

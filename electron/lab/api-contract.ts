@@ -7,6 +7,7 @@ import type { ExportFormat, MergedType } from './export/run-export.js';
 import type { JobEvent } from './jobs/manager.js';
 import type { ModelRecord, RunRecord } from './store/store.js';
 import type { TrainConfig } from './tune/run.js';
+import type { CompressConfig, StageRecord } from './compress/job.js';
 
 export interface ModelSummary {
   path: string;
@@ -41,6 +42,11 @@ export interface LabApi {
   listRuns(): Promise<RunRecord[]>;
   runMetrics(id: string): Promise<MetricPoint[]>;
   exportRun(id: string, format: ExportFormat, type?: MergedType): Promise<Artifact[]>;
+  /** a compression job (prune → retrain → quantize → export) on a model or a run's merged weights;
+   *  progress arrives as `compress` job events; cancel/resume with cancelRun/resumeRun */
+  startCompression(config: Partial<CompressConfig> & { model: string }): Promise<RunRecord>;
+  /** a compression job's report (its stages so far) */
+  compressionReport(id: string): Promise<StageRecord[]>;
   /** one turn of a conversation with a model (kept per model + adapter); with `streamId`, text
    *  chunks arrive as `chat` events while it answers */
   chat(modelPath: string, question: string, loraPath?: string, streamId?: string): Promise<string>;
@@ -53,7 +59,7 @@ export interface LabApi {
 export type LabEvent = JobEvent | { type: 'chat'; streamId: string; text: string };
 export const LAB_METHODS = [
   'inspectModel', 'addModel', 'listModels', 'discoverModels', 'previewDataset', 'startRun', 'pauseRun', 'resumeRun', 'cancelRun',
-  'listRuns', 'runMetrics', 'exportRun', 'chat', 'importFile', 'devices',
+  'listRuns', 'runMetrics', 'exportRun', 'startCompression', 'compressionReport', 'chat', 'importFile', 'devices',
 ] as const satisfies readonly (keyof LabApi)[];
 /** which argument of each method is a file path the user must have chosen */
 export const PATH_ARGS: Partial<Record<keyof LabApi, number[]>> = { inspectModel: [0], addModel: [0], previewDataset: [0, 1], chat: [0, 2] };

@@ -9,6 +9,7 @@ import { openChat, type Chat } from './eval/chat.js';
 import { EventEmitter } from 'node:events';
 import { loadTrainedRun, writeExport } from './export/run-export.js';
 import { JobManager, type Spawner } from './jobs/manager.js';
+import { COMPRESS_DEFAULTS, checkCompressConfig, type CompressConfig, type StageRecord } from './compress/job.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
 import { describe } from './model/llama.js';
@@ -93,6 +94,18 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
       const config: TrainConfig = { ...TRAIN_DEFAULTS, ...partial };
       await jobs.startTraining(id, join(runsFolder, id), config);
       return run(id);
+    },
+    async startCompression(partial) {
+      const id = `compress-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`;
+      const out = join(home, 'compressed', id);
+      const config: CompressConfig = { ...COMPRESS_DEFAULTS, ...partial, out, retrain: { ...COMPRESS_DEFAULTS.retrain, ...partial.retrain }, icbs: { ...COMPRESS_DEFAULTS.icbs, ...partial.icbs } };
+      checkCompressConfig(config, !!config.calib || existsSync(join(config.model, 'config.json')));
+      await jobs.startCompression(id, out, config);
+      return run(id);
+    },
+    async compressionReport(id) {
+      const file = join(run(id).dir, 'compress.json');
+      return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { stages: StageRecord[] }).stages : [];
     },
     async pauseRun(id) { await jobs.pause(id); },
     async resumeRun(id) { await jobs.resume(id); },

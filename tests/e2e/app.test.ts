@@ -114,4 +114,23 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     expect((await page.locator('.answer-base').textContent())!.length).toBeGreaterThan(0);
     await shot('chat');
   });
+
+  it('Compress: the trained run, pruned with PERP and quantized with learned codes, one click; the report shows each stage', async () => {
+    await page.getByRole('button', { name: 'Compress' }).click();
+    const run = await page.locator('select[name=source] option').nth(1).getAttribute('value');
+    await page.getByLabel('Model').selectOption(run!);
+    await page.getByLabel('Preset').selectOption({ label: '50% pruned + PERP, Q4_K learned' });
+    expect(await page.getByLabel('Pruning').inputValue()).toBe('perp');
+    await page.getByLabel('Quantization').selectOption('q8_0-learned'); // rows of 64: Q4_K needs 256
+    await page.getByLabel('Retraining steps').fill('10');
+    await page.getByLabel('Quantization').selectOption('nupes4');
+    expect(await page.locator('.note').textContent()).toMatch(/Hone only.*cannot load it/);
+    await page.getByLabel('Quantization').selectOption('q8_0-learned');
+    await page.getByRole('button', { name: 'Compress', exact: true }).last().click();
+    await expect.poll(() => page.locator('.status b').textContent(), { timeout: 180_000 }).toBe('done');
+    const report = await page.locator('table.report tbody').textContent();
+    expect(report).toMatch(/merge.*prune.*50\.0% sparse.*retrain.*trained 0\.\d+% of parameters.*quantize/s);
+    await expect.poll(() => page.locator('.written').textContent(), { timeout: 30_000 }).toMatch(/perp50-q8_0-learned\.gguf — [\d.]+ MiB.*Modelfile/s);
+    await shot('compress');
+  });
 });

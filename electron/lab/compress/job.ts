@@ -24,10 +24,8 @@ import { applyMask, pruneMask, pruneScores, sparsityOf, type Pattern, type Prune
 import { QUANTS, quantNeedsCalibration, quantizeModel, type LayerReport, type Quant } from './quantize.js';
 import { T } from '../engine/types.js';
 
-export const PRUNE_METHODS = ['magnitude', 'wanda', 'perp', 'icbs', 'structured'] as const;
-export type PruneMethod = (typeof PRUNE_METHODS)[number];
-export const PATTERNS = ['unstructured', '2:4', '4:8'] as const;
-export type PatternName = (typeof PATTERNS)[number];
+import { PATTERNS, PRUNE_METHODS, type PatternName, type PruneMethod } from './compress-info.js';
+export { PATTERNS, PRUNE_METHODS, type PatternName, type PruneMethod } from './compress-info.js';
 
 export interface RetrainConfig {
   steps: number;
@@ -140,9 +138,15 @@ export async function calibrationData(file: string, modelPath: string, seq: numb
     sequences = ds.train.slice(0, count).map((w) => Int32Array.from(w.input));
     if (!evalFile) heldOut = ds.val.flatMap((w) => Array.from(w.input));
   }
+  if (evalFile) heldOut = await evalTokens(evalFile, modelPath, seq);
   if (!sequences.length) throw new Error(`${file}: too short for one calibration window of ${seq} tokens; give a longer file or a smaller --calib-seq`);
-  if (evalFile) heldOut = fileKind(evalFile) === 'txt' ? await textTokens(evalFile) : (await loadDataset(evalFile, modelPath, { seq, valFraction: 0 })).train.flatMap((w) => Array.from(w.input));
   return { sequences, heldOut };
+}
+
+/** held-out tokens of a text file, or of every window of a dataset */
+async function evalTokens(file: string, modelPath: string, seq: number): Promise<number[]> {
+  if (fileKind(file) === 'txt') return tokenize(modelPath, readFileSync(file, 'utf8'));
+  return (await loadDataset(file, modelPath, { seq, valFraction: 0 })).train.flatMap((w) => Array.from(w.input));
 }
 
 export async function runCompression(cfgIn: CompressConfig, opts: CompressOptions = {}): Promise<{ files: string[]; report: StageRecord[] }> {
@@ -172,7 +176,8 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
 
   const engine = openEngine();
   let calibData: { sequences: Int32Array[]; heldOut: number[] } | undefined;
-  const data = async (modelPath: string) => (calibData ??= cfg.calib ? await calibrationData(cfg.calib, modelPath, cfg.calibSeq, cfg.calibSamples, cfg.eval) : { sequences: [], heldOut: [] });
+  const data = async (modelPath: string) => (calibData ??= cfg.calib ? await calibrationData(cfg.calib, modelPath, cfg.calibSeq, cfg.calibSamples, cfg.eval)
+    : { sequences: [], heldOut: cfg.eval ? await evalTokens(cfg.eval, modelPath, cfg.calibSeq) : [] });
   const evaluate = async (path: string): Promise<number | undefined> => {
     const { heldOut } = await data(path);
     if (heldOut.length < 2) return undefined;

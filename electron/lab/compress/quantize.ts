@@ -10,23 +10,9 @@ import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, 
 import { learnCodes, outputError } from './learn-codes.js';
 import { f32Bytes, encode, modelName, readValues, rewriteModel } from './model-file.js';
 import { powerGrid, searchExponentData, searchExponentDataFree } from './nupes.js';
+import type { Quant } from './compress-info.js';
 
-export const QUANTS = ['f16', 'q8_0', 'q4_0', 'q4_k', 'iq4_nl', 'q8_0-learned', 'q4_0-learned', 'q4_k-learned', 'iq4_nl-learned', 'nupes4', 'nupes3'] as const;
-export type Quant = (typeof QUANTS)[number];
-
-export const QUANT_INFO: Record<Quant, string> = {
-  f16: 'F16, no quantization (runs everywhere)',
-  q8_0: "Q8_0 by ggml's own quantizer (runs everywhere)",
-  q4_0: "Q4_0 by ggml's own quantizer (runs everywhere)",
-  q4_k: "Q4_K by ggml's own quantizer (runs everywhere)",
-  iq4_nl: "IQ4_NL by ggml's own quantizer (runs everywhere)",
-  'q8_0-learned': 'Q8_0 with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
-  'q4_0-learned': 'Q4_0 with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
-  'q4_k-learned': "Q4_K with codes learned on calibration data, ggml's scales (standard GGUF: runs everywhere)",
-  'iq4_nl-learned': 'IQ4_NL with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
-  nupes4: "NUPES 4-bit power grid: Hone's own GGUF variant; runs in Hone only (chat, perplexity); llama.cpp, Ollama and LM Studio cannot load it",
-  nupes3: "NUPES 3-bit (stored 4 bits per weight) power grid: Hone's own GGUF variant; runs in Hone only (chat, perplexity); llama.cpp, Ollama and LM Studio cannot load it",
-};
+export { QUANTS, QUANT_INFO, type Quant } from './compress-info.js';
 
 /** ggml file_type of a quant (general.file_type), for llama.cpp's model description */
 const FILE_TYPE: Record<string, number> = { F16: 1, Q8_0: 7, Q4_0: 2, Q4_K: 15, IQ4_NL: 25 };

@@ -1,13 +1,15 @@
-// Jobs: each training job runs in its own process, so a crash or out-of-memory never takes the app
+// Jobs: each training or compression job runs in its own process, so a crash or out-of-memory never takes the app
 // down. Start, pause (SIGSTOP), resume (SIGCONT, or a new process from the last checkpoint),
 // cancel (stop after a checkpoint). At most one device job runs at a time; the rest wait in order.
 // A process that dies is marked failed with its last log lines and can be resumed.
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../engine/native.js';
 import type { RunStatus, Store } from '../store/store.js';
 import type { TrainConfig, TrainEvent } from '../tune/run.js';
+import type { CompressConfig, CompressEvent } from '../compress/job.js';
 import type { FromJob, JobSpec, ToJob } from './protocol.js';
 
 export interface JobProcess {
@@ -49,9 +51,10 @@ export const forkSpawner: Spawner = () => {
 
 export type JobEvent =
   | { type: 'state'; runId: string; status: RunStatus; error?: string }
-  | { type: 'train'; runId: string; event: TrainEvent };
+  | { type: 'train'; runId: string; event: TrainEvent }
+  | { type: 'compress'; runId: string; event: CompressEvent };
 
-interface Job { runId: string; spec: JobSpec; proc?: JobProcess; status: RunStatus; failure?: string; finished: boolean }
+interface Job { runId: string; spec: JobSpec; proc?: JobProcess; status: RunStatus; failure?: string; finished: boolean; cancelled?: boolean }
 
 export class JobManager extends EventEmitter {
   private jobs = new Map<string, Job>();
@@ -72,6 +75,16 @@ export class JobManager extends EventEmitter {
     this.next();
   }
 
+  /** Starts (or queues) a compression job writing into `outDir`; run again, it resumes at its last finished stage. */
+  async startCompression(runId: string, outDir: string, config: CompressConfig): Promise<void> {
+    if (this.jobs.get(runId)?.status === 'running' || this.queue.includes(runId)) throw new Error(`job ${runId} is already running or queued`);
+    this.jobs.set(runId, { runId, spec: { kind: 'compress', runDir: outDir, config, resume: false }, status: 'queued', finished: false });
+    await this.store.upsertRun({ id: runId, dir: outDir, method: 'compress', config: config as unknown as Record<string, unknown>, status: 'queued', error: undefined });
+    this.queue.push(runId);
+    this.emitState(runId, 'queued');
+    this.next();
+  }
+
   /** Resumes a paused run in place, or a stopped / failed one from its last checkpoint. */
   async resume(runId: string): Promise<void> {
     const job = this.jobs.get(runId);
@@ -83,7 +96,8 @@ export class JobManager extends EventEmitter {
     const rec = this.store.data.runs.find((r) => r.id === runId);
     if (!rec) throw new Error(`no run ${runId}`);
     if (rec.status === 'done') throw new Error(`run ${runId} is finished`);
-    await this.startTraining(runId, rec.dir, rec.config as unknown as TrainConfig, true);
+    if (rec.method === 'compress') await this.startCompression(runId, rec.dir, rec.config as unknown as CompressConfig);
+    else await this.startTraining(runId, rec.dir, rec.config as unknown as TrainConfig, true);
   }
 
   /** Freezes the job's process where it is (memory kept); resume continues it. */
@@ -102,6 +116,7 @@ export class JobManager extends EventEmitter {
       return;
     }
     const job = this.runningJob(runId, true);
+    job.cancelled = true;
     if (job.status === 'paused') job.proc!.kill('SIGCONT');
     job.proc!.send({ type: 'cancel' });
   }
@@ -138,9 +153,20 @@ export class JobManager extends EventEmitter {
     job.proc = proc;
     job.finished = false;
     job.failure = undefined;
+    job.cancelled = false;
     void this.setStatus(job, 'running');
     proc.on('message', (m) => {
       if (m.type === 'error') job.failure = m.message;
+      if (m.type === 'compress') {
+        const e = m.event;
+        this.emit('job', { type: 'compress', runId, event: e } satisfies JobEvent);
+        if (e.type === 'done') {
+          job.finished = true;
+          job.status = 'done';
+          void this.store.upsertRun({ id: runId, artifacts: e.files.map((path) => ({ path, format: 'compressed', bytes: statSync(path).size })) });
+        }
+        return;
+      }
       if (m.type !== 'event') return;
       const e = m.event;
       this.emit('job', { type: 'train', runId, event: e } satisfies JobEvent);
@@ -154,8 +180,10 @@ export class JobManager extends EventEmitter {
     proc.on('exit', (code, signal) => {
       this.active = null;
       const ok = job.finished && code === 0;
-      const status: RunStatus = ok ? job.status : 'failed';
-      const error = ok ? undefined : job.failure ?? `the job process ${signal ? `was killed (${signal})` : `exited with code ${code}`}; last output:\n${proc.output.slice(-10).join('\n')}`;
+      // a compression job stops on cancel by throwing; it resumes at its last finished stage
+      const stopped = !ok && job.cancelled && job.spec.kind === 'compress';
+      const status: RunStatus = ok ? job.status : stopped ? 'stopped' : 'failed';
+      const error = ok || stopped ? undefined : job.failure ?? `the job process ${signal ? `was killed (${signal})` : `exited with code ${code}`}; last output:\n${proc.output.slice(-10).join('\n')}`;
       void this.setStatus(job, status, error).then(() => this.next());
     });
     proc.send({ type: 'start', spec: job.spec });

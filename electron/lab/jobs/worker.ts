@@ -1,6 +1,8 @@
-// A job process: runs one training job and reports its events to the parent. Killing it loses at
-// most the steps since the last checkpoint; a 'cancel' message stops it after writing one.
+// A job process: runs one training or compression job and reports its events to the parent. Killing
+// it loses at most the steps since the last checkpoint (training) or the stage under way
+// (compression); a 'cancel' message stops it after writing a checkpoint.
 import { runTraining } from '../tune/run.js';
+import { runCompression } from '../compress/job.js';
 import type { FromJob, ToJob } from './protocol.js';
 
 // Electron's utility process talks through process.parentPort; child_process.fork through process.send
@@ -12,7 +14,11 @@ const onMessage = async (m: ToJob) => {
   if (m.type === 'cancel') { stop.abort(); return; }
   if (m.type !== 'start') return;
   try {
-    await runTraining(m.spec.config, { runDir: m.spec.runDir, resume: m.spec.resume, signal: stop.signal, onEvent: (event) => send({ type: 'event', event }) });
+    if (m.spec.kind === 'compress') {
+      await runCompression({ ...m.spec.config, out: m.spec.runDir }, { signal: stop.signal, onEvent: (event) => send({ type: 'compress', event }) });
+    } else {
+      await runTraining(m.spec.config, { runDir: m.spec.runDir, resume: m.spec.resume, signal: stop.signal, onEvent: (event) => send({ type: 'event', event }) });
+    }
     process.exitCode = 0;
   } catch (e) {
     send({ type: 'error', message: (e as Error).message });
