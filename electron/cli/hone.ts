@@ -55,7 +55,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
   hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs|structured] [--sparsity 0.5]
-      [--pattern unstructured|2:4|4:8] [--per row|matrix] [--score wanda|magnitude] [--heads 0] [--recover]
+      [--pattern unstructured|2:4|4:8] [--per row|matrix|global] [--score wanda|magnitude] [--heads 0] [--recover]
       [--quant f16|q8_0|q4_0|q4_k|iq4_nl|q8_0-learned|q4_0-learned|q4_k-learned|iq4_nl-learned|nupes4|nupes3]
       [--calib <text or dataset file>] [--calib-samples 128] [--calib-seq 128] [--eval <file>] [--eval-tokens 16384]
       [--retrain-steps 100] [--retrain-lr 5e-4] [--retrain-rank 16] [--retrain-alpha 32] [--retrain-no-norms]
@@ -327,7 +327,7 @@ async function compress(argv: string[]) {
     score: values.score as PruneScore | undefined,
     sparsity: num(values.sparsity, 'sparsity') ?? d.sparsity,
     pattern: (values.pattern ?? d.pattern) as PatternName,
-    per: (values.per ?? d.per) as 'row' | 'matrix',
+    per: (values.per ?? d.per) as 'row' | 'matrix' | 'global',
     heads: num(values.heads, 'heads') ?? d.heads,
     recover: values.recover ?? d.recover,
     quant: (values.quant ?? d.quant) as Quant,
@@ -343,7 +343,7 @@ async function compress(argv: string[]) {
     icbs: { epochs: num(values['icbs-epochs'], 'icbs-epochs') ?? d.icbs.epochs, blockSize: num(values['icbs-block'], 'icbs-block') ?? d.icbs.blockSize },
     seed: d.seed,
   };
-  if (!['row', 'matrix'].includes(cfg.per)) fail('--per must be row or matrix');
+  if (!['row', 'matrix', 'global'].includes(cfg.per)) fail('--per must be row, matrix or global');
   if (cfg.score && !['wanda', 'magnitude'].includes(cfg.score)) fail('--score must be wanda or magnitude');
   const stop = new AbortController();
   process.on('SIGINT', () => {

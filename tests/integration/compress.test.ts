@@ -88,6 +88,17 @@ describe('PERP: prune, retrain, merge', () => {
     await expect(runCompression({ ...cfg, sparsity: 0.3 })).rejects.toThrow(/other settings.*--restart/);
   });
 
+  it('a global target prunes the fraction over all layers together, unevenly per layer', async () => {
+    const cfg = job({ prune: 'magnitude', per: 'global', sparsity: 0.5, quant: 'f16', calib: undefined });
+    await runCompression(cfg);
+    const masks = [...readMasks(join(cfg.out, 'masks.gguf')).values()];
+    const zeros = masks.map((k) => k.reduce((a, b) => a + (b ? 0 : 1), 0)), sizes = masks.map((k) => k.length);
+    const total = zeros.reduce((a, b) => a + b, 0) / sizes.reduce((a, b) => a + b, 0);
+    expect(Math.abs(total - 0.5)).toBeLessThan(1e-4);
+    const per = zeros.map((z, i) => z / sizes[i]);
+    expect(Math.max(...per) - Math.min(...per)).toBeGreaterThan(0.02);
+  });
+
   it('2:4 pruning keeps two of every four inputs; a cancelled job resumes at its last finished stage', async () => {
     const cfg = job({ prune: 'wanda', pattern: '2:4', quant: 'q8_0' });
     const stop = new AbortController();

@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { openEngine } from '../engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
 import { fileKind } from '../data/read.js';
-import { readGguf } from '../model/gguf.js';
+import { readGguf, type GgufTensorInfo } from '../model/gguf.js';
 import { LlamaModel, hparamsOf } from '../model/llama.js';
 import { planStructured, writeStructured } from './structured.js';
 import { perplexity } from '../eval/perplexity.js';
@@ -20,7 +20,7 @@ import { calibrate, gramOf, inputNormSq, linearOf, type Calibration } from './ca
 import { ICBS_DEFAULTS, icbsLayer, type IcbsOptions } from './icbs.js';
 import { readMasks, writeMasks } from './masks.js';
 import { encode, modelName, readValues, rewriteModel } from './model-file.js';
-import { applyMask, pruneMask, pruneScores, sparsityOf, type Pattern, type PruneScore } from './prune.js';
+import { applyMask, globalThreshold, maskBelow, pruneMask, pruneScores, sparsityOf, type Pattern, type PruneScore } from './prune.js';
 import { QUANTS, quantNeedsCalibration, quantizeModel, type LayerReport, type Quant } from './quantize.js';
 import { T } from '../engine/types.js';
 
@@ -46,8 +46,9 @@ export interface CompressConfig {
   score?: PruneScore;
   sparsity: number;
   pattern: PatternName;
-  /** unstructured targets: per matrix or per output row (Wanda's own comparison group) */
-  per: 'matrix' | 'row';
+  /** unstructured targets: per matrix, per output row (Wanda's own comparison group), or one
+   *  threshold over all block linears (layers lose different fractions) */
+  per: 'matrix' | 'row' | 'global';
   /** structured: the fraction of KV head groups removed (--sparsity is the FFN channels') */
   heads: number;
   /** retrain after any pruning (PERP's recovery; implied by --prune perp) */
@@ -285,6 +286,10 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
   const src = readGguf(srcPath);
   const masks: { name: string; shape: number[]; keep: Uint8Array }[] = [];
   let pruned = 0, total = 0;
+  const scoresOf = (info: GgufTensorInfo, w: Float32Array) => pruneScores(w, info.shape[1], info.shape[0], score, calib && inputNormSq(calib, info.name));
+  // a global target: one threshold over every block linear's scores (all in memory for this pass)
+  const global = pattern.kind === 'unstructured' && pattern.per === 'global'
+    ? globalThreshold(src.tensors.filter((t) => linearOf(t.name)).map((t) => scoresOf(t, readValues(src, t))), pattern.sparsity) : undefined;
   rewriteModel(src, dst, (info) => {
     if (!linearOf(info.name)) return null;
     const [cols, rows] = info.shape;
@@ -292,8 +297,8 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
       name: info.name, shape: info.shape, type: T.F32,
       data: () => {
         const w = readValues(src, info);
-        const scores = pruneScores(w, rows, cols, score, calib && inputNormSq(calib, info.name));
-        let keep = pruneMask(scores, rows, cols, pattern);
+        const scores = scoresOf(info, w);
+        let keep = global !== undefined ? maskBelow(scores, global) : pruneMask(scores, rows, cols, pattern);
         if (icbs) {
           const r = icbsLayer(w, rows, cols, gramOf(calib!, info.name).h, scores, keep, icbs, { signal: opts.signal });
           keep = r.keep;

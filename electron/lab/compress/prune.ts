@@ -8,8 +8,9 @@
 export type PruneScore = 'magnitude' | 'wanda';
 
 export type Pattern =
-  /** a fraction of each matrix (or of each output row) pruned */
-  | { kind: 'unstructured'; sparsity: number; per: 'matrix' | 'row' }
+  /** a fraction of each matrix, of each output row, or of all block linears together (one
+   *  threshold: `globalThreshold`, then `maskBelow`) pruned */
+  | { kind: 'unstructured'; sparsity: number; per: 'matrix' | 'row' | 'global' }
   /** in every m consecutive inputs of a row, n kept (2:4 is what sparse kernels accelerate) */
   | { kind: 'nm'; n: number; m: number };
 
@@ -58,6 +59,7 @@ export function pruneMask(s: Float32Array, rows: number, cols: number, p: Patter
   const keep = new Uint8Array(s.length).fill(1);
   if (p.kind === 'unstructured') {
     if (!(p.sparsity >= 0 && p.sparsity < 1)) throw new Error(`sparsity must be in [0, 1), got ${p.sparsity}`);
+    if (p.per === 'global') throw new Error('a global target needs one threshold over every layer: globalThreshold, then maskBelow');
     if (p.per === 'matrix') pruneLowest(s, keep, 0, s.length, Math.floor(p.sparsity * s.length));
     else for (let r = 0; r < rows; r++) pruneLowest(s, keep, r * cols, cols, Math.floor(p.sparsity * cols));
     return keep;
