@@ -9,14 +9,16 @@ import { ggmlTypeName } from '../lab/engine/types.js';
 import { tokenize } from '../lab/eval/llamacpp.js';
 import { perplexity } from '../lab/eval/perplexity.js';
 import { readGguf } from '../lab/model/gguf.js';
-import { LlamaModel, describe } from '../lab/model/llama.js';
+import { LlamaModel, describe, hparamsOf } from '../lab/model/llama.js';
+import { describePlan, gib, planMemory } from '../lab/offload/plan.js';
+import { defaultBudgets, machineRates, parseBytes } from '../lab/offload/measure.js';
 import { TINY_DEFAULTS, makeTiny } from '../lab/model/tiny.js';
 import type { VocabName } from '../lab/model/vocab.js';
 import { Progress } from './progress.js';
 import { SHAPES, type Shape } from '../lab/data/shape.js';
 import type { LongPolicy } from '../lab/data/pack.js';
 import type { Module } from '../lab/model/llama.js';
-import { MODULES } from '../lab/tune/adapter.js';
+import { MODULES, moduleDims } from '../lab/tune/adapter.js';
 import { METHODS, isFullParameter, type MethodName } from '../lab/tune/methods.js';
 import { GALORE_DEFAULTS } from '../lab/tune/galore.js';
 import { HUT_FORMS, type HutForm } from '../lab/tune/hut.js';
@@ -64,6 +66,9 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       prune → retrain (PERP; --recover after any pruning) → quantize → GGUF + Ollama Modelfile + report;
       structured removes --sparsity of the FFN channels and --heads of the KV head groups; the input is never changed;
       Ctrl-C stops, and the same command resumes at the last finished stage
+  hone plan --model <gguf> [--method lora|…] [--rank 8] [--batch 4] [--seq 256] [--gpu-mem 6G] [--ram 8G] [--ssd <folder>] [--json]
+      where weights, trainable state and activations would live for a run within these budgets
+      (default: what the machine has), and the expected step time from measured rates
   hone chat --model <gguf> [--lora <adapter.gguf>] [--prompt "…"]
   hone serve [--port N] [--allow <folder> …]
       the app's UI and API over HTTP + WebSocket on 127.0.0.1, guarded by a printed token
@@ -371,7 +376,34 @@ async function compress(argv: string[]) {
   for (const f of files) console.log(f);
 }
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, compress, chat, serve: serveCmd };
+async function plan(argv: string[]) {
+  const o = { type: 'string' } as const;
+  const { values } = parseArgs({ args: argv, options: { model: o, method: o, rank: o, batch: o, seq: o, 'gpu-mem': o, ram: o, ssd: o, json: { type: 'boolean' } } });
+  const path = values.model ?? fail('--model <gguf> is required');
+  const method = (values.method ?? 'lora') as MethodName;
+  if (!METHODS.includes(method)) fail(`--method must be one of ${METHODS.join(', ')}`);
+  const file = readGguf(path);
+  const hp = hparamsOf(file);
+  const rank = num(values.rank, 'rank') ?? 8;
+  const engine = openEngine();
+  try {
+    const budgets = defaultBudgets(engine, values.ssd);
+    if (values['gpu-mem']) budgets.device = parseBytes(values['gpu-mem']);
+    if (values.ram) budgets.ram = parseBytes(values.ram);
+    const rates = await machineRates(engine, values.ssd);
+    const adapterParams = hp.nLayer * MODULES.reduce((s, m) => { const [i, o2] = moduleDims(hp, m); return s + rank * (i + o2); }, 0);
+    const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: num(values.batch, 'batch') ?? 4, seq: num(values.seq, 'seq') ?? 256, budgets, rates });
+    if (values.json) { console.log(JSON.stringify({ budgets, rates, plan: p }, null, 2)); return; }
+    const mbs = (x: number) => `${(x / 2 ** 20).toFixed(0)} MB/s`;
+    console.log(`budgets: device ${gib(budgets.device)}${budgets.cpuDevice ? ' (the CPU: device and RAM are one pool)' : ''}, RAM ${gib(budgets.ram)}, SSD ${values.ssd ? `${gib(budgets.ssd)} free in ${values.ssd}` : 'none (give --ssd <folder>)'}`);
+    console.log(`rates${rates.cached ? ' (measured earlier)' : ''}: SSD read ${mbs(rates.ssdRead)}, write ${mbs(rates.ssdWrite)}, host→device ${mbs(rates.hostToDevice)}, matmul ${(rates.flops / 1e9).toFixed(1)} GFLOP/s`);
+    console.log(describePlan(p));
+  } finally {
+    engine.free();
+  }
+}
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, compress, plan, chat, serve: serveCmd };
 
 const [cmd, ...rest] = process.argv.slice(2);
 if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {

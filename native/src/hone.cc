@@ -23,6 +23,10 @@
 #include <unordered_map>
 #include <vector>
 
+namespace hone {
+void InitIo(Napi::Env env, Napi::Object exports);  // io.cc: asynchronous file I/O
+}
+
 namespace {
 
 bool g_verbose = false;
@@ -736,6 +740,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
 };
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+    hone::InitIo(env, exports);
     ggml_log_set(log_callback, nullptr);
     ggml_set_abort_callback(abort_callback);
     exports.Set("loadBackends", Napi::Function::New(env, LoadBackends));

@@ -39,9 +39,10 @@ export const ICBS_DEFAULTS: IcbsOptions = { blockSize: 128, passes: 0.25, epochs
 
 /**
  * min xᵀQx over x ∈ {0,1}^n with Σx = k, by annealing from x0 (feasible). Q symmetric [n, n].
- * With `groups`, a swap pairs two entries of the same group, so each group keeps its count (N:M).
+ * With `groupSize`, positions form consecutive groups of that size and a swap pairs two entries of the
+ * same group, so each group keeps its count (N:M).
  */
-export function annealCardinality(Q: Float64Array, n: number, x0: Uint8Array, rng: Rng, restarts: number, groups?: Int32Array): { x: Uint8Array; energy: number } {
+export function annealCardinality(Q: Float64Array, n: number, x0: Uint8Array, rng: Rng, restarts: number, groupSize = 0): { x: Uint8Array; energy: number } {
   const energyOf = (x: Uint8Array) => {
     let e = 0;
     for (let i = 0; i < n; i++) if (x[i]) for (let j = 0; j < n; j++) if (x[j]) e += Q[i * n + j];
@@ -52,6 +53,7 @@ export function annealCardinality(Q: Float64Array, n: number, x0: Uint8Array, rn
   const inv = nz ? nz / scale : 1;
   let best = Uint8Array.from(x0), bestE = energyOf(x0);
   const on: number[] = [], off: number[] = [];
+  const posOff = new Int32Array(n);
   for (let rs = 0; rs < restarts; rs++) {
     const x = Uint8Array.from(x0);
     const f = new Float64Array(n); // f_i = Σ_j Q_ij x_j
@@ -59,25 +61,31 @@ export function annealCardinality(Q: Float64Array, n: number, x0: Uint8Array, rn
     let e = energyOf(x);
     let curBestE = e, curBest = Uint8Array.from(x);
     on.length = off.length = 0;
-    for (let i = 0; i < n; i++) (x[i] ? on : off).push(i);
+    for (let i = 0; i < n; i++) { if (x[i]) on.push(i); else { posOff[i] = off.length; off.push(i); } }
     if (!on.length || !off.length) break;
     for (let beta = 1e-3; beta <= 100; beta *= 1.1) {
       let changed = false;
       for (let t = 0; t < n; t++) {
         const a = Math.floor(rng.next() * on.length);
-        let b = Math.floor(rng.next() * off.length);
         const i = on[a];
-        if (groups) {
-          // a partner in i's group, from a random start
-          let tries = 0;
-          while (groups[off[b]] !== groups[i] && tries++ < off.length) b = (b + 1) % off.length;
-          if (groups[off[b]] !== groups[i]) continue;
+        let j: number;
+        if (groupSize) {
+          // a random partner with x = 0 inside i's group
+          const g0 = i - (i % groupSize);
+          let zeros = 0;
+          for (let k = g0; k < g0 + groupSize; k++) zeros += x[k] ? 0 : 1;
+          if (!zeros) continue;
+          let pick = Math.floor(rng.next() * zeros);
+          j = g0;
+          for (let k = g0; k < g0 + groupSize; k++) if (!x[k] && pick-- === 0) { j = k; break; }
+        } else {
+          j = off[Math.floor(rng.next() * off.length)];
         }
-        const j = off[b];
+        const b = posOff[j];
         // unprune i, prune j
         const dE = -(2 * f[i] - Q[i * n + i]) + 2 * (f[j] - Q[i * n + j]) + Q[j * n + j];
         if (dE <= 0 || rng.next() < Math.exp(-beta * dE * inv)) {
-          x[i] = 0; x[j] = 1; on[a] = j; off[b] = i;
+          x[i] = 0; x[j] = 1; on[a] = j; off[b] = i; posOff[i] = b;
           for (let k = 0; k < n; k++) f[k] += Q[k * n + j] - Q[k * n + i];
           e += dE;
           changed = true;
@@ -150,7 +158,6 @@ export function icbsLayer(w0: Float32Array, rows: number, cols: number, H: Float
       opts.signal?.throwIfAborted();
       const r0 = Math.floor(rng.next() * (rows - rowsPerBlock + 1));
       let block: number[];
-      let groups: Int32Array | undefined;
       if (gs) {
         // whole groups, those holding the highest-scoring pruned weights first
         const cand: [number, number][] = [];
@@ -163,7 +170,6 @@ export function icbsLayer(w0: Float32Array, rows: number, cols: number, H: Float
         cand.sort((a, b) => b[1] - a[1]);
         const chosen = cand.slice(0, Math.max(1, Math.floor(n / gs)));
         block = chosen.flatMap(([g]) => Array.from({ length: gs }, (_, t) => g + t));
-        groups = Int32Array.from(block, (k) => Math.floor(k / gs));
       } else {
         const pr: number[] = [], kp: number[] = [];
         for (let k = r0 * cols; k < (r0 + rowsPerBlock) * cols; k++) if (!fixed[k] && !inTabu[k]) (keep[k] ? kp : pr).push(k);
@@ -192,7 +198,7 @@ export function icbsLayer(w0: Float32Array, rows: number, cols: number, H: Float
       const sub = m === n ? Q : Q.subarray(0, m * m);
       let e0 = 0;
       for (let p = 0; p < m; p++) if (x0[p]) for (let q = 0; q < m; q++) if (x0[q]) e0 += sub[p * m + q];
-      const { x, energy } = annealCardinality(sub, m, x0, rng, opt.restarts, groups);
+      const { x, energy } = annealCardinality(sub, m, x0, rng, opt.restarts, gs);
       for (const k of block) { tabu.push(k); inTabu[k] = 1; }
       while (tabu.length > tabuCap) inTabu[tabu.shift()!] = 0;
       if (!(energy < e0 - 1e-12 * Math.abs(e0))) continue;

@@ -1,0 +1,174 @@
+// The memory plan of an out-of-core run (Fuyou-style; ALGORITHMS.md §4, whose cost model is INFERRED):
+// from the model's GGUF header, the method, batch and sequence length, three budgets (device memory,
+// RAM, an SSD folder) and the machine's measured rates, where each block's weights, trainable state
+// and activations live, and for each block's activations whether they are kept, swapped or
+// recomputed — and the step time that costs. Pure: no I/O here (offload/measure.ts measures rates).
+import type { GgufFile } from '../model/gguf.js';
+import type { Hparams } from '../model/llama.js';
+
+export interface Rates {
+  /** bytes/s */
+  ssdRead: number;
+  ssdWrite: number;
+  /** host → device copies, bytes/s (on a CPU device: memory copy) */
+  hostToDevice: number;
+  /** sustained matmul rate of the device, FLOP/s */
+  flops: number;
+}
+
+export interface Budgets {
+  /** device memory for weights, activations and compute buffers (on a CPU device the same RAM) */
+  device: number;
+  ram: number;
+  /** free bytes in the SSD folder (0: no SSD tier) */
+  ssd: number;
+  /** the compute device is the CPU: device and RAM are one pool */
+  cpuDevice: boolean;
+}
+
+export type WeightHome = 'device' | 'ram' | 'stream';
+export type ActivationChoice = 'keep' | 'swap' | 'recompute';
+
+export interface BlockPlan {
+  block: number;
+  weightBytes: number;
+  /** where the block's frozen weights live between uses; 'stream': read from the model file each time */
+  weights: WeightHome;
+  /** activations the backward needs inside the block, and the choice for them */
+  activationBytes: number;
+  activations: ActivationChoice;
+  forwardFlops: number;
+}
+
+export interface MemoryPlan {
+  blocks: BlockPlan[];
+  /** bytes per tier at the peak of a step */
+  device: number;
+  ram: number;
+  ssd: number;
+  /** trainable state: parameters, gradients, optimizer moments (bytes) and where it lives */
+  trainable: { bytes: number; home: 'device' | 'ram' | 'ssd' };
+  /** seconds: compute, I/O, and the step with I/O overlapped as planned */
+  compute: number;
+  io: number;
+  step: number;
+  fits: boolean;
+  /** when it does not fit: by how much, per tier, and what would make it fit */
+  shortfall?: string;
+}
+
+export interface PlanInput {
+  file: GgufFile;
+  hp: Hparams;
+  /** 'adapter': frozen base + small trainables (LoRA…); 'full': every weight trains (F32 master, grads, 2 moments) */
+  training: 'adapter' | 'full';
+  /** trainable parameters of an adapter method (ignored for 'full') */
+  adapterParams: number;
+  batch: number;
+  seq: number;
+  budgets: Budgets;
+  rates: Rates;
+  /** force streaming even when the model fits (tests, bench) */
+  forceStream?: boolean;
+}
+
+const F32 = 4;
+
+/** the bytes each block's backward needs kept from its forward (model/llama.ts BlockActs), F32 */
+export function blockActivationBytes(hp: Hparams, batch: number, seq: number): number {
+  const n = batch * seq, d = hp.nEmbd, kv = hp.nHeadKv * hp.headDim, q = hp.nHead * hp.headDim;
+  // x, h, x1, h2, out [d]; q3, attn [q]; k3, vT [kv]; gate, up, act [ff]; probs [T, T, heads·B]
+  return F32 * (n * (5 * d + 2 * q + 2 * kv + 3 * hp.nFf) + seq * seq * hp.nHead * batch);
+}
+
+export function planMemory(p: PlanInput): MemoryPlan {
+  const { file, hp, budgets: b, rates: r } = p;
+  const n = p.batch * p.seq;
+  const blockBytes = Array.from({ length: hp.nLayer }, (_, i) => file.tensors.filter((t) => t.name.startsWith(`blk.${i}.`)).reduce((s, t) => s + t.bytes, 0));
+  const otherBytes = file.tensors.filter((t) => !t.name.startsWith('blk.')).reduce((s, t) => s + t.bytes, 0);
+  const params = file.tensors.reduce((s, t) => s + t.shape.reduce((a, c) => a * c, 1), 0);
+  const act = blockActivationBytes(hp, p.batch, p.seq);
+  const boundary = F32 * n * hp.nEmbd; // a block's input, always kept for the backward
+  const logits = F32 * n * hp.nVocab * 2; // logits and their gradient at the head
+  const blockFlops = (i: number) => 2 * n * (blockBytes[i] / Math.max(1e-9, bytesPerParam(file, i))) + 4 * n * p.seq * hp.nHead * hp.headDim;
+  // trainable state: adapters are small; full training keeps F32 master + gradient + two moments
+  const trainableBytes = p.training === 'full' ? params * F32 * 4 : p.adapterParams * F32 * 4;
+
+  // device: the pool the compute runs from. Fixed costs: embeddings/head, logits, two blocks' weights
+  // in flight (the one computing and the one prefetched), one block's activations while it computes
+  const pool = b.cpuDevice ? Math.min(b.device, b.ram) : b.device;
+  const window = 2 * Math.max(...blockBytes);
+  const fixedDevice = otherBytes + logits + window + act + boundary * 2;
+  const allWeights = blockBytes.reduce((a, c) => a + c, 0);
+  let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
+  let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
+  let ramUse = b.cpuDevice ? 0 : 0;
+  let ssdUse = 0;
+  const blocks: BlockPlan[] = blockBytes.map((w, i) => ({ block: i, weightBytes: w, weights: 'stream', activationBytes: act, activations: 'recompute', forwardFlops: blockFlops(i) }));
+  const freeDevice = () => pool - deviceUse - (b.cpuDevice ? ramUse : 0);
+  const freeRam = () => (b.cpuDevice ? pool - deviceUse - ramUse : b.ram - ramUse);
+
+  // full training: the F32 state goes to RAM if it fits, else to the SSD folder
+  if (p.training === 'full') {
+    if (freeRam() >= trainableBytes) ramUse += trainableBytes;
+    else { trainHome = 'ssd'; ssdUse += trainableBytes; }
+  }
+  // boundary activations of every block stay (RAM, or SSD when RAM is short)
+  const boundaries = boundary * hp.nLayer;
+  if (freeRam() >= boundaries) ramUse += boundaries; else ssdUse += boundaries;
+  // weights: device-resident where they fit (whole model first), else RAM, else streamed from the file
+  if (!p.forceStream) {
+    for (const bl of blocks) {
+      if (freeDevice() >= bl.weightBytes && !b.cpuDevice) { bl.weights = 'device'; deviceUse += bl.weightBytes; }
+      else if (freeRam() >= bl.weightBytes) { bl.weights = 'ram'; ramUse += bl.weightBytes; }
+    }
+  }
+  // activations: keep where memory is left; else the cheaper of a swap (write + read) and a recompute
+  for (const bl of [...blocks].reverse()) {
+    const recompute = bl.forwardFlops / r.flops;
+    const swap = bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead;
+    if (!p.forceStream && freeRam() >= bl.activationBytes) { bl.activations = 'keep'; ramUse += bl.activationBytes; }
+    else if (b.ssd - ssdUse >= bl.activationBytes && swap < recompute) { bl.activations = 'swap'; ssdUse += bl.activationBytes; }
+    else bl.activations = 'recompute';
+  }
+
+  // time: per block, compute overlapped with its I/O (prefetch of the next block during this one)
+  let compute = 0, io = 0, step = 0;
+  for (const bl of blocks) {
+    const fwd = bl.forwardFlops / r.flops;
+    const bwd = (2 * bl.forwardFlops + (bl.activations === 'recompute' ? bl.forwardFlops : 0)) / r.flops;
+    const load = bl.weights === 'stream' ? bl.weightBytes / r.ssdRead + bl.weightBytes / r.hostToDevice : bl.weights === 'ram' ? bl.weightBytes / r.hostToDevice : 0;
+    const swapIo = bl.activations === 'swap' ? bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead : 0;
+    const stateIo = trainHome === 'ssd' ? (2 * bl.weightBytes / bytesPerParam(file, bl.block)) * F32 * 4 / Math.min(r.ssdRead, r.ssdWrite) : 0;
+    compute += fwd + bwd;
+    io += 2 * load + swapIo + stateIo;
+    step += Math.max(fwd, load) + Math.max(bwd, load + swapIo + stateIo);
+  }
+  const deviceTotal = deviceUse + (b.cpuDevice ? ramUse : 0);
+  const ramTotal = b.cpuDevice ? deviceTotal : ramUse;
+  const over: string[] = [];
+  if (!b.cpuDevice && deviceUse > b.device) over.push(`device memory by ${gib(deviceUse - b.device)} (at least ${gib(fixedDevice)} for embeddings, head, logits and two blocks in flight: lower --batch or --seq)`);
+  if (ramTotal > (b.cpuDevice ? pool : b.ram)) over.push(`RAM by ${gib(ramTotal - (b.cpuDevice ? pool : b.ram))}: give an --ssd folder for activations${p.training === 'full' ? ' and optimizer state' : ''}, or lower --batch / --seq`);
+  if (ssdUse > b.ssd) over.push(`the SSD folder by ${gib(ssdUse - b.ssd)}: free space there or choose a bigger disk`);
+  return {
+    blocks, device: deviceTotal, ram: ramTotal, ssd: ssdUse, trainable: { bytes: trainableBytes, home: trainHome },
+    compute, io, step, fits: over.length === 0, shortfall: over.length ? `does not fit: over ${over.join('; over ')}` : undefined,
+  };
+}
+
+/** average stored bytes per parameter of block i's tensors */
+function bytesPerParam(f: GgufFile, i: number): number {
+  const ts = f.tensors.filter((t) => t.name.startsWith(`blk.${i}.`));
+  return ts.reduce((s, t) => s + t.bytes, 0) / Math.max(1, ts.reduce((s, t) => s + t.shape.reduce((a, c) => a * c, 1), 0));
+}
+
+export const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/** the plan as text, one line per block and a summary (CLI `hone plan`, the Train page) */
+export function describePlan(m: MemoryPlan): string {
+  const lines = m.blocks.map((b) => `  block ${String(b.block).padStart(3)}: weights ${(b.weightBytes / 2 ** 20).toFixed(1).padStart(8)} MiB ${b.weights.padEnd(6)}  activations ${(b.activationBytes / 2 ** 20).toFixed(1).padStart(8)} MiB ${b.activations}`);
+  lines.push(`device ${gib(m.device)}, RAM ${gib(m.ram)}, SSD ${gib(m.ssd)}; trainable state ${gib(m.trainable.bytes)} in ${m.trainable.home}`);
+  lines.push(`expected step ${m.step.toFixed(2)} s (compute ${m.compute.toFixed(2)} s, I/O ${m.io.toFixed(2)} s, overlapped per block)`);
+  lines.push(m.fits ? 'fits' : m.shortfall!);
+  return lines.join('\n');
+}

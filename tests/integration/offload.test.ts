@@ -1,0 +1,113 @@
+// Out-of-core building blocks: asynchronous file I/O on worker threads (O_DIRECT where allowed) with
+// its failures explained, the machine's measured rates, and the memory plan's choices under budgets.
+import { mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
+import { readGguf } from '../../electron/lab/model/gguf.js';
+import { hparamsOf } from '../../electron/lab/model/llama.js';
+import { AsyncFiles, IO_ALIGN, explainIoError } from '../../electron/lab/offload/io.js';
+import { machineRates, parseBytes } from '../../electron/lab/offload/measure.js';
+import { blockActivationBytes, planMemory, type PlanInput } from '../../electron/lab/offload/plan.js';
+import { testDir, tinyModel } from '../helpers/models.js';
+
+let dir: string, engine: Engine;
+beforeAll(() => { dir = mkdtempSync(join(testDir, 'offload-')); engine = openEngine({ backend: 'cpu' }); });
+afterAll(() => engine.free());
+
+describe('asynchronous file I/O', () => {
+  it('writes and reads back any range, direct or buffered, with a bounded number in flight', async () => {
+    const files = new AsyncFiles(2);
+    const data = Uint8Array.from({ length: 4 * IO_ALIGN }, (_, i) => (i * 7 + 3) & 255);
+    const path = join(dir, 'swap.bin');
+    await Promise.all([0, 1, 2, 3].map((k) => files.write(path, k * data.length, data, true)));
+    for (const direct of [true, false]) {
+      const got = await files.read(path, 3 * data.length + 1234, 5000, direct);
+      expect(Array.from(got)).toEqual(Array.from(data.subarray(1234, 6234)));
+    }
+    expect(files.bytesWritten).toBe(4 * data.length);
+    // 16 reads at once: never more than `depth` in the native layer
+    let peak = 0;
+    const spy = files as unknown as { inFlight: number };
+    await Promise.all(Array.from({ length: 16 }, async (_, k) => { const p = files.read(path, k * 100, 100); peak = Math.max(peak, spy.inFlight); return p; }));
+    expect(peak).toBeLessThanOrEqual(2);
+  });
+
+  it('a full disk, a missing folder and a file cut short mid-run become errors that say what to do', async () => {
+    const files = new AsyncFiles();
+    const data = new Uint8Array(IO_ALIGN);
+    const full = await files.write('/dev/full', 0, data).catch((e) => explainIoError(e, 'ssd'));
+    expect(full).toMatchObject({ code: 'ENOSPC', message: expect.stringMatching(/offload folder \/dev is full: free space there or choose another --ssd folder/) });
+    const missing = await files.write(join(dir, 'no-such-folder', 'x.bin'), 0, data).catch((e) => explainIoError(e, 'ssd'));
+    expect(missing).toMatchObject({ code: 'ENOENT', message: expect.stringMatching(/no-such-folder or a file in it vanished/) });
+    const model = join(dir, 'model.bin');
+    writeFileSync(model, Buffer.alloc(3 * IO_ALIGN));
+    await files.read(model, 2 * IO_ALIGN, 100, true);
+    truncateSync(model, IO_ALIGN);
+    const short = await files.read(model, 2 * IO_ALIGN, 100, true).catch((e) => explainIoError(e, 'model'));
+    expect(short).toMatchObject({ code: 'EOF', message: expect.stringMatching(/model\.bin is shorter than it was/) });
+  });
+});
+
+describe('memory plan', () => {
+  const path = () => tinyModel({ nEmbd: 256, nLayer: 4, nFf: 512, type: 'q8_0' });
+  const input = (over: Partial<PlanInput> = {}): PlanInput => {
+    const file = readGguf(path());
+    return {
+      file, hp: hparamsOf(file), training: 'adapter', adapterParams: 100_000, batch: 4, seq: 128,
+      budgets: { device: 8 * 2 ** 30, ram: 8 * 2 ** 30, ssd: 100 * 2 ** 30, cpuDevice: false },
+      rates: { ssdRead: 2e9, ssdWrite: 1e9, hostToDevice: 10e9, flops: 1e12 }, ...over,
+    };
+  };
+
+  it('with room everywhere, weights stay on the device and activations are kept', () => {
+    const p = planMemory(input());
+    expect(p.fits).toBe(true);
+    expect(p.blocks.every((b) => b.weights === 'device' && b.activations === 'keep')).toBe(true);
+    expect(p.io).toBe(0);
+  });
+
+  it('when the model does not fit, blocks stream from the model file and activations are swapped or recomputed, whichever costs less', () => {
+    const all = planMemory(input());
+    const weights = all.blocks.reduce((s, b) => s + b.weightBytes, 0), acts = all.blocks.reduce((s, b) => s + b.activationBytes, 0);
+    // the device holds its fixed working set only; RAM the boundaries and half the blocks' weights
+    const budgets = { device: all.device - weights, ram: all.ram - acts + weights / 2 + 1, ssd: 100 * 2 ** 30, cpuDevice: false };
+    const p = planMemory(input({ budgets }));
+    expect(p.fits).toBe(true);
+    expect(p.blocks.map((b) => b.weights)).toEqual(['ram', 'ram', 'stream', 'stream']);
+    expect(p.blocks.every((b) => b.activations !== 'keep')).toBe(true);
+    expect(p.io).toBeGreaterThan(0);
+    const fast = planMemory(input({ forceStream: true, rates: { ssdRead: 20e9, ssdWrite: 20e9, hostToDevice: 10e9, flops: 1e9 } }));
+    expect(fast.blocks.every((b) => b.weights === 'stream' && b.activations === 'swap')).toBe(true); // the SSD beats a slow device
+    const slowSsd = planMemory(input({ forceStream: true, rates: { ssdRead: 1e6, ssdWrite: 1e6, hostToDevice: 10e9, flops: 1e13 } }));
+    expect(slowSsd.blocks.every((b) => b.activations === 'recompute')).toBe(true);
+    expect(blockActivationBytes(input().hp, 4, 128)).toBe(all.blocks[0].activationBytes);
+    // overlap: never slower than compute and I/O one after the other, never faster than the compute
+    for (const q of [p, fast, slowSsd]) {
+      expect(q.step).toBeLessThanOrEqual(q.compute + q.io + 1e-12);
+      expect(q.step).toBeGreaterThanOrEqual(q.compute - 1e-12);
+    }
+  });
+
+  it('full-parameter state goes to the SSD folder when RAM is short; a plan that cannot fit says by how much and what to change', () => {
+    const p = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 96 * 2 ** 20, ssd: 100 * 2 ** 30, cpuDevice: false } }));
+    expect(p.trainable.home).toBe('ssd');
+    const no = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 96 * 2 ** 20, ssd: 0, cpuDevice: false } }));
+    expect(no.fits).toBe(false);
+    expect(no.shortfall).toMatch(/over the SSD folder by [\d.]+ GiB/);
+    const tiny = planMemory(input({ budgets: { device: 16 * 2 ** 20, ram: 8 * 2 ** 30, ssd: 0, cpuDevice: false } }));
+    expect(tiny.shortfall).toMatch(/over device memory by [\d.]+ GiB .*lower --batch or --seq/);
+  });
+
+  it('rates are measured on this machine and cached; sizes parse as a user writes them', async () => {
+    const cache = join(dir, 'rates');
+    const r = await machineRates(engine, dir, cache);
+    expect(r.cached).toBe(false);
+    for (const k of ['ssdRead', 'ssdWrite', 'hostToDevice', 'flops'] as const) expect(r[k]).toBeGreaterThan(1e6);
+    expect((await machineRates(engine, dir, cache)).cached).toBe(true);
+    expect(parseBytes('6G')).toBe(6 * 2 ** 30);
+    expect(parseBytes('512M')).toBe(512 * 2 ** 20);
+    expect(parseBytes('1.5GiB')).toBe(1.5 * 2 ** 30);
+    expect(() => parseBytes('lots')).toThrow(/like 6G/);
+  });
+});
