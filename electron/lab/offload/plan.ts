@@ -148,7 +148,12 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const ramTotal = b.cpuDevice ? deviceTotal : ramUse;
   const over: string[] = [];
   if (!b.cpuDevice && deviceUse > b.device) over.push(`device memory by ${gib(deviceUse - b.device)} (at least ${gib(fixedDevice)} for embeddings, head, logits and two blocks in flight: lower --batch or --seq)`);
-  if (ramTotal > (b.cpuDevice ? pool : b.ram)) over.push(`RAM by ${gib(ramTotal - (b.cpuDevice ? pool : b.ram))}: give an --ssd folder for activations${p.training === 'full' ? ' and optimizer state' : ''}, or lower --batch / --seq`);
+  if (ramTotal > (b.cpuDevice ? pool : b.ram)) {
+    const why = b.cpuDevice && fixedDevice > pool
+      ? `the working set alone (embeddings, head, logits, two blocks in flight: ${gib(fixedDevice)}) exceeds it: lower --batch or --seq`
+      : `${b.ssd > 0 ? 'the SSD folder takes what it can; ' : 'give an --ssd folder for activations' + (p.training === 'full' ? ' and optimizer state' : '') + ', or '}lower --batch / --seq`;
+    over.push(`RAM by ${gib(ramTotal - (b.cpuDevice ? pool : b.ram))}: ${why}`);
+  }
   if (ssdUse > b.ssd) over.push(`the SSD folder by ${gib(ssdUse - b.ssd)}: free space there or choose a bigger disk`);
   return {
     blocks, device: deviceTotal, ram: ramTotal, ssd: ssdUse, trainable: { bytes: trainableBytes, home: trainHome },
