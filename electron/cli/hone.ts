@@ -53,8 +53,9 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       their default --lr is 1e-4 for GaLore and 2e-5 for full)
       [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
       [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
-      [--resume] [--json]
-      fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one
+      [--resume] [--json] [--gpu-mem 6G] [--ram 8G] [--ssd <folder>] [--offload]
+      fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one;
+      with budgets, a memory plan decides whether blocks stream from the model file (--offload forces it)
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
   hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs|structured] [--sparsity 0.5]
       [--pattern unstructured|2:4|4:8] [--per row|matrix|global] [--score wanda|magnitude] [--heads 0] [--recover]
@@ -181,6 +182,7 @@ async function train(argv: string[]) {
       targets: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' }, schedule: { type: 'string' },
       warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
       format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, pad: { type: 'boolean' },
+      offload: { type: 'boolean' }, 'gpu-mem': { type: 'string' }, ram: { type: 'string' }, ssd: { type: 'string' },
       'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
       'hut-form': { type: 'string' }, 'mos-budget': { type: 'string' }, 'mos-shards': { type: 'string' }, 'mos-private': { type: 'string' },
       'mos-no-subset': { type: 'boolean' }, 'mos-no-dissociate': { type: 'boolean' },
@@ -224,6 +226,9 @@ async function train(argv: string[]) {
       naturalHistory: num(values['natural-history'], 'natural-history') ?? GALORE_DEFAULTS.history, naturalDamping: num(values['natural-damping'], 'natural-damping') ?? GALORE_DEFAULTS.damping,
     });
   }
+  if (values.offload || values['gpu-mem'] || values.ram || values.ssd) {
+    cfg.offload = { force: values.offload, gpuMem: values['gpu-mem'] ? parseBytes(values['gpu-mem']) : undefined, ram: values.ram ? parseBytes(values.ram) : undefined, ssd: values.ssd };
+  }
   if (cfg.method === 'hut') cfg.hutForm = (values['hut-form'] as HutForm) ?? 'scaling';
   if (cfg.method === 'mos') {
     Object.assign(cfg, {
@@ -250,6 +255,9 @@ async function train(argv: string[]) {
           process.stderr.write(`data: ${e.file} (${e.shape}, template ${e.template}): ${e.examples} of ${e.rows} rows used, ${e.trainWindows} training and ${e.valWindows} validation windows, ${e.trainedTokens} trained tokens\n`);
           for (const r of e.rejected.slice(0, 20)) process.stderr.write(`  skipped ${e.file}: row ${r.row} ${r.reason}\n`);
           if (e.rejected.length > 20) process.stderr.write(`  … and ${e.rejected.length - 20} more rows skipped\n`);
+          break;
+        case 'offload':
+          process.stderr.write(`offload: ${e.streaming ? 'streaming blocks from the model file' : 'everything fits in memory'}\n${e.plan}\n`);
           break;
         case 'memory': {
           const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;

@@ -1,6 +1,11 @@
 // Out-of-core building blocks: asynchronous file I/O on worker threads (O_DIRECT where allowed) with
 // its failures explained, the machine's measured rates, and the memory plan's choices under budgets.
-import { mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { writeSampleChat } from '../../electron/lab/data/samples.js';
+import { loadTrainedRun } from '../../electron/lab/export/run-export.js';
+import { listCheckpoints } from '../../electron/lab/tune/checkpoint.js';
+import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
+import { maxAbsDiff } from '../helpers/parity.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
@@ -46,6 +51,48 @@ describe('asynchronous file I/O', () => {
     truncateSync(model, IO_ALIGN);
     const short = await files.read(model, 2 * IO_ALIGN, 100, true).catch((e) => explainIoError(e, 'model'));
     expect(short).toMatchObject({ code: 'EOF', message: expect.stringMatching(/model\.bin is shorter than it was/) });
+  });
+});
+
+describe('streaming training', () => {
+  async function losses(model: string, data: string, over: Partial<TrainConfig>) {
+    const out: number[] = [], val: number[] = [];
+    const runDir = mkdtempSync(join(testDir, 'stream-run-'));
+    let streaming: boolean | undefined;
+    await runTraining({ ...TRAIN_DEFAULTS, model, data, steps: 20, lr: 3e-3, seq: 32, batch: 2, valFraction: 0.3, evalEvery: 10, saveEvery: 20, schedule: 'constant', ...over }, {
+      runDir,
+      onEvent: (e) => { if (e.type === 'step') out.push(e.loss); if (e.type === 'eval') val.push(e.valLoss); if (e.type === 'offload') streaming = e.streaming; },
+    });
+    return { out, val, streaming, runDir };
+  }
+
+  for (const [name, spec] of [['LoRA on Q8_0 weights', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }], ['LoRA on F32 weights, tied head', { type: 'f32', nLayer: 2, tied: true }]] as const) {
+    it(`${name}: 20 steps streamed block by block from the file give the in-memory losses`, async () => {
+      const model = tinyModel(spec);
+      const data = writeSampleChat(join(dir, 'facts.jsonl'));
+      const mem = await losses(model, data, {});
+      const str = await losses(model, data, { offload: { force: true, ssd: dir } });
+      expect(str.streaming).toBe(true);
+      expect(str.out.length).toBe(20);
+      for (let i = 0; i < 20; i++) expect(Math.abs(str.out[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
+      expect(str.out[19]).toBeLessThan(0.8 * str.out[0]); // it trains
+      for (let i = 0; i < mem.val.length; i++) expect(str.val[i]).toBeCloseTo(mem.val[i], 4);
+      const a = loadTrainedRun(mem.runDir).pairs, b = loadTrainedRun(str.runDir).pairs;
+      expect(maxAbsDiff(b[0].b, a[0].b)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('a model file that vanishes mid-run stops with a clear message; full-parameter methods are refused under streaming', async () => {
+    const model = join(dir, 'vanishing.gguf');
+    copyFileSync(tinyModel({ type: 'q8_0', nLayer: 3 }), model);
+    const data = writeSampleChat(join(dir, 'facts2.jsonl'));
+    let steps = 0;
+    const runDir = mkdtempSync(join(testDir, 'stream-run-'));
+    await expect(runTraining({ ...TRAIN_DEFAULTS, model, data, steps: 20, seq: 32, batch: 2, valFraction: 0, saveEvery: 1, offload: { force: true } }, {
+      runDir, onEvent: (e) => { if (e.type === 'step' && ++steps === 2) rmSync(model); },
+    })).rejects.toThrow(/vanishing\.gguf vanished during the run .*put it back, then resume/);
+    expect(listCheckpoints(runDir).length).toBeGreaterThanOrEqual(2); // resumable from the last step
+    await expect(losses(tinyModel({ type: 'f32' }), data, { method: 'full', offload: { force: true } })).rejects.toThrow(/streaming training cannot do yet/);
   });
 });
 

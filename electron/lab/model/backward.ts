@@ -5,7 +5,7 @@
 import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
 import { addGrad, type Grads, type TrainedLinear } from '../tune/adapter.js';
-import { blockForward, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
+import { blockForward, headLoss, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
 export type { Grads } from '../tune/adapter.js';
 /** the trained linear on (layer, module) and the dropout mask on its adapter's input, if any */
@@ -111,24 +111,27 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
     acts.push(blockForward(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, hook));
     x = acts[il].out;
   }
-  const picked = b.getRows(x, loss.positions); // [d, m]
-  const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
-  let logits = b.mulMat(w.output, h);
-  if (w.outputBias) logits = b.add(logits, w.outputBias);
-  logits = b.mul(logits, loss.rowMask);
-  const out = b.mul(b.crossEntropy(logits, loss.labels), loss.scale);
-
   const grads: Grads = new Map();
+  const head = headBackward(b, hp, w, x, loss, grads, { full, norms });
+  let d = head.dx;
+  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, norms);
+  if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(d, inp.tokens, w.tokEmbd)); // [d, V]
+  return { loss: head.loss, grads };
+}
+
+/**
+ * The loss of the head on x [d, T·B] (the last block's output) and d(loss)/dx; with `norms` the output
+ * norm's and bias's gradients, with `full` also the head weight's, into `grads`.
+ */
+export function headBackward(b: GraphBuilder, hp: Hparams, w: Pick<Weights, 'outputNorm' | 'output' | 'outputBias'>, x: Tensor, loss: LossInputs, grads: Grads, opts: { full?: boolean; norms?: boolean } = {}): { loss: Tensor; dx: Tensor } {
+  const { loss: out, picked, h, logits } = headLoss(b, hp, w, x, loss);
   const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
   const dH = inputGrad(b, w.output, dLogits); // [d, m]
-  if (full) addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
-  if (norms) {
+  if (opts.full) addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
+  if (opts.full || opts.norms) {
     if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, dLogits), w.outputBias.shape[0]));
     addGrad(b, grads, w.outputNorm, normWeightGrad(b, dH, picked, hp.rmsEps, w.outputNorm));
   }
   const dPicked = b.rmsNormBack(b.mul(dH, w.outputNorm), picked, hp.rmsEps);
-  let d = b.getRowsBack(dPicked, loss.positions, x); // [d, n]
-  for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, norms);
-  if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(d, inp.tokens, w.tokEmbd)); // [d, V]
-  return { loss: out, grads };
+  return { loss: out, dx: b.getRowsBack(dPicked, loss.positions, x) }; // [d, n]
 }

@@ -383,12 +383,18 @@ export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights },
   const { hp, weights: w } = m;
   let x = b.getRows(w.tokEmbd, inp.tokens);
   for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
+  return headLoss(b, hp, w, x, loss).loss;
+}
+
+/** The head on the last block's output x [d, T·B] at the trained positions: the loss and what its
+ *  backward needs (model/backward.ts headBackward). */
+export function headLoss(b: GraphBuilder, hp: Hparams, w: Pick<Weights, 'outputNorm' | 'output' | 'outputBias'>, x: Tensor, loss: LossInputs) {
   const picked = b.getRows(x, loss.positions); // [d, m]
   const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
   let logits = b.mulMat(w.output, h); // [nVocab, m]
   if (w.outputBias) logits = b.add(logits, w.outputBias);
   logits = b.mul(logits, loss.rowMask);
-  return b.mul(b.crossEntropy(logits, loss.labels), loss.scale);
+  return { loss: b.mul(b.crossEntropy(logits, loss.labels), loss.scale), picked, h, logits };
 }
 
 /** Fills the loss inputs from a batch's targets: (position, token) pairs, at most m of them. */

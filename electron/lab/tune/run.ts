@@ -6,9 +6,13 @@ import { openEngine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { Rng, type LongPolicy, type Window } from '../data/pack.js';
 import type { Shape } from '../data/shape.js';
-import { LlamaModel } from '../model/llama.js';
+import { LlamaModel, hparamsOf } from '../model/llama.js';
+import { StreamingTrainer } from '../offload/stream.js';
+import { AsyncFiles } from '../offload/io.js';
+import { describePlan, planMemory } from '../offload/plan.js';
+import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { parameterCount, type Adapter } from './adapter.js';
+import { moduleDims, parameterCount, type Adapter } from './adapter.js';
 import { galoreSettings, isFullParameter, makeAdapter, type MethodConfig } from './methods.js';
 import { fullMemoryPlan, type MemoryPlan } from './galore.js';
 import { readGguf } from '../model/gguf.js';
@@ -35,6 +39,19 @@ export interface TrainConfig extends MethodConfig {
   pack: boolean;
   maxGradNorm: number;
   weightDecay: number;
+  /** out-of-core training (offload/): budgets for the memory plan; `force` streams even when it fits */
+  offload?: OffloadConfig;
+}
+
+export interface OffloadConfig {
+  force?: boolean;
+  /** device memory and RAM budgets in bytes (default: what the machine has) */
+  gpuMem?: number;
+  ram?: number;
+  /** folder for swapped state (its free space is the SSD budget) */
+  ssd?: string;
+  /** O_DIRECT reads of the model file (default true) */
+  direct?: boolean;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -45,6 +62,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
   | ({ type: 'memory' } & MemoryPlan)
+  | { type: 'offload'; streaming: boolean; plan: string; fits: boolean; device: number; ram: number; ssd: number; expectedStep: number }
   | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
   | { type: 'eval'; step: number; valLoss: number }
@@ -101,17 +119,32 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
   if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(readGguf(cfg.model), galoreSettings({ ...cfg, method })) });
   const engine = openEngine();
-  const model = LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
+  // out of core: the plan decides whether the blocks stream from the model file
+  let streaming = false;
+  if (cfg.offload) {
+    const file = readGguf(cfg.model);
+    const budgets = defaultBudgets(engine, cfg.offload.ssd);
+    if (cfg.offload.gpuMem) budgets.device = cfg.offload.gpuMem;
+    if (cfg.offload.ram) budgets.ram = cfg.offload.ram;
+    const hp = hparamsOf(file);
+    const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, o] = moduleDims(hp, m); return a + cfg.rank * (i + o); }, 0);
+    const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
+    streaming = p.blocks.some((b) => b.weights === 'stream');
+    emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
+    if (streaming && (isFullParameter(method) || method === 'perp')) { engine.free(); throw new Error(`${method} trains base weights, which streaming training cannot do yet; this model needs streaming under these budgets (LoRA, HUT and MoS can), or give more --ram`); }
+  }
+  const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
+  const shape = model ?? ({ hp: hparamsOf(readGguf(cfg.model)) } as LlamaModel);
   let adapter: Adapter;
   try {
-    adapter = makeAdapter(engine, model, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
+    adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
-    model.free();
+    model?.free();
     engine.free();
     throw e;
   }
   adapter.init(cfg.seed);
-  let trainer: Trainer | null = null;
+  let trainer: Trainer | StreamingTrainer | null = null;
   try {
     let step = 0, consumed = 0;
     let resumedFrom: string | undefined;
@@ -119,7 +152,9 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       const ck = loadLatestCheckpoint(runDir, adapter);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
-    trainer = new Trainer(engine, model, adapter, cfg.batch, cfg.seq, { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) }, optCfg);
+    const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
+    trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
@@ -135,7 +170,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       for (let micro = 0; micro < cfg.accum; micro++) {
         const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
         consumed += cfg.batch;
-        const r = trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
+        const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
         lossSum += r.loss * r.targets;
         targets += r.targets;
       }
@@ -149,7 +184,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         tokensPerSecond: (done * perStep * cfg.seq) / Math.max(elapsed, 1e-9), elapsed, eta: (elapsed / done) * (totalSteps - step),
         rss: process.memoryUsage().rss, deviceBytes: engine.native.memory().current,
       });
-      if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: trainer.evaluate(ds.val) });
+      if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await trainer.evaluate(ds.val) });
       if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) save();
     }
     if (stopped && step > startStep && !listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`))) save();
@@ -158,7 +193,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   } finally {
     trainer?.free();
     adapter.free();
-    model.free();
+    model?.free();
     engine.free();
   }
 }

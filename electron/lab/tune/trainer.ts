@@ -40,19 +40,29 @@ export function targetCapacity(windows: Window[], batch: number): number {
   return Math.max(1, most * batch);
 }
 
-export class Trainer {
-  private readonly train: LossGraph;
-  private readonly evalGraph: LossGraph;
-  /** AdamW on every trainable, unless the method has its own optimizer */
+/** a batch's token ids (B windows of T) and its targets (position, token); a short last batch repeats
+ *  windows but counts their targets once */
+export function batchTokens(windows: Window[], T: number, batch: number): { tokens: Int32Array; targets: [number, number][] } {
+  const tokens = new Int32Array(T * batch);
+  const targets: [number, number][] = [];
+  for (let s = 0; s < batch; s++) {
+    const w = windows[s % windows.length];
+    const counted = s < windows.length;
+    tokens.set(w.input, s * T);
+    if (counted) for (let i = 0; i < T; i++) if (w.trained[i]) targets.push([s * T + i, w.target[i]]);
+  }
+  return { tokens, targets };
+}
+
+/**
+ * The optimizer half of a step, over an adapter's accumulated gradients: the global gradient norm →
+ * clipping factor → AdamW on every trainable (one ggml graph), or the method's own optimizer step.
+ */
+export class AdapterOptimizer {
   private readonly opt: { b: GraphBuilder; graph: Graph; params: Tensor; gscale: Tensor } | null = null;
   private readonly norm: { b: GraphBuilder; graph: Graph; out: Tensor };
-  readonly T: number;
 
-  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig) {
-    this.T = seq;
-    this.train = this.lossGraph(capacity.train, true);
-    this.evalGraph = this.lossGraph(capacity.eval, false);
-
+  constructor(engine: Engine, readonly adapter: Adapter, readonly optCfg: OptimizerConfig) {
     const nb = new GraphBuilder(64 + 8 * adapter.trainables.length);
     let sumsq: Tensor | null = null;
     for (const t of adapter.trainables) {
@@ -60,7 +70,6 @@ export class Trainer {
       sumsq = sumsq ? nb.add(sumsq, s) : s;
     }
     this.norm = { b: nb, out: sumsq!, graph: new Graph(engine, nb, [sumsq!]) };
-
     if (!adapter.optimizerStep) {
       const ob = new GraphBuilder(64 + 8 * adapter.trainables.length);
       const params = ob.input(T.F32, [7], 'adamw_params');
@@ -68,6 +77,42 @@ export class Trainer {
       const steps = adapter.trainables.map((t) => ob.adamwStep(t.param, ob.mul(t.acc, gscale), t.m, t.v, params));
       this.opt = { b: ob, graph: new Graph(engine, ob, steps), params, gscale };
     }
+  }
+
+  /** step `t` (1-based) on the gradients of `micro` micro-batches; returns the gradient norm */
+  step(t: number, lr: number, micro: number): number {
+    this.norm.graph.compute();
+    const norm = Math.sqrt(this.norm.out.get()[0]) / micro;
+    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.optCfg;
+    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
+    if (!this.opt) {
+      this.adapter.optimizerStep!(t, lr, clip / micro);
+      return norm;
+    }
+    this.opt.gscale.set(new Float32Array([clip / micro]));
+    this.opt.params.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, 1 / (1 - beta1 ** t), 1 / (1 - beta2 ** t)]));
+    this.opt.graph.compute();
+    return norm;
+  }
+
+  free() {
+    this.norm.graph.free(); this.norm.b.free();
+    this.opt?.graph.free(); this.opt?.b.free();
+  }
+}
+
+export class Trainer {
+  private readonly train: LossGraph;
+  private readonly evalGraph: LossGraph;
+  private readonly optimizer: AdapterOptimizer;
+  readonly T: number;
+
+  constructor(readonly engine: Engine, readonly model: LlamaModel, readonly adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig) {
+    this.T = seq;
+    this.train = this.lossGraph(capacity.train, true);
+    this.evalGraph = this.lossGraph(capacity.eval, false);
+
+    this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
   }
 
   /**
@@ -127,15 +172,7 @@ export class Trainer {
   /** sets a graph's inputs from a batch; returns the number of real targets */
   private load(g: LossGraph, windows: Window[], opts: { first?: boolean } = {}): number {
     const { T, batch } = this;
-    const tokens = new Int32Array(T * batch);
-    const targets: [number, number][] = [];
-    for (let s = 0; s < batch; s++) {
-      const w = windows[s % windows.length];
-      // a short last batch repeats windows but counts their targets once
-      const counted = s < windows.length;
-      tokens.set(w.input, s * T);
-      if (counted) for (let i = 0; i < T; i++) if (w.trained[i]) targets.push([s * T + i, w.target[i]]);
-    }
+    const { tokens, targets } = batchTokens(windows, T, batch);
     setForwardInputs(g.inp, tokens, T, batch);
     setLossInputs(g.loss, this.model.hp.nVocab, g.m, targets);
     g.keep?.set(new Float32Array([opts.first ? 0 : 1]));
@@ -161,23 +198,11 @@ export class Trainer {
 
   /** AdamW step `t` (1-based) on the accumulated gradients of `micro` micro-batches; returns the gradient norm */
   step(t: number, lr: number, micro: number): number {
-    this.norm.graph.compute();
-    const norm = Math.sqrt(this.norm.out.get()[0]) / micro;
-    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.optCfg;
-    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
-    if (!this.opt) {
-      this.adapter.optimizerStep!(t, lr, clip / micro);
-      return norm;
-    }
-    this.opt.gscale.set(new Float32Array([clip / micro]));
-    this.opt.params.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, 1 / (1 - beta1 ** t), 1 / (1 - beta2 ** t)]));
-    this.opt.graph.compute();
-    return norm;
+    return this.optimizer.step(t, lr, micro);
   }
 
   free() {
     for (const g of [this.train, this.evalGraph]) { g.graph.free(); g.b.free(); }
-    this.norm.graph.free(); this.norm.b.free();
-    this.opt?.graph.free(); this.opt?.b.free();
+    this.optimizer.free();
   }
 }
