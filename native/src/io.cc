@@ -7,11 +7,15 @@
 // the path, so the caller can say what to do.
 #include <napi.h>
 
+#include "ggml-backend.h"
+#include "ggml.h"
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,13 +23,16 @@ namespace {
 
 constexpr size_t kAlign = 4096;
 
+// page-aligned scratch memory straight from mmap, so that it goes back to the OS the moment it is
+// freed (malloc would keep large blocks in its arenas, and a streamed run's RSS would grow)
 struct Aligned {
     void *p = nullptr;
     size_t n = 0;
-    explicit Aligned(size_t bytes) : n(bytes) {
-        if (posix_memalign(&p, kAlign, bytes ? bytes : kAlign) != 0) p = nullptr;
+    explicit Aligned(size_t bytes) : n(bytes ? bytes : kAlign) {
+        p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) p = nullptr;
     }
-    ~Aligned() { free(p); }
+    ~Aligned() { if (p) munmap(p, n); }
 };
 
 std::string ErrName(int e) {
@@ -56,9 +63,9 @@ int OpenFile(const std::string &path, int flags, bool direct, bool *usedDirect) 
 
 class IoWork : public Napi::AsyncWorker {
 public:
-    IoWork(Napi::Env env, bool write, std::string path, uint64_t offset, size_t length, bool direct)
+    IoWork(Napi::Env env, bool write, std::string path, uint64_t offset, size_t length, bool direct, ggml_tensor *target = nullptr)
         : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), write_(write), path_(std::move(path)),
-          offset_(offset), length_(length), direct_(direct) {}
+          offset_(offset), length_(length), direct_(direct), target_(target) {}
 
     Napi::Promise Promise() { return deferred_.Promise(); }
     std::string data_;  // bytes to write (copied from JS at submission)
@@ -104,7 +111,10 @@ protected:
                 done += static_cast<size_t>(r);
             }
             if (done < offset_ - start + length_) { close(fd); errno = 0; return FailMsg("the file ended " + std::to_string(offset_ + length_ - (start + done)) + " bytes early (EOF)"); }
-            out_.assign(static_cast<char *>(buf.p) + (offset_ - start), length_);
+            const char *src = static_cast<char *>(buf.p) + (offset_ - start);
+            // into a tensor: straight from the scratch buffer, never through JavaScript's heap
+            if (target_) ggml_backend_tensor_set(target_, src, 0, length_);
+            else out_.assign(src, length_);
         }
         close(fd);
     }
@@ -115,6 +125,8 @@ protected:
             Napi::Object o = Napi::Object::New(env);
             o.Set("direct", direct_);
             deferred_.Resolve(o);
+        } else if (target_) {
+            deferred_.Resolve(env.Undefined());
         } else {
             Napi::Buffer<char> b = Napi::Buffer<char>::Copy(env, out_.data(), out_.size());
             deferred_.Resolve(b);
@@ -144,6 +156,7 @@ private:
     uint64_t offset_;
     size_t length_;
     bool direct_;
+    ggml_tensor *target_;
     std::string out_;
     std::string code_ = "EIO";
 };
@@ -154,6 +167,20 @@ Napi::Value ReadAsync(const Napi::CallbackInfo &info) {
     if (info.Length() < 3) throw Napi::TypeError::New(env, "readAsync(path, offset, length, direct?)");
     auto *w = new IoWork(env, false, info[0].As<Napi::String>(), static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()),
                          static_cast<size_t>(info[2].As<Napi::Number>().Int64Value()), info.Length() > 3 && info[3].ToBoolean());
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+}
+
+// readIntoTensor(path, offset, tensor, direct) -> Promise<void>: ggml_nbytes(tensor) bytes at offset
+// into the tensor's memory (the tensor must not be in use by a graph until the promise settles)
+Napi::Value ReadIntoTensor(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[2].IsExternal()) throw Napi::TypeError::New(env, "readIntoTensor(path, offset, tensor, direct?)");
+    ggml_tensor *t = info[2].As<Napi::External<ggml_tensor>>().Data();
+    if (!t->buffer) throw Napi::Error::New(env, std::string("tensor ") + t->name + " has no memory yet");
+    auto *w = new IoWork(env, false, info[0].As<Napi::String>(), static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), ggml_nbytes(t),
+                         info.Length() > 3 && info[3].ToBoolean(), t);
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;
@@ -179,6 +206,7 @@ namespace hone {
 void InitIo(Napi::Env env, Napi::Object exports) {
     exports.Set("readAsync", Napi::Function::New(env, ReadAsync));
     exports.Set("writeAsync", Napi::Function::New(env, WriteAsync));
+    exports.Set("readIntoTensor", Napi::Function::New(env, ReadIntoTensor));
     exports.Set("ioAlignment", Napi::Number::New(env, static_cast<double>(kAlign)));
 }
 }  // namespace hone

@@ -2,11 +2,12 @@
 // O_DIRECT where the file system allows it), with a bounded number of requests in flight and errors
 // turned into messages that say what to do.
 import { dirname } from 'node:path';
-import { native } from '../engine/native.js';
+import { native, type External } from '../engine/native.js';
 
 interface IoNative {
   readAsync(path: string, offset: number, length: number, direct?: boolean): Promise<Buffer>;
   writeAsync(path: string, offset: number, data: Uint8Array, direct?: boolean): Promise<{ direct: boolean }>;
+  readIntoTensor(path: string, offset: number, tensor: External, direct?: boolean): Promise<void>;
   ioAlignment: number;
 }
 const io = () => native() as unknown as IoNative;
@@ -63,6 +64,14 @@ export class AsyncFiles {
       const b = await io().readAsync(path, offset, length, direct);
       this.bytesRead += length;
       return b;
+    });
+  }
+
+  /** a tensor's bytes from `offset` of the file straight into its memory (no JavaScript buffer) */
+  readInto(path: string, offset: number, tensor: External, bytes: number, direct = false): Promise<void> {
+    return this.slot(async () => {
+      await io().readIntoTensor(path, offset, tensor, direct);
+      this.bytesRead += bytes;
     });
   }
 

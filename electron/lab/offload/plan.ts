@@ -98,7 +98,9 @@ export function planMemory(p: PlanInput): MemoryPlan {
   // in flight (the one computing and the one prefetched), one block's activations while it computes
   const pool = b.cpuDevice ? Math.min(b.device, b.ram) : b.device;
   const window = 2 * Math.max(...blockBytes);
-  const fixedDevice = otherBytes + logits + window + act + boundary * 2;
+  // the backward's scratch: F32 copies of a block's largest weight (input gradients through BLAS)
+  const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
+  const fixedDevice = otherBytes + logits + window + act + boundary * 2 + 2 * F32 * largest;
   const allWeights = blockBytes.reduce((a, c) => a + c, 0);
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);

@@ -1,36 +1,60 @@
 // Streaming training (Fuyou-style, ALGORITHMS.md §4): the blocks' frozen weights are never all in
 // memory. Forward and backward run one transformer block at a time; each block's weights are read
-// straight from the GGUF file (asynchronous reads, O_DIRECT where allowed) into one of two slots, the
-// next block's read running while the current block computes. Every block's input (the boundary
-// activation, [d, T·B] F32) is kept in RAM; the activations inside a block are recomputed in its
-// backward. Embeddings, the head and the adapters' trainables stay resident. The arithmetic is the
-// in-memory trainer's, op for op (model/backward.ts), so the losses are the same.
+// straight from the GGUF file into one of two slots (asynchronous reads on worker threads, O_DIRECT
+// where allowed, no copy through JavaScript), the next block's read running while the current block
+// computes. Every block's input (the boundary activation, [d, T·B] F32) is kept in RAM; the
+// activations inside a block are recomputed in its backward. Embeddings, the head and the LoRA
+// parameters stay resident. The graphs belong to the slots, not to the blocks: before a block
+// computes, its layer's LoRA A and B are copied into the slot's, and after its backward the slot's
+// gradients are added to the layer's accumulators — so four graphs (forward and backward per slot)
+// serve any number of layers, and memory does not grow with depth. The arithmetic is the in-memory
+// trainer's, op for op (model/backward.ts, tune/lora.ts), so the losses are the same.
 //
-// Limits of this first version (the memory plan may ask for more): adapter methods only (LoRA, HUT,
-// MoS: frozen base), no dropout, boundaries in RAM (not swapped to the SSD).
+// Limits of this first version (the memory plan may ask for more): LoRA only, no dropout, boundaries
+// in RAM (not swapped to the SSD), activations always recomputed.
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
 import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { blockForward, forwardInputs, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
+import { blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
-import type { Adapter } from '../tune/adapter.js';
+import { addGrad, moduleDims, type Adapter, type TrainedLinear } from '../tune/adapter.js';
+import { Lora, lowRankLinear } from '../tune/lora.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/trainer.js';
 import { AsyncFiles, explainIoError } from './io.js';
 
-type Slot = { b: GraphBuilder; buffer: number; layer: Layer; holds: number };
 const FIELDS = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'] as const;
 
-interface BlockGraphs { fwd: { b: GraphBuilder; graph: Graph; inp: Pick<ForwardInputs, 'positions' | 'mask'>; x: Tensor; out: Tensor }; bwd: { b: GraphBuilder; graph: Graph; inp: Pick<ForwardInputs, 'positions' | 'mask'>; x: Tensor; dOut: Tensor; dx: Tensor } }
+/** one module's LoRA inside a slot: the computing layer's A and B, and the gradients the backward leaves */
+interface SlotLora { a: Tensor; b: Tensor; ga: Tensor; gb: Tensor }
+
+/** a slot: one block's frozen weights, its LoRA, and the forward and backward graphs over them */
+interface Slot {
+  b: GraphBuilder;
+  buffer: number;
+  layer: Layer;
+  lora: Map<Module, SlotLora>;
+  holds: number;
+  fwd?: { b: GraphBuilder; graph: Graph; out: Tensor };
+  bwd?: { b: GraphBuilder; graph: Graph; dx: Tensor };
+}
+
+/** the block graphs' inputs, static and shared by every slot */
+interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor }
+
+interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number }
 
 export class StreamingTrainer {
   readonly T: number;
   private readonly plan;
+  private readonly lora: Lora;
+  /** LoRA parameter → its gradient accumulator */
+  private readonly accOf = new Map<Tensor, Tensor>();
   private readonly resident: { b: GraphBuilder; buffer: number; tokEmbd: Tensor; outputNorm: Tensor; output: Tensor; outputBias?: Tensor; ropeFreqs?: Tensor };
   private readonly slotOf: Slot[] = [];
   private readonly slots: Slot[] = [];
-  private readonly blocks: BlockGraphs[] = [];
+  private readonly io: BlockIo;
   private readonly embed: { b: GraphBuilder; graph: Graph; tokens: Tensor; out: Tensor };
   private readonly head: { train: HeadGraph; eval: HeadGraph };
   private readonly optimizer: AdapterOptimizer;
@@ -40,9 +64,11 @@ export class StreamingTrainer {
   /** bytes of frozen weights read from the model file */
   bytesRead = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, readonly adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true) {
-    if (adapter.full || adapter.norms || adapter.weightsFor) throw new Error(`streaming training keeps the base frozen: ${adapter.method} trains base weights, which this version cannot stream yet; use LoRA, HUT or MoS, or drop --offload`);
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true) {
+    if (!(adapter instanceof Lora)) throw new Error(`streaming training runs LoRA in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
     if (adapter.dropout > 0) throw new Error('streaming training draws no dropout masks yet: set --dropout 0 with --offload');
+    this.lora = adapter;
+    for (const t of adapter.trainables) this.accOf.set(t.param, t.acc);
     this.T = seq;
     this.plan = planWeights(file, hp);
     // resident: embeddings, output norm and head (a tied head is the embedding)
@@ -57,6 +83,12 @@ export class StreamingTrainer {
     const r = { tokEmbd: res(this.plan.tokEmbd)!, outputNorm: res(this.plan.outputNorm)!, output: res(this.plan.output)!, outputBias: res(this.plan.outputBias), ropeFreqs: res(this.plan.ropeFreqs) };
     this.resident = { b: rb, buffer: allocStatic(engine, rb, `resident weights of ${file.path}`), ...r };
     for (const [t, info] of load) t.loadFromFile(file.path, info.offset);
+    // the block graphs' inputs
+    const iob = new GraphBuilder(8);
+    const n = seq * batch;
+    const io = { x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask') };
+    this.io = { b: iob, buffer: allocStatic(engine, iob, "streamed blocks' inputs"), ...io };
+    setAttentionInputs(this.io, seq, batch);
     // two slots per block signature (tensor types and shapes), used alternately
     const bySig = new Map<string, Slot[]>();
     const seen = new Map<string, number>();
@@ -68,10 +100,10 @@ export class StreamingTrainer {
       this.slotOf[j] = bySig.get(sig)![k % 2];
     });
     for (const ss of bySig.values()) this.slots.push(...ss);
-    for (let j = 0; j < hp.nLayer; j++) this.blocks.push(this.blockGraphs(j));
+    for (const slot of this.slots) this.slotGraphs(slot);
     const eb = new GraphBuilder(16);
     eb.blas = engine.blas;
-    const tokens = eb.input(TYPES.I32, [seq * batch], 'tokens');
+    const tokens = eb.input(TYPES.I32, [n], 'tokens');
     const out = eb.getRows(this.resident.tokEmbd, tokens);
     this.embed = { b: eb, graph: new Graph(engine, eb, [out]), tokens, out };
     this.head = { train: this.headGraph(capacity.train, true), eval: this.headGraph(capacity.eval, false) };
@@ -79,44 +111,42 @@ export class StreamingTrainer {
   }
 
   private makeSlot(L: LayerOf<GgufTensorInfo>, label: string): Slot {
-    const b = new GraphBuilder(32);
+    const b = new GraphBuilder(128);
     const t = (info?: GgufTensorInfo) => (info ? b.tensor(info.type, info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
     const layer = Object.fromEntries(FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
-    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, holds: -1 };
+    const r = this.lora.cfg.rank;
+    const lora = new Map<Module, SlotLora>();
+    for (const m of this.lora.cfg.targets) {
+      const [inDim, outDim] = moduleDims(this.hp, m);
+      const f = (shape: number[], what: string) => b.tensor(TYPES.F32, shape, `${label}.${m}.${what}`);
+      lora.set(m, { a: f([inDim, r], 'lora_a'), b: f([r, outDim], 'lora_b'), ga: f([inDim, r], 'grad_a'), gb: f([r, outDim], 'grad_b') });
+    }
+    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, lora, holds: -1 };
   }
 
-  private attention(b: GraphBuilder) {
-    return { positions: b.input(TYPES.I32, [this.T * this.batch], 'positions'), mask: b.input(TYPES.F32, [this.T, this.T], 'kq_mask') };
-  }
-
-  private blockGraphs(j: number): BlockGraphs {
-    const { hp, T, batch, adapter } = this;
-    const d = hp.nEmbd, n = T * batch;
-    const L = this.slotOf[j].layer;
+  /** a slot's forward (x_j → x_{j+1}) and backward (recompute from x_j, then d(x_j) from d(x_{j+1})) */
+  private slotGraphs(slot: Slot) {
+    const { hp, T, batch, io } = this;
     const rope = this.resident.ropeFreqs ?? null;
-    const linearOf = (g: GraphBuilder) => (layer: number, m: Module) => { const l = adapter.linear(g, layer, m); return l && { linear: l }; };
-    const hook = (g: GraphBuilder) => (g2: GraphBuilder, layer: number, m: Module, W: Tensor, x: Tensor) => adapter.linear(g, layer, m)?.forward(g2, W, x) ?? g2.mulMat(W, x);
-    // forward: x_j → x_{j+1}
+    const inp = { positions: io.positions, mask: io.mask } as ForwardInputs;
+    const s = this.lora.scale;
+    const linear = (m: Module): TrainedLinear | undefined => {
+      const l = slot.lora.get(m);
+      return l && lowRankLinear(l.a, l.b, s, (g, grads, dA, dB) => { addGrad(g, grads, l.a, dA); addGrad(g, grads, l.b, dB); });
+    };
+    const linears = new Map(this.lora.cfg.targets.map((m) => [m, linear(m)!]));
+    const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linears.get(m)?.forward(g, W, x) ?? g.mulMat(W, x);
     const fb = new GraphBuilder();
     fb.blas = this.engine.blas;
-    const finp = this.attention(fb);
-    const fx = fb.input(TYPES.F32, [d, n], 'x_in');
-    const fout = blockForward(fb, hp, L, j, fx, finp as ForwardInputs, rope, T, batch, hook(fb)).out;
-    // backward: recompute the block from x_j, then its backward from d(x_{j+1}); gradients add into
-    // the accumulators (zeroed at the start of a step)
+    const out = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook).out;
+    slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [out]), out };
     const bb = new GraphBuilder();
     bb.blas = this.engine.blas;
-    const binp = this.attention(bb);
-    const bx = bb.input(TYPES.F32, [d, n], 'x_in');
-    const dOut = bb.input(TYPES.F32, [d, n], 'd_out');
-    const acts = blockForward(bb, hp, L, j, bx, binp as ForwardInputs, rope, T, batch, hook(bb));
+    const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
     const grads = new Map<Tensor, Tensor>();
-    const dx = blockBackward(bb, hp, L, j, acts, dOut, binp as ForwardInputs, rope, T, batch, linearOf(bb), grads);
-    const updates = adapter.trainables.filter((t) => grads.has(t.param)).map((t) => bb.cpy(bb.add(t.acc, grads.get(t.param)!), t.acc));
-    return {
-      fwd: { b: fb, graph: new Graph(this.engine, fb, [fout]), inp: finp, x: fx, out: fout },
-      bwd: { b: bb, graph: new Graph(this.engine, bb, [dx, ...updates]), inp: binp, x: bx, dOut, dx },
-    };
+    const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linears.get(m); return l && { linear: l }; }, grads);
+    const keepGrads = [...slot.lora.values()].flatMap((l) => [bb.cpy(grads.get(l.a)!, l.ga), bb.cpy(grads.get(l.b)!, l.gb)]);
+    slot.bwd = { b: bb, graph: new Graph(this.engine, bb, [dx, ...keepGrads]), dx };
   }
 
   private headGraph(m: number, backward: boolean): HeadGraph {
@@ -134,8 +164,7 @@ export class StreamingTrainer {
 
   /** block j's weights into its slot (waits for a prefetch under way) */
   private async ensure(j: number): Promise<void> {
-    const slot = this.slotOf[j];
-    if (slot.holds === j) return;
+    if (this.slotOf[j].holds === j) return;
     await (this.pending.get(j) ?? this.read(j));
   }
 
@@ -149,15 +178,24 @@ export class StreamingTrainer {
     const slot = this.slotOf[j];
     const infos = this.plan.layers[j];
     try {
-      const data = await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.read(this.file.path, infos[f]!.offset, infos[f]!.bytes, this.direct) : null)));
-      // only now does the slot change: its previous block's graphs ran before this resolved
-      FIELDS.forEach((f, k) => { if (data[k]) slot.layer[f]!.set(data[k]!); });
-      for (const b of data) this.bytesRead += b?.length ?? 0;
+      // straight into the slot's tensors; the slot's previous block finished before this started
+      await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
+      for (const f of FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
       slot.holds = j;
     } catch (e) {
       throw explainIoError(e, 'model');
     } finally {
       this.pending.delete(j);
+    }
+  }
+
+  /** layer j's LoRA parameters into its slot */
+  private setLora(j: number) {
+    const slot = this.slotOf[j];
+    for (const [m, l] of slot.lora) {
+      const p = this.lora.pair(j, m)!;
+      l.a.set(p.a.get());
+      l.b.set(p.b.get());
     }
   }
 
@@ -175,17 +213,17 @@ export class StreamingTrainer {
     for (let j = 0; j < this.hp.nLayer; j++) {
       await this.ensure(j);
       this.prefetch(j + 1);
-      const g = this.blocks[j].fwd;
-      g.x.set(this.bounds[j]);
-      setAttentionInputs(g.inp, this.T, this.batch);
-      g.graph.compute();
-      this.bounds[j + 1] = g.out.get();
+      const slot = this.slotOf[j];
+      this.setLora(j);
+      this.io.x.set(this.bounds[j]);
+      slot.fwd!.graph.compute();
+      this.bounds[j + 1] = slot.fwd!.out.get();
     }
   }
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
   async accumulate(windows: Window[], first: boolean): Promise<{ loss: number; targets: number }> {
-    if (first) for (const t of this.adapter.trainables) t.acc.set(new Float32Array(t.acc.elements));
+    if (first) for (const t of this.lora.trainables) t.acc.set(new Float32Array(t.acc.elements));
     const head = this.head.train;
     const targets = this.setTokens(windows, head);
     await this.forward();
@@ -196,12 +234,21 @@ export class StreamingTrainer {
     for (let j = this.hp.nLayer - 1; j >= 0; j--) {
       await this.ensure(j);
       this.prefetch(j - 1);
-      const g = this.blocks[j].bwd;
-      g.x.set(this.bounds[j]);
-      g.dOut.set(d);
-      setAttentionInputs(g.inp, this.T, this.batch);
-      g.graph.compute();
-      d = g.dx.get();
+      const slot = this.slotOf[j];
+      this.setLora(j);
+      this.io.x.set(this.bounds[j]);
+      this.io.dOut.set(d);
+      slot.bwd!.graph.compute();
+      d = slot.bwd!.dx.get();
+      // the layer's accumulators += the slot's gradients
+      for (const [m, l] of slot.lora) {
+        const p = this.lora.pair(j, m)!;
+        for (const [param, g] of [[p.a, l.ga], [p.b, l.gb]] as const) {
+          const acc = this.accOf.get(param)!, sum = acc.get(), add = g.get();
+          for (let i = 0; i < sum.length; i++) sum[i] += add[i];
+          acc.set(sum);
+        }
+      }
     }
     return { loss, targets };
   }
@@ -225,14 +272,17 @@ export class StreamingTrainer {
   }
 
   free() {
-    for (const g of this.blocks) { g.fwd.graph.free(); g.fwd.b.free(); g.bwd.graph.free(); g.bwd.b.free(); }
+    for (const s of this.slots) {
+      for (const g of [s.fwd, s.bwd]) { g?.graph.free(); g?.b.free(); }
+      this.engine.native.freeBuffer(s.buffer);
+      s.b.free();
+    }
     for (const h of [this.head.train, this.head.eval]) { h.graph.free(); h.b.free(); }
     this.embed.graph.free(); this.embed.b.free();
     this.optimizer.free();
-    for (const s of this.slots) { this.engine.native.freeBuffer(s.buffer); s.b.free(); }
     this.engine.native.freeBuffer(this.resident.buffer);
     this.resident.b.free();
+    this.engine.native.freeBuffer(this.io.buffer);
+    this.io.b.free();
   }
 }
-
-interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number }
