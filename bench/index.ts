@@ -1,10 +1,12 @@
-// `npm run bench [-- engine|train|methods|compress]`: figures, printed as tables (see docs/benchmarks.md).
+// `npm run bench [-- engine|train|methods|compress|offload]`: figures, printed as tables (see docs/benchmarks.md).
 //   compress: pruning and quantization on a tiny model the bench trains (bench/compress.ts)
+//   offload: the same LoRA training in memory and streamed from the model file (bench/offload.ts)
 //   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
 //   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B, PyTorch on
 //           the same configs when python3-torch is installed; BENCH_PROFILE=1 adds a per-op breakdown
 //   engine: forward+backward of one llama block with LoRA on q and v (d=512, 8 heads, ff=1376,
 //           T=256) per frozen weight type, against the same run's ggml F32 matmul ceiling (1024³).
+import { peakRss } from '../electron/lab/offload/measure.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -184,10 +186,15 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
     trainer.free(); lora.free(); model.free();
     return;
   }
-  console.log(`  ${name} ${spec.type.padEnd(5)} ${(tokens / (ms / 1000)).toFixed(0).padStart(8)} tok/s ${ms.toFixed(0).padStart(7)} ms/step ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / ceiling).toFixed(0).padStart(4)}% of ceiling   peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`);
+  console.log(`  ${name} ${spec.type.padEnd(5)} ${(tokens / (ms / 1000)).toFixed(0).padStart(8)} tok/s ${ms.toFixed(0).padStart(7)} ms/step ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / ceiling).toFixed(0).padStart(4)}% of ceiling   peak RSS ${(peakRss() / 2 ** 20).toFixed(0)} MiB`);
   trainer.free(); lora.free(); model.free();
 }
 
+if (process.argv[2] === 'offload') {
+  const { offloadBench } = await import('./offload.js');
+  offloadBench(fileURLToPath(new URL('./offload.ts', import.meta.url)));
+  process.exit(0);
+}
 if (process.argv[2] === 'compress') {
   const { compressBench } = await import('./compress.js');
   await compressBench();

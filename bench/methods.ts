@@ -3,6 +3,7 @@
 // method runs in its own process (so that peak RSS is its own). The task: made-up facts (a city for
 // each of 48 made-up countries) asked in four phrasings; validation rows are phrasings held out.
 // BENCH_METHODS=<regex> runs only the matching rows.
+import { peakRss } from '../electron/lab/offload/measure.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -81,7 +82,7 @@ export async function runOne(name: string, over: Partial<TrainConfig>) {
   const cfg = { ...TRAIN_DEFAULTS, ...COMMON, ...over } as TrainConfig;
   const plan = isFullParameter(cfg.method) && cfg.method !== 'full' ? fullMemoryPlan(readGguf(model()), galoreSettings(cfg)).projected : null;
   const note = plan ? `state of the GaLore-managed weights: ${(100 * plan.galore / plan.adamw).toFixed(0)}% of AdamW's` : '';
-  console.log(JSON.stringify({ note, name, parameters, optimizerBytes, vals, valLoss, tokensPerSecond, msPerStep: (1000 * elapsed) / (COMMON.steps ?? 1), deviceBytes, peakRss: process.resourceUsage().maxRSS * 1024 }));
+  console.log(JSON.stringify({ note, name, parameters, optimizerBytes, vals, valLoss, tokensPerSecond, msPerStep: (1000 * elapsed) / (COMMON.steps ?? 1), deviceBytes, peakRss: peakRss() }));
 }
 
 export function methodsBench(self: string) {

@@ -81,3 +81,13 @@ export async function machineRates(engine: Engine, ssdDir = tmpdir(), cacheDir =
   writeFileSync(cacheFile, JSON.stringify({ ...cache, [key]: rates }, null, 2));
   return { ...rates, cached: false };
 }
+
+/** this process's peak RSS: Linux's VmHWM where there is one (getrusage's maxrss also counts the parent's
+ *  peak from before exec, since a spawned child starts as a copy of its parent) */
+export function peakRss(): number {
+  if (existsSync('/proc/self/status')) {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}

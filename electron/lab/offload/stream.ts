@@ -61,8 +61,11 @@ export class StreamingTrainer {
   private readonly pending = new Map<number, Promise<void>>();
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
-  /** bytes of frozen weights read from the model file */
+  /** bytes of frozen weights read from the model file; time reads were under way, and time the
+   *  computation waited for one (what overlap did not hide) */
   bytesRead = 0;
+  ioBusyMs = 0;
+  ioWaitMs = 0;
 
   constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true) {
     if (!(adapter instanceof Lora)) throw new Error(`streaming training runs LoRA in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
@@ -165,7 +168,9 @@ export class StreamingTrainer {
   /** block j's weights into its slot (waits for a prefetch under way) */
   private async ensure(j: number): Promise<void> {
     if (this.slotOf[j].holds === j) return;
+    const t0 = performance.now();
     await (this.pending.get(j) ?? this.read(j));
+    this.ioWaitMs += performance.now() - t0;
   }
 
   /** starts reading block j into its slot while something else computes */
@@ -177,11 +182,13 @@ export class StreamingTrainer {
   private async read(j: number): Promise<void> {
     const slot = this.slotOf[j];
     const infos = this.plan.layers[j];
+    const t0 = performance.now();
     try {
       // straight into the slot's tensors; the slot's previous block finished before this started
       await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
       for (const f of FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
       slot.holds = j;
+      this.ioBusyMs += performance.now() - t0;
     } catch (e) {
       throw explainIoError(e, 'model');
     } finally {
