@@ -61,21 +61,27 @@ describe('streaming training', () => {
   async function losses(model: string, data: string, over: Partial<TrainConfig>) {
     const out: number[] = [], val: number[] = [];
     const runDir = mkdtempSync(join(testDir, 'stream-run-'));
-    let streaming: boolean | undefined;
+    let streaming: boolean | undefined, kept: boolean | undefined;
     await runTraining({ ...TRAIN_DEFAULTS, model, data, steps: 20, lr: 3e-3, seq: 32, batch: 2, valFraction: 0.3, evalEvery: 10, saveEvery: 20, schedule: 'constant', ...over }, {
       runDir,
-      onEvent: (e) => { if (e.type === 'step') out.push(e.loss); if (e.type === 'eval') val.push(e.valLoss); if (e.type === 'offload') streaming = e.streaming; },
+      onEvent: (e) => { if (e.type === 'step') out.push(e.loss); if (e.type === 'eval') val.push(e.valLoss); if (e.type === 'offload') { streaming = e.streaming; kept = /activations +[\d.]+ MiB keep/.test(e.plan); } },
     });
-    return { out, val, streaming, runDir };
+    return { out, val, streaming, kept, runDir };
   }
 
-  for (const [name, spec] of [['LoRA on Q8_0 weights', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }], ['LoRA on F32 weights, tied head', { type: 'f32', nLayer: 2, tied: true }]] as const) {
+  // a RAM budget of 1 byte leaves nothing to keep: every block recomputes its activations
+  for (const [name, spec, ram] of [
+    ['LoRA on Q8_0 weights, activations recomputed', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }, 1],
+    ['LoRA on Q8_0 weights, activations kept', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }, undefined],
+    ['LoRA on F32 weights, tied head, activations recomputed', { type: 'f32', nLayer: 2, tied: true }, 1],
+  ] as const) {
     it(`${name}: 20 steps streamed block by block from the file give the in-memory losses`, async () => {
       const model = tinyModel(spec);
       const data = writeSampleChat(join(dir, 'facts.jsonl'));
       const mem = await losses(model, data, {});
-      const str = await losses(model, data, { offload: { force: true, ssd: dir } });
+      const str = await losses(model, data, { offload: { force: true, ssd: dir, ram } });
       expect(str.streaming).toBe(true);
+      expect(str.kept).toBe(ram === undefined);
       expect(str.out.length).toBe(20);
       for (let i = 0; i < 20; i++) expect(Math.abs(str.out[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
       expect(str.out[19]).toBeLessThan(0.8 * str.out[0]); // it trains
@@ -148,9 +154,11 @@ describe('memory plan', () => {
     expect(p.blocks.map((b) => b.weights)).toEqual(['ram', 'ram', 'stream', 'stream']);
     expect(p.blocks.every((b) => b.activations !== 'keep')).toBe(true);
     expect(p.io).toBeGreaterThan(0);
-    const fast = planMemory(input({ forceStream: true, rates: { ssdRead: 20e9, ssdWrite: 20e9, hostToDevice: 10e9, flops: 1e9 } }));
+    const tight = { device: all.device - weights, ram: all.ram - acts, ssd: 100 * 2 ** 30, cpuDevice: false };
+    const fast = planMemory(input({ forceStream: true, budgets: tight, rates: { ssdRead: 20e9, ssdWrite: 20e9, hostToDevice: 10e9, flops: 1e9 } }));
     expect(fast.blocks.every((b) => b.weights === 'stream' && b.activations === 'swap')).toBe(true); // the SSD beats a slow device
-    const slowSsd = planMemory(input({ forceStream: true, rates: { ssdRead: 1e6, ssdWrite: 1e6, hostToDevice: 10e9, flops: 1e13 } }));
+    const slowSsd = planMemory(input({ forceStream: true, budgets: tight, rates: { ssdRead: 1e6, ssdWrite: 1e6, hostToDevice: 10e9, flops: 1e13 } }));
+    expect(planMemory(input({ forceStream: true })).blocks.every((b) => b.weights === 'stream' && b.activations === 'keep')).toBe(true);
     expect(slowSsd.blocks.every((b) => b.activations === 'recompute')).toBe(true);
     expect(blockActivationBytes(input().hp, 4, 128)).toBe(all.blocks[0].activationBytes);
     // overlap: never slower than compute and I/O one after the other, never faster than the compute

@@ -68,7 +68,7 @@ export interface PlanInput {
   seq: number;
   budgets: Budgets;
   rates: Rates;
-  /** force streaming even when the model fits (tests, bench) */
+  /** stream the weights even when they fit (tests, bench); activations are still kept where RAM allows */
   forceStream?: boolean;
 }
 
@@ -129,7 +129,7 @@ export function planMemory(p: PlanInput): MemoryPlan {
   for (const bl of [...blocks].reverse()) {
     const recompute = bl.forwardFlops / r.flops;
     const swap = bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead;
-    if (!p.forceStream && freeRam() >= bl.activationBytes) { bl.activations = 'keep'; ramUse += bl.activationBytes; }
+    if (freeRam() >= bl.activationBytes) { bl.activations = 'keep'; ramUse += bl.activationBytes; }
     else if (b.ssd - ssdUse >= bl.activationBytes && swap < recompute) { bl.activations = 'swap'; ssdUse += bl.activationBytes; }
     else bl.activations = 'recompute';
   }

@@ -10,8 +10,10 @@
 // serve any number of layers, and memory does not grow with depth. The arithmetic is the in-memory
 // trainer's, op for op (model/backward.ts, tune/lora.ts), so the losses are the same.
 //
-// Limits of this first version (the memory plan may ask for more): LoRA only, no dropout, boundaries
-// in RAM (not swapped to the SSD), activations always recomputed.
+// Activations: for the blocks the plan keeps, the forward's activations are copied to RAM and the
+// backward reads them back (no recompute); the others are recomputed from the block's input.
+// Limits of this first version: LoRA only, no dropout, nothing swapped to the SSD yet (the plan's
+// 'swap' is recomputed).
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
@@ -36,12 +38,17 @@ interface Slot {
   layer: Layer;
   lora: Map<Module, SlotLora>;
   holds: number;
-  fwd?: { b: GraphBuilder; graph: Graph; out: Tensor };
+  fwd?: { b: GraphBuilder; graph: Graph; out: Tensor; acts: Tensor[] };
   bwd?: { b: GraphBuilder; graph: Graph; dx: Tensor };
+  /** the backward from kept activations (no recompute) */
+  bwdKept?: { b: GraphBuilder; graph: Graph; dx: Tensor };
 }
 
+/** the activations a block's backward reads (model/llama.ts BlockActs), in a fixed order */
+const ACTS = ['h', 'q3', 'k3', 'vT', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 'act'] as const;
+
 /** the block graphs' inputs, static and shared by every slot */
-interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor }
+interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; acts?: Tensor[] }
 
 interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number }
 
@@ -61,13 +68,17 @@ export class StreamingTrainer {
   private readonly pending = new Map<number, Promise<void>>();
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
+  /** the blocks whose activations are kept from the forward (the plan's `keep`), and those kept */
+  private readonly keep: boolean[];
+  private readonly kept: Float32Array[][] = [];
   /** bytes of frozen weights read from the model file; time reads were under way, and time the
    *  computation waited for one (what overlap did not hide) */
   bytesRead = 0;
   ioBusyMs = 0;
   ioWaitMs = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true) {
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, keep: boolean[] = []) {
+    this.keep = Array.from({ length: hp.nLayer }, (_, j) => keep[j] ?? false);
     if (!(adapter instanceof Lora)) throw new Error(`streaming training runs LoRA in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
     if (adapter.dropout > 0) throw new Error('streaming training draws no dropout masks yet: set --dropout 0 with --offload');
     this.lora = adapter;
@@ -87,10 +98,13 @@ export class StreamingTrainer {
     this.resident = { b: rb, buffer: allocStatic(engine, rb, `resident weights of ${file.path}`), ...r };
     for (const [t, info] of load) t.loadFromFile(file.path, info.offset);
     // the block graphs' inputs
-    const iob = new GraphBuilder(8);
+    const iob = new GraphBuilder(32);
     const n = seq * batch;
     const io = { x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask') };
-    this.io = { b: iob, buffer: allocStatic(engine, iob, "streamed blocks' inputs"), ...io };
+    // kept activations come back into the backward through static inputs shaped like the forward's
+    const shapes = this.keep.some(Boolean) ? this.actShapes() : null;
+    const acts = shapes?.map((sh, k) => iob.tensor(TYPES.F32, sh, `kept_${ACTS[k]}`));
+    this.io = { b: iob, buffer: allocStatic(engine, iob, "streamed blocks' inputs"), ...io, acts };
     setAttentionInputs(this.io, seq, batch);
     // two slots per block signature (tensor types and shapes), used alternately
     const bySig = new Map<string, Slot[]>();
@@ -127,6 +141,23 @@ export class StreamingTrainer {
     return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, lora, holds: -1 };
   }
 
+  /** the shapes of a block's activations, from a forward built on block 0's weight shapes (not computed) */
+  private actShapes(): number[][] {
+    const g = new GraphBuilder();
+    try {
+      const L = this.plan.layers[0];
+      const layer = Object.fromEntries(FIELDS.map((f) => [f, L[f] && g.tensor(L[f]!.type, L[f]!.shape, f)])) as unknown as Layer;
+      const n = this.T * this.batch;
+      const inp = { positions: g.tensor(TYPES.I32, [n], 'p'), mask: g.tensor(TYPES.F32, [this.T, this.T], 'm') } as ForwardInputs;
+      const x = g.tensor(TYPES.F32, [this.hp.nEmbd, n], 'x');
+      const rope = this.plan.ropeFreqs ? g.tensor(TYPES.F32, this.plan.ropeFreqs.shape, 'r') : null;
+      const a = blockForward(g, this.hp, layer, 0, x, inp, rope, this.T, this.batch);
+      return ACTS.map((k) => a[k].shape);
+    } finally {
+      g.free();
+    }
+  }
+
   /** a slot's forward (x_j → x_{j+1}) and backward (recompute from x_j, then d(x_j) from d(x_{j+1})) */
   private slotGraphs(slot: Slot) {
     const { hp, T, batch, io } = this;
@@ -141,8 +172,9 @@ export class StreamingTrainer {
     const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linears.get(m)?.forward(g, W, x) ?? g.mulMat(W, x);
     const fb = new GraphBuilder();
     fb.blas = this.engine.blas;
-    const out = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook).out;
-    slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [out]), out };
+    const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
+    const keptActs = io.acts ? ACTS.map((k) => f[k]) : [];
+    slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [f.out, ...keptActs]), out: f.out, acts: keptActs };
     const bb = new GraphBuilder();
     bb.blas = this.engine.blas;
     const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
@@ -150,6 +182,15 @@ export class StreamingTrainer {
     const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linears.get(m); return l && { linear: l }; }, grads);
     const keepGrads = [...slot.lora.values()].flatMap((l) => [bb.cpy(grads.get(l.a)!, l.ga), bb.cpy(grads.get(l.b)!, l.gb)]);
     slot.bwd = { b: bb, graph: new Graph(this.engine, bb, [dx, ...keepGrads]), dx };
+    if (io.acts) {
+      const kb = new GraphBuilder();
+      kb.blas = this.engine.blas;
+      const given = Object.fromEntries(ACTS.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
+      const kgrads = new Map<Tensor, Tensor>();
+      const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linears.get(m); return l && { linear: l }; }, kgrads);
+      const kGrads = [...slot.lora.values()].flatMap((l) => [kb.cpy(kgrads.get(l.a)!, l.ga), kb.cpy(kgrads.get(l.b)!, l.gb)]);
+      slot.bwdKept = { b: kb, graph: new Graph(this.engine, kb, [kdx, ...kGrads]), dx: kdx };
+    }
   }
 
   private headGraph(m: number, backward: boolean): HeadGraph {
@@ -225,15 +266,21 @@ export class StreamingTrainer {
       this.io.x.set(this.bounds[j]);
       slot.fwd!.graph.compute();
       this.bounds[j + 1] = slot.fwd!.out.get();
+      if (this.keep[j] && this.training) this.kept[j] = slot.fwd!.acts.map((t) => t.get());
     }
   }
+
+  /** whether the forward under way feeds a backward (evaluation keeps nothing) */
+  private training = false;
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
   async accumulate(windows: Window[], first: boolean): Promise<{ loss: number; targets: number }> {
     if (first) for (const t of this.lora.trainables) t.acc.set(new Float32Array(t.acc.elements));
     const head = this.head.train;
     const targets = this.setTokens(windows, head);
+    this.training = true;
     await this.forward();
+    this.training = false;
     head.x.set(this.bounds[this.hp.nLayer]);
     head.graph.compute();
     const loss = head.out.get()[0];
@@ -245,8 +292,11 @@ export class StreamingTrainer {
       this.setLora(j);
       this.io.x.set(this.bounds[j]);
       this.io.dOut.set(d);
-      slot.bwd!.graph.compute();
-      d = slot.bwd!.dx.get();
+      const kept = this.keep[j] ? this.kept[j] : undefined;
+      const g = kept ? slot.bwdKept! : slot.bwd!;
+      if (kept) this.io.acts!.forEach((t, i) => t.set(kept[i]));
+      g.graph.compute();
+      d = g.dx.get();
       // the layer's accumulators += the slot's gradients
       for (const [m, l] of slot.lora) {
         const p = this.lora.pair(j, m)!;
@@ -280,7 +330,7 @@ export class StreamingTrainer {
 
   free() {
     for (const s of this.slots) {
-      for (const g of [s.fwd, s.bwd]) { g?.graph.free(); g?.b.free(); }
+      for (const g of [s.fwd, s.bwd, s.bwdKept]) { g?.graph.free(); g?.b.free(); }
       this.engine.native.freeBuffer(s.buffer);
       s.b.free();
     }

@@ -121,6 +121,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const engine = openEngine();
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
+  let keep: boolean[] = [];
   if (cfg.offload) {
     const file = readGguf(cfg.model);
     const budgets = defaultBudgets(engine, cfg.offload.ssd);
@@ -130,6 +131,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, o] = moduleDims(hp, m); return a + cfg.rank * (i + o); }, 0);
     const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
     streaming = p.blocks.some((b) => b.weights === 'stream');
+    keep = p.blocks.map((b) => b.activations === 'keep');
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
     if (streaming && (isFullParameter(method) || method === 'perp')) { engine.free(); throw new Error(`${method} trains base weights, which streaming training cannot do yet; this model needs streaming under these budgets (LoRA, HUT and MoS can), or give more --ram`); }
   }
@@ -154,7 +156,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true);
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, keep);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
