@@ -22,7 +22,7 @@ import { peakRss } from '../electron/lab/offload/measure.js';
 const dir = join(tmpdir(), 'hone-bench-offload');
 const SPEC = { nEmbd: 1024, nLayer: 24, nHead: 8, nHeadKv: 8, nFf: 2816, type: 'q8_0', tied: true, nCtx: 256 };
 const STEPS = 6, SEQ = 128, BATCH = 2;
-const CONFIGS = ['in memory', 'streamed, buffered (page cache)', 'streamed, O_DIRECT'] as const;
+const CONFIGS = ['in memory', 'streamed, buffered (page cache), activations kept', 'streamed, O_DIRECT, activations kept', 'streamed, O_DIRECT, activations recomputed'] as const;
 
 async function one(config: (typeof CONFIGS)[number], model: string, data: string) {
   const engine = openEngine();
@@ -32,7 +32,7 @@ async function one(config: (typeof CONFIGS)[number], model: string, data: string
   lora.init(1);
   const cap = { train: targetCapacity(ds.train, BATCH), eval: 1 };
   const mem = config === 'in memory' ? LlamaModel.load(model, engine) : null;
-  const t = mem ? new Trainer(engine, mem, lora, BATCH, SEQ, cap, OPTIMIZER_DEFAULTS) : new StreamingTrainer(engine, file, hp, lora, BATCH, SEQ, cap, OPTIMIZER_DEFAULTS, new AsyncFiles(8), config === 'streamed, O_DIRECT');
+  const t = mem ? new Trainer(engine, mem, lora, BATCH, SEQ, cap, OPTIMIZER_DEFAULTS) : new StreamingTrainer(engine, file, hp, lora, BATCH, SEQ, cap, OPTIMIZER_DEFAULTS, new AsyncFiles(8), config.includes('O_DIRECT'), Array(hp.nLayer).fill(config.includes('kept')));
   const batch = (i: number) => Array.from({ length: BATCH }, (_, k) => ds.train[(i * BATCH + k) % ds.train.length]);
   await t.accumulate(batch(0), true); t.step(1, 1e-4, 1); // warm-up (and the first pass into the page cache)
   const s = t instanceof StreamingTrainer ? { read: t.bytesRead, busy: t.ioBusyMs, wait: t.ioWaitMs } : null;
