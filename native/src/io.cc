@@ -69,6 +69,7 @@ public:
 
     Napi::Promise Promise() { return deferred_.Promise(); }
     std::string data_;  // bytes to write (copied from JS at submission)
+    bool sync_ = true;  // wait until the bytes are on the disk (fdatasync)
 
 protected:
     void Execute() override {
@@ -92,11 +93,13 @@ protected:
                 if (w == 0) { close(fd); return Fail(ENOSPC); }
                 done += static_cast<size_t>(w);
             }
+            if (sync_) {
 #ifdef __APPLE__
-            if (fsync(fd) != 0) { int e = errno; close(fd); return Fail(e); }
+                if (fsync(fd) != 0) { int e = errno; close(fd); return Fail(e); }
 #else
-            if (fdatasync(fd) != 0) { int e = errno; close(fd); return Fail(e); }
+                if (fdatasync(fd) != 0) { int e = errno; close(fd); return Fail(e); }
 #endif
+            }
         } else {
             const uint64_t start = direct_ ? offset_ / kAlign * kAlign : offset_;
             const uint64_t end = direct_ ? (offset_ + length_ + kAlign - 1) / kAlign * kAlign : offset_ + length_;
@@ -186,7 +189,8 @@ Napi::Value ReadIntoTensor(const Napi::CallbackInfo &info) {
     return p;
 }
 
-// writeAsync(path, offset, data: Uint8Array, direct) -> Promise<{ direct }>; the data is copied at once
+// writeAsync(path, offset, data: Uint8Array, direct, sync = true) -> Promise<{ direct }>; the data is
+// copied at once; without `sync` the write is not followed by fdatasync (scratch files)
 Napi::Value WriteAsync(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[2].IsTypedArray()) throw Napi::TypeError::New(env, "writeAsync(path, offset, data: Uint8Array, direct?)");
@@ -195,6 +199,7 @@ Napi::Value WriteAsync(const Napi::CallbackInfo &info) {
     auto *w = new IoWork(env, true, info[0].As<Napi::String>(), static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), t.ByteLength(),
                          info.Length() > 3 && info[3].ToBoolean());
     w->data_.assign(src, t.ByteLength());
+    w->sync_ = info.Length() <= 4 || info[4].ToBoolean();
     Napi::Promise p = w->Promise();
     w->Queue();
     return p;

@@ -1,7 +1,7 @@
 // Out-of-core building blocks: asynchronous file I/O on worker threads (O_DIRECT where allowed) with
 // its failures explained, the machine's measured rates, and the memory plan's choices under budgets.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { makeTiny } from '../../electron/lab/model/tiny.js';
 import { projectRoot } from '../../electron/lab/engine/native.js';
 import { writeSampleChat } from '../../electron/lab/data/samples.js';
@@ -90,6 +90,32 @@ describe('streaming training', () => {
       expect(maxAbsDiff(b[0].b, a[0].b)).toBeLessThan(1e-4);
     });
   }
+
+  it('activations swapped to the SSD folder: the same losses, and the swap file is gone afterwards', async () => {
+    const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
+    const data = writeSampleChat(join(dir, 'facts.jsonl'));
+    const ssd = mkdtempSync(join(testDir, 'ssd-'));
+    const mem = await losses(model, data, {});
+    const str = await losses(model, data, { offload: { force: true, ssd, activations: 'swap' } });
+    for (let i = 0; i < 20; i++) expect(Math.abs(str.out[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
+    expect(readdirSync(ssd).filter((f) => f.startsWith('hone-swap-'))).toEqual([]);
+  });
+
+  it('the SSD folder vanishing mid-run stops it with a clear message and a checkpoint of the last step; it resumes elsewhere', async () => {
+    const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
+    const data = writeSampleChat(join(dir, 'facts.jsonl'));
+    const ssd = mkdtempSync(join(testDir, 'ssd-'));
+    const runDir = mkdtempSync(join(testDir, 'stream-run-'));
+    const cfg = { ...TRAIN_DEFAULTS, model, data, steps: 6, seq: 32, batch: 2, valFraction: 0, saveEvery: 0, offload: { force: true, ssd, activations: 'swap' as const } };
+    let steps = 0;
+    await expect(runTraining(cfg, { runDir, onEvent: (e) => { if (e.type === 'step' && ++steps === 2) rmSync(ssd, { recursive: true }); } }))
+      .rejects.toThrow(/offload folder .*ssd-\w+ or a file in it vanished .*choose another --ssd folder, then resume/);
+    expect(listCheckpoints(runDir).at(-1)).toMatch(/step-0000002\.gguf$/);
+    const ssd2 = mkdtempSync(join(testDir, 'ssd-'));
+    const done: number[] = [];
+    await runTraining({ ...cfg, offload: { ...cfg.offload, ssd: ssd2 } }, { runDir, resume: true, onEvent: (e) => { if (e.type === 'step') done.push(e.step); } });
+    expect(done).toEqual([3, 4, 5, 6]);
+  });
 
   it('memory bound: a 2 GB model trains under a 512 MiB budget, peak RSS within the budget plus a fixed overhead', async () => {
     // F16, d 1024, ff 2816, 82 layers, tied embeddings: 2.1 GB of blocks + 65 MB of embeddings

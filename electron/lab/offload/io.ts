@@ -6,7 +6,7 @@ import { native, type External } from '../engine/native.js';
 
 interface IoNative {
   readAsync(path: string, offset: number, length: number, direct?: boolean): Promise<Buffer>;
-  writeAsync(path: string, offset: number, data: Uint8Array, direct?: boolean): Promise<{ direct: boolean }>;
+  writeAsync(path: string, offset: number, data: Uint8Array, direct?: boolean, sync?: boolean): Promise<{ direct: boolean }>;
   readIntoTensor(path: string, offset: number, tensor: External, direct?: boolean): Promise<void>;
   ioAlignment: number;
 }
@@ -75,10 +75,11 @@ export class AsyncFiles {
     });
   }
 
-  /** writes `data` at `offset` and waits until it is on the disk (fdatasync) */
-  write(path: string, offset: number, data: Uint8Array, direct = false): Promise<{ direct: boolean }> {
+  /** writes `data` at `offset`; with `sync` (default) waits until it is on the disk (fdatasync) —
+   *  scratch files (swapped activations) skip that */
+  write(path: string, offset: number, data: Uint8Array, direct = false, sync = true): Promise<{ direct: boolean }> {
     return this.slot(async () => {
-      const r = await io().writeAsync(path, offset, data, direct);
+      const r = await io().writeAsync(path, offset, data, direct, sync);
       this.bytesWritten += data.length;
       return r;
     });

@@ -10,10 +10,10 @@
 // serve any number of layers, and memory does not grow with depth. The arithmetic is the in-memory
 // trainer's, op for op (model/backward.ts, tune/lora.ts), so the losses are the same.
 //
-// Activations: for the blocks the plan keeps, the forward's activations are copied to RAM and the
-// backward reads them back (no recompute); the others are recomputed from the block's input.
-// Limits of this first version: LoRA only, no dropout, nothing swapped to the SSD yet (the plan's
-// 'swap' is recomputed).
+// Activations, per the plan: kept (the forward's copied to RAM, read back by the backward), swapped
+// (written to one file in the SSD folder in the background, read back a block ahead; the file is
+// deleted when the trainer is freed), or recomputed from the block's input.
+// Limits of this first version: LoRA only, no dropout.
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
@@ -24,7 +24,10 @@ import { blockBackward, headBackward } from '../model/backward.js';
 import { addGrad, moduleDims, type Adapter, type TrainedLinear } from '../tune/adapter.js';
 import { Lora, lowRankLinear } from '../tune/lora.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/trainer.js';
-import { AsyncFiles, explainIoError } from './io.js';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AsyncFiles, alignUp, explainIoError } from './io.js';
+import type { ActivationChoice } from './plan.js';
 
 const FIELDS = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'] as const;
 
@@ -68,17 +71,27 @@ export class StreamingTrainer {
   private readonly pending = new Map<number, Promise<void>>();
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
-  /** the blocks whose activations are kept from the forward (the plan's `keep`), and those kept */
-  private readonly keep: boolean[];
+  /** per block, the plan's choice for its activations, and those kept in RAM */
+  private readonly choice: ActivationChoice[];
   private readonly kept: Float32Array[][] = [];
+  /** swapped activations: one file in the SSD folder, block j at j·swapStride; writes and reads in flight */
+  private readonly swapPath?: string;
+  private swapStride = 0;
+  private actSizes: number[] = [];
+  private readonly swapWrites = new Map<number, Promise<unknown>>();
+  private readonly swapReads = new Map<number, Promise<Float32Array[]>>();
   /** bytes of frozen weights read from the model file; time reads were under way, and time the
    *  computation waited for one (what overlap did not hide) */
   bytesRead = 0;
   ioBusyMs = 0;
   ioWaitMs = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, keep: boolean[] = []) {
-    this.keep = Array.from({ length: hp.nLayer }, (_, j) => keep[j] ?? false);
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
+    this.choice = Array.from({ length: hp.nLayer }, (_, j) => activations[j] ?? 'recompute');
+    if (this.choice.includes('swap')) {
+      if (!ssdDir) throw new Error('swapping activations needs an SSD folder (--ssd)');
+      this.swapPath = join(ssdDir, `hone-swap-${process.pid}-${Date.now().toString(36)}.bin`);
+    }
     if (!(adapter instanceof Lora)) throw new Error(`streaming training runs LoRA in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
     if (adapter.dropout > 0) throw new Error('streaming training draws no dropout masks yet: set --dropout 0 with --offload');
     this.lora = adapter;
@@ -102,7 +115,11 @@ export class StreamingTrainer {
     const n = seq * batch;
     const io = { x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask') };
     // kept activations come back into the backward through static inputs shaped like the forward's
-    const shapes = this.keep.some(Boolean) ? this.actShapes() : null;
+    const shapes = this.choice.some((c) => c !== 'recompute') ? this.actShapes() : null;
+    if (shapes) {
+      this.actSizes = shapes.map((sh) => sh.reduce((a, b) => a * b, 1));
+      this.swapStride = alignUp(4 * this.actSizes.reduce((a, b) => a + b, 0));
+    }
     const acts = shapes?.map((sh, k) => iob.tensor(TYPES.F32, sh, `kept_${ACTS[k]}`));
     this.io = { b: iob, buffer: allocStatic(engine, iob, "streamed blocks' inputs"), ...io, acts };
     setAttentionInputs(this.io, seq, batch);
@@ -266,8 +283,38 @@ export class StreamingTrainer {
       this.io.x.set(this.bounds[j]);
       slot.fwd!.graph.compute();
       this.bounds[j + 1] = slot.fwd!.out.get();
-      if (this.keep[j] && this.training) this.kept[j] = slot.fwd!.acts.map((t) => t.get());
+      if (this.training && this.choice[j] === 'keep') this.kept[j] = slot.fwd!.acts.map((t) => t.get());
+      if (this.training && this.choice[j] === 'swap') this.swapOut(j, slot.fwd!.acts.map((t) => t.get()));
     }
+  }
+
+  /** writes block j's activations to the swap file (in the background; swapIn waits for it) */
+  private swapOut(j: number, acts: Float32Array[]) {
+    const bytes = new Uint8Array(this.swapStride);
+    let o = 0;
+    for (const a of acts) { bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), o); o += a.byteLength; }
+    const w = this.files.write(this.swapPath!, j * this.swapStride, bytes, this.direct, false).catch((e) => { throw explainIoError(e, 'ssd'); });
+    w.catch(() => {}); // awaited in swapIn; no unhandled rejection meanwhile
+    this.swapWrites.set(j, w);
+  }
+
+  /** block j's activations back from the swap file; `prefetch` only starts the read (the block after
+   *  j starts j's while it computes) */
+  private swapIn(j: number, prefetch = false): Promise<Float32Array[]> | undefined {
+    let r = this.swapReads.get(j);
+    if (!r) {
+      r = (async () => {
+        await this.swapWrites.get(j);
+        const buf = await this.files.read(this.swapPath!, j * this.swapStride, this.swapStride, this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
+        let o = buf.byteOffset;
+        return this.actSizes.map((n) => { const a = new Float32Array(buf.buffer.slice(o, o + 4 * n)); o += 4 * n; return a; });
+      })();
+      r.catch(() => {});
+      this.swapReads.set(j, r);
+    }
+    if (prefetch) return undefined;
+    this.swapReads.delete(j);
+    return r;
   }
 
   /** whether the forward under way feeds a backward (evaluation keeps nothing) */
@@ -292,7 +339,8 @@ export class StreamingTrainer {
       this.setLora(j);
       this.io.x.set(this.bounds[j]);
       this.io.dOut.set(d);
-      const kept = this.keep[j] ? this.kept[j] : undefined;
+      const kept = this.choice[j] === 'keep' ? this.kept[j] : this.choice[j] === 'swap' ? await this.swapIn(j) : undefined;
+      if (this.choice[j - 1] === 'swap') this.swapIn(j - 1, true);
       const g = kept ? slot.bwdKept! : slot.bwd!;
       if (kept) this.io.acts!.forEach((t, i) => t.set(kept[i]));
       g.graph.compute();
@@ -341,5 +389,6 @@ export class StreamingTrainer {
     this.resident.b.free();
     this.engine.native.freeBuffer(this.io.buffer);
     this.io.b.free();
+    if (this.swapPath) rmSync(this.swapPath, { force: true });
   }
 }

@@ -9,7 +9,7 @@ import type { Shape } from '../data/shape.js';
 import { LlamaModel, hparamsOf } from '../model/llama.js';
 import { StreamingTrainer } from '../offload/stream.js';
 import { AsyncFiles } from '../offload/io.js';
-import { describePlan, planMemory } from '../offload/plan.js';
+import { describePlan, planMemory, type ActivationChoice } from '../offload/plan.js';
 import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { moduleDims, parameterCount, type Adapter } from './adapter.js';
@@ -52,6 +52,8 @@ export interface OffloadConfig {
   ssd?: string;
   /** O_DIRECT reads of the model file (default true) */
   direct?: boolean;
+  /** override the plan's choice for every block's activations (tests, bench) */
+  activations?: ActivationChoice;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -96,7 +98,8 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   if (opts.resume) {
     if (!existsSync(configFile)) throw new Error(`${runDir} has no run to resume (config.json is missing)`);
     const saved = JSON.parse(readFileSync(configFile, 'utf8')) as TrainConfig;
-    cfg = { ...saved, steps: cfgIn.steps ?? saved.steps, epochs: cfgIn.epochs ?? saved.epochs };
+    // budgets and the SSD folder belong to the machine, not to the run: a resume may change them
+    cfg = { ...saved, steps: cfgIn.steps ?? saved.steps, epochs: cfgIn.epochs ?? saved.epochs, offload: cfgIn.offload ?? saved.offload };
   } else if (listCheckpoints(runDir).length || existsSync(configFile)) {
     throw new Error(`${runDir} already holds a run; resume it with --resume or choose another --out`);
   }
@@ -121,7 +124,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const engine = openEngine();
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
-  let keep: boolean[] = [];
+  let activations: ActivationChoice[] = [];
   if (cfg.offload) {
     const file = readGguf(cfg.model);
     const budgets = defaultBudgets(engine, cfg.offload.ssd);
@@ -131,7 +134,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, o] = moduleDims(hp, m); return a + cfg.rank * (i + o); }, 0);
     const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
     streaming = p.blocks.some((b) => b.weights === 'stream');
-    keep = p.blocks.map((b) => b.activations === 'keep');
+    activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
     if (streaming && (isFullParameter(method) || method === 'perp')) { engine.free(); throw new Error(`${method} trains base weights, which streaming training cannot do yet; this model needs streaming under these budgets (LoRA, HUT and MoS can), or give more --ram`); }
   }
@@ -156,7 +159,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, keep);
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, activations, cfg.offload?.ssd);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
@@ -164,17 +167,27 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const startStep = step;
     let stopped = false;
     const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
+    const hasCheckpoint = () => listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`));
     while (step < totalSteps) {
       // let signals and messages (Ctrl-C, a job's cancel) in between steps
       await new Promise((r) => setImmediate(r));
       if (opts.signal?.aborted) { stopped = true; break; }
       let lossSum = 0, targets = 0;
-      for (let micro = 0; micro < cfg.accum; micro++) {
-        const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
-        consumed += cfg.batch;
-        const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
-        lossSum += r.loss * r.targets;
-        targets += r.targets;
+      const stepStart = consumed;
+      try {
+        for (let micro = 0; micro < cfg.accum; micro++) {
+          const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
+          consumed += cfg.batch;
+          const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
+          lossSum += r.loss * r.targets;
+          targets += r.targets;
+        }
+      } catch (e) {
+        // a failure inside a step (a disk error while streaming): the last finished step is kept as
+        // a checkpoint, so the run resumes where it stopped once the cause is fixed
+        consumed = stepStart;
+        if (step > startStep && !hasCheckpoint()) { try { save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
+        throw e;
       }
       step++;
       const lr = lrAt(schedule, step);
@@ -189,7 +202,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await trainer.evaluate(ds.val) });
       if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) save();
     }
-    if (stopped && step > startStep && !listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`))) save();
+    if (stopped && step > startStep && !hasCheckpoint()) save();
     emit({ type: 'done', step, stopped, runDir });
     return { step, stopped, dataset: ds };
   } finally {
