@@ -27,8 +27,7 @@ import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/tra
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsyncFiles, alignUp, explainIoError } from './io.js';
-import type { ActivationChoice, WeightHome } from './plan.js';
-import { native } from '../engine/native.js';
+import type { ActivationChoice } from './plan.js';
 
 const FIELDS = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'] as const;
 
@@ -72,9 +71,6 @@ export class StreamingTrainer {
   private readonly pending = new Map<number, Promise<void>>();
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
-  /** blocks whose weights stay in memory (the plan's 'ram'/'device'), and their buffer */
-  private readonly held: (Partial<Layer> | undefined)[] = [];
-  private heldBuffer?: { b: GraphBuilder; buffer: number };
   /** per block, the plan's choice for its activations, and those kept in RAM */
   private readonly choice: ActivationChoice[];
   private readonly kept: Float32Array[][] = [];
@@ -90,7 +86,7 @@ export class StreamingTrainer {
   ioBusyMs = 0;
   ioWaitMs = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string, weights: WeightHome[] = []) {
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
     this.choice = Array.from({ length: hp.nLayer }, (_, j) => activations[j] ?? 'recompute');
     if (this.choice.includes('swap')) {
       if (!ssdDir) throw new Error('swapping activations needs an SSD folder (--ssd)');
@@ -114,18 +110,6 @@ export class StreamingTrainer {
     const r = { tokEmbd: res(this.plan.tokEmbd)!, outputNorm: res(this.plan.outputNorm)!, output: res(this.plan.output)!, outputBias: res(this.plan.outputBias), ropeFreqs: res(this.plan.ropeFreqs) };
     this.resident = { b: rb, buffer: allocStatic(engine, rb, `resident weights of ${file.path}`), ...r };
     for (const [t, info] of load) t.loadFromFile(file.path, info.offset);
-    // blocks the plan holds in memory: read once here; a slot gets them by a memory copy, not the disk
-    const held = this.plan.layers.map((_, j) => weights[j] === 'ram' || weights[j] === 'device');
-    if (held.some(Boolean)) {
-      const hb = new GraphBuilder(16 * hp.nLayer);
-      const loads: [Tensor, GgufTensorInfo][] = [];
-      this.plan.layers.forEach((L, j) => {
-        if (!held[j]) return;
-        this.held[j] = Object.fromEntries(FIELDS.filter((f) => L[f]).map((f) => { const t = hb.tensor(L[f]!.type, L[f]!.shape, L[f]!.name); loads.push([t, L[f]!]); return [f, t]; })) as Partial<Layer>;
-      });
-      this.heldBuffer = { b: hb, buffer: allocStatic(engine, hb, `blocks held in memory (${held.filter(Boolean).length})`) };
-      for (const [t, info] of loads) t.loadFromFile(file.path, info.offset);
-    }
     // the block graphs' inputs
     const iob = new GraphBuilder(32);
     const n = seq * batch;
@@ -249,20 +233,13 @@ export class StreamingTrainer {
 
   /** starts reading block j into its slot while something else computes */
   private prefetch(j: number) {
-    // a block held in memory is copied when needed: nothing to overlap
-    if (j < 0 || j >= this.hp.nLayer || this.slotOf[j].holds === j || this.pending.has(j) || this.held[j]) return;
+    if (j < 0 || j >= this.hp.nLayer || this.slotOf[j].holds === j || this.pending.has(j)) return;
     this.pending.set(j, this.read(j));
   }
 
   private async read(j: number): Promise<void> {
     const slot = this.slotOf[j];
     const infos = this.plan.layers[j];
-    const held = this.held[j];
-    if (held) {
-      for (const f of FIELDS) if (held[f]) slot.layer[f]!.set(native().tensorGet(held[f]!.h, true));
-      slot.holds = j;
-      return;
-    }
     const t0 = performance.now();
     try {
       // straight into the slot's tensors; the slot's previous block finished before this started
@@ -413,6 +390,5 @@ export class StreamingTrainer {
     this.engine.native.freeBuffer(this.io.buffer);
     this.io.b.free();
     if (this.swapPath) rmSync(this.swapPath, { force: true });
-    if (this.heldBuffer) { this.engine.native.freeBuffer(this.heldBuffer.buffer); this.heldBuffer.b.free(); }
   }
 }

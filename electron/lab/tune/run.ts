@@ -9,7 +9,7 @@ import type { Shape } from '../data/shape.js';
 import { LlamaModel, hparamsOf } from '../model/llama.js';
 import { StreamingTrainer } from '../offload/stream.js';
 import { AsyncFiles } from '../offload/io.js';
-import { describePlan, planMemory, type ActivationChoice, type WeightHome } from '../offload/plan.js';
+import { describePlan, planMemory, type ActivationChoice } from '../offload/plan.js';
 import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { moduleDims, parameterCount, type Adapter } from './adapter.js';
@@ -125,7 +125,6 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
   let activations: ActivationChoice[] = [];
-  let homes: WeightHome[] = [];
   if (cfg.offload) {
     const file = readGguf(cfg.model);
     const budgets = defaultBudgets(engine, cfg.offload.ssd);
@@ -136,7 +135,6 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
     streaming = p.blocks.some((b) => b.weights === 'stream');
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
-    homes = p.blocks.map((b) => b.weights);
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
     if (streaming && (isFullParameter(method) || method === 'perp')) { engine.free(); throw new Error(`${method} trains base weights, which streaming training cannot do yet; this model needs streaming under these budgets (LoRA, HUT and MoS can), or give more --ram`); }
   }
@@ -161,7 +159,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, homes);
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, activations, cfg.offload?.ssd);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
