@@ -98,9 +98,12 @@ export function planMemory(p: PlanInput): MemoryPlan {
   // in flight (the one computing and the one prefetched), one block's activations while it computes
   const pool = b.cpuDevice ? Math.min(b.device, b.ram) : b.device;
   const window = 2 * Math.max(...blockBytes);
-  // the backward's scratch: F32 copies of a block's largest weight (input gradients through BLAS)
+  // compute buffers: the streaming trainer's four graphs (forward and backward per slot), each with
+  // room for about three blocks' worth of activations and three F32 copies of the largest weight (the
+  // backward's input gradients through BLAS) — measured: ~175 MiB for d 1024, ff 2816, 48 tokens
   const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
-  const fixedDevice = otherBytes + logits + window + act + boundary * 2 + 2 * F32 * largest;
+  const computeBuffers = 4 * (3 * act + 3 * F32 * largest);
+  const fixedDevice = otherBytes + logits + window + boundary * 2 + computeBuffers;
   const allWeights = blockBytes.reduce((a, c) => a + c, 0);
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
