@@ -1,15 +1,11 @@
-// Calibration: a few hundred token sequences through the model, and for every linear layer's input the
-// Gram matrix H = XᵀX / N over the N calibration tokens (X [N, cols]). Its diagonal is Wanda's
+// Calibration: a few hundred token sequences (compress/job.ts calibrationData) through the model,
+// and for every linear layer's input the Gram matrix H = XᵀX / N over the N calibration tokens (X [N, cols]). Its diagonal is Wanda's
 // ‖X_j‖²/N; the whole matrix is the curvature of a layer's output error, which learned codes and iCBS
 // minimise. Layers that read the same input share one H: q, k and v (the attention norm's output),
 // gate and up (the FFN norm's output); o reads the attention output and down the FFN activation.
-import { readFileSync } from 'node:fs';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { buildForward, forwardInputs, setForwardInputs, type LlamaModel, type Module } from '../model/llama.js';
 import { GGUF_NAMES, MODULES } from '../tune/adapter.js';
-import { loadDataset } from '../data/dataset.js';
-import { fileKind } from '../data/read.js';
-import { tokenize } from '../eval/llamacpp.js';
 
 export type InputGroup = 'attn_in' | 'attn_out' | 'ffn_in' | 'ffn_mid';
 export const INPUT_OF: Record<Module, InputGroup> = { q: 'attn_in', k: 'attn_in', v: 'attn_in', o: 'attn_out', gate: 'ffn_in', up: 'ffn_in', down: 'ffn_mid' };
@@ -48,24 +44,6 @@ export function gramOf(c: Calibration, weight: string): Gram {
 export function inputNormSq(c: Calibration, weight: string): Float64Array {
   const { n, h } = gramOf(c, weight);
   return Float64Array.from({ length: n }, (_, j) => h[j * n + j]);
-}
-
-/**
- * Calibration sequences of `seq` tokens: windows of a dataset (any format Hone trains on), or of a
- * plain text file cut into consecutive windows; at most `count`.
- */
-export async function calibrationSequences(file: string, modelPath: string, seq: number, count: number): Promise<Int32Array[]> {
-  let seqs: Int32Array[];
-  if (fileKind(file) === 'txt') {
-    const tokens = await tokenize(modelPath, readFileSync(file, 'utf8'));
-    seqs = [];
-    for (let s = 0; s + seq <= tokens.length && seqs.length < count; s += seq) seqs.push(Int32Array.from(tokens.slice(s, s + seq)));
-    if (!seqs.length) throw new Error(`${file}: ${tokens.length} tokens, fewer than one calibration window of ${seq}; give a longer text or a smaller --calib-seq`);
-  } else {
-    const ds = await loadDataset(file, modelPath, { seq, valFraction: 0 });
-    seqs = ds.train.slice(0, count).map((w) => Int32Array.from(w.input));
-  }
-  return seqs;
 }
 
 /** Runs the sequences through the model and accumulates every input's Gram matrix. */

@@ -3,8 +3,7 @@
 // weights are pruned from here, never from W = 0.
 import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
 import { T } from '../engine/types.js';
-import { meta, readGguf } from '../model/gguf.js';
-import { readRaw } from './model-file.js';
+import { meta, readGguf, readTensorBytes } from '../model/gguf.js';
 
 export function writeMasks(path: string, masks: { name: string; shape: number[]; keep: Uint8Array }[], overwrite = false) {
   const tensors: GgufTensorOut[] = masks.map((m) => ({ name: m.name, shape: m.shape, type: T.I8, data: m.keep }));
@@ -15,5 +14,5 @@ export function writeMasks(path: string, masks: { name: string; shape: number[];
 export function readMasks(path: string): Map<string, Uint8Array> {
   const f = readGguf(path);
   if (meta<string>(f, 'general.type') !== 'hone-pruning-masks') throw new Error(`${path} is not a Hone pruning-mask file`);
-  return new Map(f.tensors.map((t) => [t.name, new Uint8Array(readRaw(f, t))]));
+  return new Map(f.tensors.map((t) => [t.name, new Uint8Array(readTensorBytes(f.path, t))]));
 }

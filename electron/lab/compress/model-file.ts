@@ -1,29 +1,17 @@
 // A compression stage reads a model GGUF tensor by tensor and writes a new one: every tensor either
 // copied as it is or replaced. Tensors stream through (one in memory at a time), so a stage needs
 // memory for its largest tensor, not for the model.
-import { closeSync, openSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { native } from '../engine/native.js';
 import { T } from '../engine/types.js';
-import type { GgufFile, GgufTensorInfo, GgufValue } from '../model/gguf.js';
+import { readTensorBytes, type GgufFile, type GgufTensorInfo, type GgufValue } from '../model/gguf.js';
+import { dequantizeFromFile } from '../model/llama.js';
 import { dequantizeNupes, isNupesTensor, nupesShape } from '../model/nupes-weights.js';
 import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
 
-export function readRaw(f: GgufFile, info: GgufTensorInfo): Buffer {
-  const raw = Buffer.alloc(info.bytes);
-  const fd = openSync(f.path, 'r');
-  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
-  return raw;
-}
-
-const elements = (info: GgufTensorInfo) => info.shape.reduce((a, b) => a * b, 1);
-
 /** a tensor's values as F32 (ggml's dequantizer, or Hone's for NUPES codes) */
 export function readValues(f: GgufFile, info: GgufTensorInfo): Float32Array {
-  if (isNupesTensor(f, info.name)) return dequantizeNupes(f, info);
-  const raw = readRaw(f, info);
-  if (info.type === T.F32) return new Float32Array(raw.buffer, raw.byteOffset, elements(info)).slice();
-  return native().dequantize(info.type, raw, elements(info));
+  return isNupesTensor(f, info.name) ? dequantizeNupes(f, info) : dequantizeFromFile(f.path, info);
 }
 
 export const f32Bytes = (w: Float32Array) => new Uint8Array(w.buffer, w.byteOffset, w.byteLength);
@@ -58,7 +46,7 @@ export function rewriteModel(src: GgufFile, path: string, replace: (info: GgufTe
     } else if (isNupesTensor(src, info.name)) {
       tensors.push({ name: info.name, shape: nupesShape(info), type: T.F32, data: step(() => f32Bytes(dequantizeNupes(src, info))) });
     } else {
-      tensors.push({ name: info.name, shape: info.shape, type: info.type, data: step(() => readRaw(src, info)) });
+      tensors.push({ name: info.name, shape: info.shape, type: info.type, data: step(() => readTensorBytes(src.path, info)) });
     }
   });
   const md = new Map(src.metadata);

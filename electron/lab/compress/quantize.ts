@@ -10,6 +10,7 @@ import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, 
 import { learnCodes, outputError } from './learn-codes.js';
 import { f32Bytes, encode, modelName, readValues, rewriteModel } from './model-file.js';
 import { powerGrid, searchExponentData, searchExponentDataFree } from './nupes.js';
+import { applyMask } from './prune.js';
 import type { Quant } from './compress-info.js';
 
 export { QUANTS, QUANT_INFO, type Quant } from './compress-info.js';
@@ -70,7 +71,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
       const run = () => {
         if (result) return result;
         const w = readValues(src, info);
-        if (keep) zeroPruned(w, keep);
+        if (keep) applyMask(w, keep); // pruned weights exactly zero (the mask says which)
         const s = H ? searchExponentData(w, rows, cols, nupesBits, H) : searchExponentDataFree(w, rows, cols, nupesBits);
         let grid = powerGrid(w, rows, cols, s.exponent, nupesBits);
         const r: LayerReport = { tensor: info.name, type: `NUPES${nupesBits}`, exponent: s.exponent };
@@ -95,7 +96,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
       name: info.name, shape: info.shape, type,
       data: () => {
         const w = readValues(src, info);
-        if (keep) zeroPruned(w, keep);
+        if (keep) applyMask(w, keep); // pruned weights exactly zero (the mask says which)
         const { blocks, grid } = referenceQuantize(type, w, rows, cols);
         const l = learnCodes(w, rows, cols, H!, grid, { scales: hasOwnScale(type), roundScale: roundHalf, movable: keep });
         report.push({ tensor: info.name, type: `${ggmlTypeName(type)} learned`, reference: l.before, error: l.after });
@@ -108,9 +109,4 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
     [NUPES_BITS_KEY]: nupesBits ? kv.u32(nupesBits) : undefined,
   }, { overwrite: opts.overwrite, signal: opts.signal, onTensor: opts.onTensor });
   return report;
-}
-
-/** pruned weights exactly zero (the mask, not the values, says which) */
-function zeroPruned(w: Float32Array, keep: Uint8Array) {
-  for (let i = 0; i < w.length; i++) if (!keep[i]) w[i] = 0;
 }

@@ -188,3 +188,11 @@ export function metaNumber(f: GgufFile, key: string): number | undefined {
   if (!v || v.type === GgufValueType.ARRAY) return undefined;
   return typeof v.value === 'bigint' ? Number(v.value) : (v.value as number);
 }
+
+/** a tensor's bytes as stored in the file */
+export function readTensorBytes(path: string, info: GgufTensorInfo): Buffer {
+  const raw = Buffer.alloc(info.bytes);
+  const fd = openSync(path, 'r');
+  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
+  return raw;
+}

@@ -1,12 +1,11 @@
 // The llama family (llama, Mistral — stored by llama.cpp as "llama" — and qwen2) on ggml: hyper-
 // parameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
 // what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
-import { GgufError, meta, metaNumber, readGguf, type GgufFile, type GgufTensorInfo } from './gguf.js';
+import { GgufError, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 import { Graph, GraphBuilder, Tensor, allocStatic, type RopeParams } from '../engine/graph.js';
 import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
-import { closeSync, openSync, readSync } from 'node:fs';
 import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
 
 export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2'] as const;
@@ -188,12 +187,12 @@ export function describe(f: GgufFile) {
   return { hparams: hp, parameters: params, tensorTypes: Object.fromEntries(types), tied: !f.tensors.some((t) => t.name === 'output.weight') };
 }
 
-/** one tensor of a GGUF file as F32 values, by ggml's own dequantizer */
+/** one tensor of a GGUF file as F32 values (a copy), by ggml's own dequantizer */
 export function dequantizeFromFile(path: string, info: GgufTensorInfo): Float32Array {
-  const raw = Buffer.alloc(info.bytes);
-  const fd = openSync(path, 'r');
-  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
-  return native().dequantize(info.type, raw, info.shape.reduce((a, c) => a * c, 1));
+  const raw = readTensorBytes(path, info);
+  const n = info.shape.reduce((a, c) => a * c, 1);
+  if (info.type === T.F32) return new Float32Array(raw.buffer, raw.byteOffset, n);
+  return native().dequantize(info.type, raw, n);
 }
 
 export class LlamaModel {

@@ -8,8 +8,7 @@
 //                                       is quantized, after the header is written)
 //   metadata hone.nupes.bits (u32) marks the file
 // value = α_r · sign(q)·|q|^{1/a}
-import { closeSync, openSync, readSync } from 'node:fs';
-import { type GgufFile, type GgufTensorInfo } from './gguf.js';
+import { readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 
 export const NUPES_BITS_KEY = 'hone.nupes.bits';
 export const nupesScaleName = (name: string) => `${name}.nupes_scale`;
@@ -22,13 +21,6 @@ export function isNupesFile(f: GgufFile): boolean {
 /** whether tensor `name` of the file holds NUPES codes */
 export function isNupesTensor(f: GgufFile, name: string): boolean {
   return isNupesFile(f) && f.tensors.some((t) => t.name === nupesExponentName(name));
-}
-
-function readBytes(path: string, info: GgufTensorInfo): Buffer {
-  const raw = Buffer.alloc(info.bytes);
-  const fd = openSync(path, 'r');
-  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
-  return raw;
 }
 
 /** the weight's shape [cols, rows] (the file stores two codes per byte) */
@@ -50,11 +42,11 @@ export function dequantizeNupes(f: GgufFile, info: GgufTensorInfo): Float32Array
   if (!expInfo || !scaleInfo) throw new Error(`${f.path}: NUPES tensor ${info.name} has no exponent or no ${nupesScaleName(info.name)}; the file is damaged`);
   const [cols, rows] = nupesShape(info);
   const bits = Number(f.metadata.get(NUPES_BITS_KEY)!.value), qmax = 2 ** (bits - 1) - 1;
-  const packed = readBytes(f.path, info);
-  const sb = readBytes(f.path, scaleInfo);
+  const packed = readTensorBytes(f.path, info);
+  const sb = readTensorBytes(f.path, scaleInfo);
   const alpha = new Float32Array(sb.buffer, sb.byteOffset, rows);
   const out = new Float32Array(cols * rows);
-  const eb = readBytes(f.path, expInfo);
+  const eb = readTensorBytes(f.path, expInfo);
   const inv = 1 / eb.readFloatLE(0);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < cols; j++) {

@@ -107,7 +107,7 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const allWeights = blockBytes.reduce((a, c) => a + c, 0);
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
-  let ramUse = b.cpuDevice ? 0 : 0;
+  let ramUse = 0;
   let ssdUse = 0;
   const blocks: BlockPlan[] = blockBytes.map((w, i) => ({ block: i, weightBytes: w, weights: 'stream', activationBytes: act, activations: 'recompute', forwardFlops: blockFlops(i) }));
   const freeDevice = () => pool - deviceUse - (b.cpuDevice ? ramUse : 0);
