@@ -337,7 +337,10 @@ class Backend : public Napi::ObjectWrap<Backend> {
 #ifdef HONE_BLAS
         // on the CPU, large F32 matmuls and outer products go to OpenBLAS (HONE_BLAS=0: ggml's own)
         const char *use = getenv("HONE_BLAS");
-        if (!cpu_ && !(use && std::string(use) == "0")) blas_ = ggml_backend_blas_init();
+        // new Backend(name, { blas: false }): an engine of its own for work that computes beside the
+        // main one (the CPU optimizer of streamed full-parameter training), off OpenBLAS's one pool
+        bool want_blas = !(info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("blas") && !info[1].As<Napi::Object>().Get("blas").ToBoolean());
+        if (!cpu_ && want_blas && !(use && std::string(use) == "0")) blas_ = ggml_backend_blas_init();
 #endif
     }
     ~Backend() override { Release(); }
@@ -587,6 +590,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
         return DefineClass(env, "Graph",
                            {
                                InstanceMethod("compute", &Graph::Compute),
+                               InstanceMethod("computeAsync", &Graph::ComputeAsync),
                                InstanceMethod("profile", &Graph::Profile),
                                InstanceMethod("grad", &Graph::Grad),
                                InstanceMethod("nodeCount", &Graph::NodeCount),
@@ -687,6 +691,32 @@ class Graph : public Napi::ObjectWrap<Graph> {
         ggml_status st = ggml_backend_sched_graph_compute(sched_, graph_);
         if (st != GGML_STATUS_SUCCESS) throw Napi::Error::New(info.Env(), "graph compute failed with status " + std::to_string((int)st));
         return info.Env().Undefined();
+    }
+
+    // computeAsync() -> Promise: the same compute on a libuv worker thread, so JavaScript (and graphs
+    // of another engine) go on meanwhile. The caller keeps the graph, its engine and its tensors
+    // untouched until the promise settles; two graphs of one engine never compute at once.
+    class ComputeWork : public Napi::AsyncWorker {
+      public:
+        ComputeWork(Napi::Env env, Graph *g) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), g_(g) {}
+        Napi::Promise Promise() { return deferred_.Promise(); }
+      protected:
+        void Execute() override {
+            if (g_->backward_) ggml_graph_reset(g_->graph_);
+            ggml_status st = ggml_backend_sched_graph_compute(g_->sched_, g_->graph_);
+            if (st != GGML_STATUS_SUCCESS) SetError("graph compute failed with status " + std::to_string((int)st));
+        }
+        void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+        void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
+      private:
+        Napi::Promise::Deferred deferred_;
+        Graph *g_;
+    };
+    Napi::Value ComputeAsync(const Napi::CallbackInfo &info) {
+        if (!sched_ || !backend_->alive()) throw Napi::Error::New(info.Env(), "graph was freed or its engine closed");
+        auto *w = new ComputeWork(info.Env(), this);
+        w->Queue();
+        return w->Promise();
     }
 
     // profile() -> [[op, name, microseconds, operands], ...]: one compute with every node run on its

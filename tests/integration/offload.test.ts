@@ -17,7 +17,7 @@ import { hparamsOf } from '../../electron/lab/model/llama.js';
 import { AsyncFiles, IO_ALIGN, explainIoError } from '../../electron/lab/offload/io.js';
 import { machineRates, parseBytes } from '../../electron/lab/offload/measure.js';
 import { blockActivationBytes, planMemory, type PlanInput } from '../../electron/lab/offload/plan.js';
-import { testDir, tinyModel } from '../helpers/models.js';
+import { readTensorsF64, testDir, tinyModel } from '../helpers/models.js';
 
 let dir: string, engine: Engine;
 beforeAll(() => { dir = mkdtempSync(join(testDir, 'offload-')); engine = openEngine({ backend: 'cpu' }); });
@@ -91,6 +91,49 @@ describe('streaming training', () => {
     });
   }
 
+  // full-parameter training out of core: master weights and optimizer state per block in RAM or on
+  // the SSD, each block's optimizer step on a CPU engine of its own while the next block computes
+  for (const [name, spec, over, offload] of [
+    ['GaLore (rank 8, projectors every 5 steps), clipped: updates during the next forward, state in RAM, activations recomputed', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }, { method: 'galore', rank: 8, galoreGap: 5 }, { state: 'ram', activations: 'recompute' }],
+    ['GaLore unclipped: each update overlaps the backward below it, state on the SSD, activations kept', { type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 }, { method: 'galore', rank: 8, galoreGap: 5, maxGradNorm: 0 }, { state: 'ssd', activations: 'keep' }],
+    ['full AdamW, F32 tied head, state on the SSD', { type: 'f32', nLayer: 2, tied: true }, { method: 'full' }, { state: 'ssd' }],
+  ] as const) {
+    it(`${name}: 20 steps give the in-memory losses and checkpoint`, async () => {
+      const model = tinyModel(spec);
+      const data = writeSampleChat(join(dir, 'facts.jsonl'));
+      const ssd = mkdtempSync(join(testDir, 'ssd-'));
+      const cfg = { lr: 1e-3, ...over } as Partial<TrainConfig>;
+      const mem = await losses(model, data, cfg);
+      const str = await losses(model, data, { ...cfg, offload: { force: true, ssd, ...offload } });
+      expect(str.streaming).toBe(true);
+      for (let i = 0; i < 20; i++) expect(Math.abs(str.out[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
+      expect(str.out[19]).toBeLessThan(0.9 * str.out[0]); // it trains
+      for (let i = 0; i < mem.val.length; i++) expect(str.val[i]).toBeCloseTo(mem.val[i], 4);
+      // the checkpoints hold the same weights and optimizer state under the same names
+      const a = readTensorsF64(listCheckpoints(mem.runDir).at(-1)!), b = readTensorsF64(listCheckpoints(str.runDir).at(-1)!);
+      expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+      for (const name of ['blk.1.attn_q.weight', 'blk.1.attn_q.weight.m', 'blk.1.ffn_down.weight.v', 'blk.0.attn_norm.weight', 'token_embd.weight']) expect(maxAbsDiff(b.get(name)!, a.get(name)!), name).toBeLessThan(1e-4);
+      expect(readdirSync(ssd)).toEqual([]); // the state (and swap) files are deleted
+    });
+  }
+
+  it('a streamed GaLore run resumes in memory from its checkpoint, and an in-memory one resumes streamed, with the uninterrupted losses', async () => {
+    const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
+    const data = writeSampleChat(join(dir, 'facts.jsonl'));
+    const cfg = { method: 'galore', rank: 8, galoreGap: 5, lr: 1e-3 } as const;
+    const whole = await losses(model, data, cfg);
+    for (const [first, then] of [[{ force: true, state: 'ssd' as const, ssd: dir }, undefined], [undefined, { force: true, ssd: dir }]]) {
+      const runDir = mkdtempSync(join(testDir, 'stream-run-'));
+      const out: number[] = [];
+      const stop = new AbortController();
+      const base = { ...TRAIN_DEFAULTS, model, data, seq: 32, batch: 2, valFraction: 0.3, evalEvery: 0, saveEvery: 10, schedule: 'constant' as const, ...cfg };
+      await runTraining({ ...base, steps: 20, offload: first }, { runDir, signal: stop.signal, onEvent: (e) => { if (e.type === 'step') { out.push(e.loss); if (e.step === 10) stop.abort(); } } });
+      await runTraining({ ...base, steps: 20, offload: then }, { runDir, resume: true, onEvent: (e) => { if (e.type === 'step') out.push(e.loss); } });
+      expect(out.length).toBe(20);
+      for (let i = 0; i < 20; i++) expect(Math.abs(out[i] - whole.out[i])).toBeLessThan(1e-4 * whole.out[i]);
+    }
+  });
+
   it('activations swapped to the SSD folder: the same losses, and the swap file is gone afterwards', async () => {
     const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
     const data = writeSampleChat(join(dir, 'facts.jsonl'));
@@ -138,7 +181,7 @@ describe('streaming training', () => {
     expect(out.losses.length).toBe(3);
   }, 600_000);
 
-  it('a model file that vanishes mid-run stops with a clear message; full-parameter methods are refused under streaming', async () => {
+  it('a model file that vanishes mid-run stops with a clear message; methods streaming cannot run yet are refused by name', async () => {
     const model = join(dir, 'vanishing.gguf');
     copyFileSync(tinyModel({ type: 'q8_0', nLayer: 3 }), model);
     const data = writeSampleChat(join(dir, 'facts2.jsonl'));
@@ -148,7 +191,8 @@ describe('streaming training', () => {
       runDir, onEvent: (e) => { if (e.type === 'step' && ++steps === 2) rmSync(model); },
     })).rejects.toThrow(/vanishing\.gguf vanished during the run .*put it back, then resume/);
     expect(listCheckpoints(runDir).length).toBeGreaterThanOrEqual(2); // resumable from the last step
-    await expect(losses(tinyModel({ type: 'f32' }), data, { method: "full", offload: { force: true } })).rejects.toThrow(/streaming training cannot do yet/);
+    await expect(losses(tinyModel({ type: 'f32' }), data, { method: 'natural-galore', offload: { force: true } })).rejects.toThrow(/Natural GaLore keeps a gradient history per weight that streaming does not store yet.*use --method lora, galore or full, or give more --ram/);
+    await expect(losses(tinyModel({ type: 'f32' }), data, { method: 'hut', offload: { force: true } })).rejects.toThrow(/HUT's adapters are not streamed yet/);
   });
 });
 

@@ -13,6 +13,8 @@ export class Tensor {
   get shape(): number[] { const i = this.info(); return [i[1], i[2], i[3], i[4]]; }
   get strides(): number[] { const i = this.info(); return [i[5], i[6], i[7], i[8]]; }
   get elements(): number { return this.shape.reduce((a, b) => a * b, 1); }
+  /** whether it has memory (an input no node of its graph reads gets none) */
+  get allocated(): boolean { return this.info()[9]; }
   set(data: ArrayBufferView, byteOffset = 0): void { native().tensorSet(this.h, data, byteOffset); }
   /** values as float32 (converted from the tensor's type) */
   get(): Float32Array { return native().tensorGet(this.h); }
@@ -113,6 +115,8 @@ export class Graph {
     this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), opts);
   }
   compute() { this.native.compute(); }
+  /** computes on a worker thread (graphs of another engine may compute meanwhile) */
+  computeAsync(): Promise<void> { return this.native.computeAsync(); }
   /** the gradient of the loss (first output) w.r.t. a parameter, after compute */
   grad(t: Tensor): Tensor {
     const g = this.native.grad(t.h);

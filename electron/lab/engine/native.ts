@@ -33,6 +33,8 @@ export interface NativeBackend {
 
 export interface NativeGraph {
   compute(): void;
+  /** the same compute on a worker thread; keep the graph and its tensors untouched until it settles */
+  computeAsync(): Promise<void>;
   /** one compute, each node run and timed on its own: [op, tensor name, microseconds, operand types and shapes] */
   profile(): [string, string, number, string][];
   grad(t: External): External | null;
@@ -56,7 +58,7 @@ export interface HoneNative {
   tensorGet(t: External, raw?: boolean): Float32Array;
   tensorLoadFile(t: External, path: string, fileOffset: number): void;
   Context: new (maxTensors: number) => NativeContext;
-  Backend: new (deviceName: string) => NativeBackend;
+  Backend: new (deviceName: string, opts?: { blas?: boolean }) => NativeBackend;
   Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;
 }
 

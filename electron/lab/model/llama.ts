@@ -98,6 +98,9 @@ export interface WeightsOf<X> {
 }
 
 export type Layer = LayerOf<Tensor>;
+export type LayerField = keyof LayerOf<unknown>;
+/** a block's tensors in a fixed order (streaming reads them one by one) */
+export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'];
 export type Weights = WeightsOf<Tensor>;
 
 /**

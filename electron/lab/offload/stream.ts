@@ -13,23 +13,36 @@
 // Activations, per the plan: kept (the forward's copied to RAM, read back by the backward), swapped
 // (written to one file in the SSD folder in the background, read back a block ahead; the file is
 // deleted when the trainer is freed), or recomputed from the block's input.
-// Limits of this first version: LoRA only, no dropout.
+//
+// Full-parameter training (full AdamW, GaLore; adapter StreamedFullModel): the slots hold F32 master
+// weights read from the blocks' records (block-state.ts, RAM or SSD) instead of the model file, the
+// backward leaves every tensor's gradient, which goes back to the block's record, and the block's
+// optimizer step runs on a CPU engine of its own while the device computes: during the backward of
+// the blocks below it when the gradient is not clipped (the step's scale is known), else, once the
+// global norm is known, during the next forward — each block's forward waits for its own update.
+// Limits: LoRA and full-parameter methods (HUT, MoS, Natural GaLore need the model in memory); no dropout.
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
 import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
+import { LAYER_FIELDS, blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerField, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
-import { addGrad, moduleDims, type Adapter, type TrainedLinear } from '../tune/adapter.js';
+import { addGrad, moduleDims, type Adapter, type Grads, type TrainedLinear } from '../tune/adapter.js';
 import { Lora, lowRankLinear } from '../tune/lora.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/trainer.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsyncFiles, alignUp, explainIoError } from './io.js';
 import type { ActivationChoice } from './plan.js';
+import { StreamedFullModel } from './block-state.js';
+import { isNupesTensor } from '../model/nupes-weights.js';
 
-const FIELDS = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'] as const;
+const FIELDS = LAYER_FIELDS;
+
+/** what the last micro-batch of a step tells the backward: the step and its learning rate (a
+ *  full-parameter block's optimizer step may then start as soon as its gradient is complete) */
+export interface StepInfo { last: boolean; step: number; lr: number; micro: number }
 
 /** one module's LoRA inside a slot: the computing layer's A and B, and the gradients the backward leaves */
 interface SlotLora { a: Tensor; b: Tensor; ga: Tensor; gb: Tensor }
@@ -40,6 +53,8 @@ interface Slot {
   buffer: number;
   layer: Layer;
   lora: Map<Module, SlotLora>;
+  /** full-parameter training: each tensor's gradient, left by the backward */
+  grads: Map<LayerField, Tensor>;
   holds: number;
   fwd?: { b: GraphBuilder; graph: Graph; out: Tensor; acts: Tensor[] };
   bwd?: { b: GraphBuilder; graph: Graph; dx: Tensor };
@@ -53,12 +68,18 @@ const ACTS = ['h', 'q3', 'k3', 'vT', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 
 /** the block graphs' inputs, static and shared by every slot */
 interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; acts?: Tensor[] }
 
-interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number }
+interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number; keep?: Tensor }
 
 export class StreamingTrainer {
   readonly T: number;
   private readonly plan;
-  private readonly lora: Lora;
+  private readonly lora?: Lora;
+  private readonly full?: StreamedFullModel;
+  /** full-parameter training: the embeddings' gradient from d(block 0 input) */
+  private embedBack?: { b: GraphBuilder; graph: Graph; tokens: Tensor; dx: Tensor; keep: Tensor };
+  /** gradients on their way to the blocks' records, and whether this step's updates have started */
+  private readonly gradWrites: Promise<void>[] = [];
+  private updatesStarted = false;
   /** LoRA parameter → its gradient accumulator */
   private readonly accOf = new Map<Tensor, Tensor>();
   private readonly resident: { b: GraphBuilder; buffer: number; tokEmbd: Tensor; outputNorm: Tensor; output: Tensor; outputBias?: Tensor; ropeFreqs?: Tensor };
@@ -67,7 +88,7 @@ export class StreamingTrainer {
   private readonly io: BlockIo;
   private readonly embed: { b: GraphBuilder; graph: Graph; tokens: Tensor; out: Tensor };
   private readonly head: { train: HeadGraph; eval: HeadGraph };
-  private readonly optimizer: AdapterOptimizer;
+  private readonly optimizer?: AdapterOptimizer;
   private readonly pending = new Map<number, Promise<void>>();
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
@@ -86,15 +107,16 @@ export class StreamingTrainer {
   ioBusyMs = 0;
   ioWaitMs = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
     this.choice = Array.from({ length: hp.nLayer }, (_, j) => activations[j] ?? 'recompute');
     if (this.choice.includes('swap')) {
       if (!ssdDir) throw new Error('swapping activations needs an SSD folder (--ssd)');
       this.swapPath = join(ssdDir, `hone-swap-${process.pid}-${Date.now().toString(36)}.bin`);
     }
-    if (!(adapter instanceof Lora)) throw new Error(`streaming training runs LoRA in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
+    if (!(adapter instanceof Lora) && !(adapter instanceof StreamedFullModel)) throw new Error(`streaming training runs LoRA, full and GaLore in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
     if (adapter.dropout > 0) throw new Error('streaming training draws no dropout masks yet: set --dropout 0 with --offload');
-    this.lora = adapter;
+    if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train without --offload`);
+    if (adapter instanceof Lora) this.lora = adapter; else this.full = adapter;
     for (const t of adapter.trainables) this.accOf.set(t.param, t.acc);
     this.T = seq;
     this.plan = planWeights(file, hp);
@@ -107,7 +129,9 @@ export class StreamingTrainer {
       if (!made.has(info)) { const t = rb.tensor(info.type, info.shape, info.name); made.set(info, t); load.push([t, info]); }
       return made.get(info)!;
     };
-    const r = { tokEmbd: res(this.plan.tokEmbd)!, outputNorm: res(this.plan.outputNorm)!, output: res(this.plan.output)!, outputBias: res(this.plan.outputBias), ropeFreqs: res(this.plan.ropeFreqs) };
+    // full-parameter training trains them: the adapter holds their F32 master weights
+    const r = this.full ? { ...this.full.resident, ropeFreqs: res(this.plan.ropeFreqs) }
+      : { tokEmbd: res(this.plan.tokEmbd)!, outputNorm: res(this.plan.outputNorm)!, output: res(this.plan.output)!, outputBias: res(this.plan.outputBias), ropeFreqs: res(this.plan.ropeFreqs) };
     this.resident = { b: rb, buffer: allocStatic(engine, rb, `resident weights of ${file.path}`), ...r };
     for (const [t, info] of load) t.loadFromFile(file.path, info.offset);
     // the block graphs' inputs
@@ -141,21 +165,31 @@ export class StreamingTrainer {
     const out = eb.getRows(this.resident.tokEmbd, tokens);
     this.embed = { b: eb, graph: new Graph(engine, eb, [out]), tokens, out };
     this.head = { train: this.headGraph(capacity.train, true), eval: this.headGraph(capacity.eval, false) };
-    this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
+    if (this.full) {
+      const bb = new GraphBuilder(16);
+      bb.blas = engine.blas;
+      const tok = bb.input(TYPES.I32, [n], 'tokens'), dx = bb.input(TYPES.F32, [hp.nEmbd, n], 'd_x0'), keep = bb.input(TYPES.F32, [1], 'keep');
+      const acc = this.accOf.get(this.full.resident.tokEmbd)!;
+      const upd = bb.cpy(bb.add(bb.mul(acc, keep), bb.getRowsBack(dx, tok, this.full.resident.tokEmbd)), acc);
+      this.embedBack = { b: bb, graph: new Graph(engine, bb, [upd]), tokens: tok, dx, keep };
+    } else this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
   }
 
   private makeSlot(L: LayerOf<GgufTensorInfo>, label: string): Slot {
     const b = new GraphBuilder(128);
-    const t = (info?: GgufTensorInfo) => (info ? b.tensor(info.type, info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
+    // full-parameter training computes on F32 master weights
+    const t = (info?: GgufTensorInfo) => (info ? b.tensor(this.full ? TYPES.F32 : info.type, info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
     const layer = Object.fromEntries(FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
-    const r = this.lora.cfg.rank;
+    const grads = new Map<LayerField, Tensor>();
+    if (this.full) for (const f of FIELDS) if (L[f]) grads.set(f, b.tensor(TYPES.F32, L[f]!.shape, `${label}.${f}.grad`));
+    const r = this.lora?.cfg.rank ?? 0;
     const lora = new Map<Module, SlotLora>();
-    for (const m of this.lora.cfg.targets) {
+    for (const m of this.lora?.cfg.targets ?? []) {
       const [inDim, outDim] = moduleDims(this.hp, m);
       const f = (shape: number[], what: string) => b.tensor(TYPES.F32, shape, `${label}.${m}.${what}`);
       lora.set(m, { a: f([inDim, r], 'lora_a'), b: f([r, outDim], 'lora_b'), ga: f([inDim, r], 'grad_a'), gb: f([r, outDim], 'grad_b') });
     }
-    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, lora, holds: -1 };
+    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, lora, grads, holds: -1 };
   }
 
   /** the shapes of a block's activations, from a forward built on block 0's weight shapes (not computed) */
@@ -180,13 +214,19 @@ export class StreamingTrainer {
     const { hp, T, batch, io } = this;
     const rope = this.resident.ropeFreqs ?? null;
     const inp = { positions: io.positions, mask: io.mask } as ForwardInputs;
-    const s = this.lora.scale;
-    const linear = (m: Module): TrainedLinear | undefined => {
+    const s = this.lora?.scale ?? 0;
+    const lowRank = (m: Module): TrainedLinear | undefined => {
       const l = slot.lora.get(m);
       return l && lowRankLinear(l.a, l.b, s, (g, grads, dA, dB) => { addGrad(g, grads, l.a, dA); addGrad(g, grads, l.b, dB); });
     };
-    const linears = new Map(this.lora.cfg.targets.map((m) => [m, linear(m)!]));
-    const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linears.get(m)?.forward(g, W, x) ?? g.mulMat(W, x);
+    const full = this.full;
+    const linears = new Map((this.lora?.cfg.targets ?? []).map((m) => [m, lowRank(m)!]));
+    const linearIn = (g: GraphBuilder, m: Module) => (full ? full.linear(g, 0, m) : linears.get(m));
+    const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linearIn(g, m)?.forward(g, W, x) ?? g.mulMat(W, x);
+    // the backward's outputs besides dx: LoRA's gradients, or every tensor's (full-parameter)
+    const keep = (g: GraphBuilder, grads: Grads) => full
+      ? [...slot.grads].map(([f, t]) => g.cpy(grads.get(slot.layer[f]!)!, t))
+      : [...slot.lora.values()].flatMap((l) => [g.cpy(grads.get(l.a)!, l.ga), g.cpy(grads.get(l.b)!, l.gb)]);
     const fb = new GraphBuilder();
     fb.blas = this.engine.blas;
     const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
@@ -196,17 +236,15 @@ export class StreamingTrainer {
     bb.blas = this.engine.blas;
     const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
     const grads = new Map<Tensor, Tensor>();
-    const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linears.get(m); return l && { linear: l }; }, grads);
-    const keepGrads = [...slot.lora.values()].flatMap((l) => [bb.cpy(grads.get(l.a)!, l.ga), bb.cpy(grads.get(l.b)!, l.gb)]);
-    slot.bwd = { b: bb, graph: new Graph(this.engine, bb, [dx, ...keepGrads]), dx };
+    const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(bb, m); return l && { linear: l }; }, grads, !!full);
+    slot.bwd = { b: bb, graph: new Graph(this.engine, bb, [dx, ...keep(bb, grads)]), dx };
     if (io.acts) {
       const kb = new GraphBuilder();
       kb.blas = this.engine.blas;
       const given = Object.fromEntries(ACTS.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
       const kgrads = new Map<Tensor, Tensor>();
-      const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linears.get(m); return l && { linear: l }; }, kgrads);
-      const kGrads = [...slot.lora.values()].flatMap((l) => [kb.cpy(kgrads.get(l.a)!, l.ga), kb.cpy(kgrads.get(l.b)!, l.gb)]);
-      slot.bwdKept = { b: kb, graph: new Graph(this.engine, kb, [kdx, ...kGrads]), dx: kdx };
+      const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, !!full);
+      slot.bwdKept = { b: kb, graph: new Graph(this.engine, kb, [kdx, ...keep(kb, kgrads)]), dx: kdx };
     }
   }
 
@@ -219,8 +257,13 @@ export class StreamingTrainer {
       const out = headLoss(b, this.hp, this.resident, x, loss).loss;
       return { b, graph: new Graph(this.engine, b, [out]), x, loss, out, m };
     }
-    const h = headBackward(b, this.hp, this.resident, x, loss, new Map());
-    return { b, graph: new Graph(this.engine, b, [h.loss, h.dx]), x, loss, out: h.loss, dx: h.dx, m };
+    const grads: Grads = new Map();
+    const h = headBackward(b, this.hp, this.resident, x, loss, grads, { full: !!this.full });
+    if (!this.full) return { b, graph: new Graph(this.engine, b, [h.loss, h.dx]), x, loss, out: h.loss, dx: h.dx, m };
+    // full-parameter: the head's, output norm's (and bias's) gradients into their accumulators
+    const keep = b.input(TYPES.F32, [1], 'keep');
+    const upd = [...grads].map(([p, g]) => { const acc = this.accOf.get(p)!; return b.cpy(b.add(b.mul(acc, keep), g), acc); });
+    return { b, graph: new Graph(this.engine, b, [h.loss, h.dx, ...upd]), x, loss, out: h.loss, dx: h.dx, m, keep };
   }
 
   /** block j's weights into its slot (waits for a prefetch under way) */
@@ -242,13 +285,17 @@ export class StreamingTrainer {
     const infos = this.plan.layers[j];
     const t0 = performance.now();
     try {
-      // straight into the slot's tensors; the slot's previous block finished before this started
-      await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
-      for (const f of FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
+      // straight into the slot's tensors; the slot's previous block finished before this started.
+      // Full-parameter training: the master weights from the block's record, once its update is done
+      if (this.full) this.bytesRead += await this.full.blocks.loadMaster(j, slot.layer);
+      else {
+        await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
+        for (const f of FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
+      }
       slot.holds = j;
       this.ioBusyMs += performance.now() - t0;
     } catch (e) {
-      throw explainIoError(e, 'model');
+      throw this.full ? e : explainIoError(e, 'model');
     } finally {
       this.pending.delete(j);
     }
@@ -258,7 +305,7 @@ export class StreamingTrainer {
   private setLora(j: number) {
     const slot = this.slotOf[j];
     for (const [m, l] of slot.lora) {
-      const p = this.lora.pair(j, m)!;
+      const p = this.lora!.pair(j, m)!;
       l.a.set(p.a.get());
       l.b.set(p.b.get());
     }
@@ -267,6 +314,7 @@ export class StreamingTrainer {
   private setTokens(windows: Window[], head: HeadGraph) {
     const { tokens, targets } = batchTokens(windows, this.T, this.batch);
     this.embed.tokens.set(tokens);
+    this.embedBack?.tokens.set(tokens);
     this.embed.graph.compute();
     this.bounds[0] = this.embed.out.get();
     setLossInputs(head.loss, this.hp.nVocab, head.m, targets);
@@ -320,16 +368,26 @@ export class StreamingTrainer {
   /** whether the forward under way feeds a backward (evaluation keeps nothing) */
   private training = false;
 
-  /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
-  async accumulate(windows: Window[], first: boolean): Promise<{ loss: number; targets: number }> {
-    if (first) for (const t of this.lora.trainables) t.acc.set(new Float32Array(t.acc.elements));
+  /**
+   * forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`).
+   * `info` says whether this is the step's last micro-batch (full-parameter: when the gradient is
+   * not clipped, each block's optimizer step then starts right after its backward).
+   */
+  async accumulate(windows: Window[], first: boolean, _dropoutSeed = 0, info?: StepInfo): Promise<{ loss: number; targets: number }> {
+    if (first) for (const t of this.lora?.trainables ?? []) t.acc.set(new Float32Array(t.acc.elements));
     const head = this.head.train;
     const targets = this.setTokens(windows, head);
     this.training = true;
     await this.forward();
     this.training = false;
     head.x.set(this.bounds[this.hp.nLayer]);
+    head.keep?.set(new Float32Array([first ? 0 : 1]));
     head.graph.compute();
+    const last = info?.last ?? true;
+    // unclipped full-parameter training knows the step's gradient scale now: Fuyou's overlap of a
+    // block's optimizer step with the backward of the blocks below it
+    const early = this.full && last && info && !(this.optCfg.maxGradNorm > 0);
+    if (this.full) this.updatesStarted = false;
     const loss = head.out.get()[0];
     let d = head.dx!.get();
     for (let j = this.hp.nLayer - 1; j >= 0; j--) {
@@ -345,9 +403,18 @@ export class StreamingTrainer {
       if (kept) this.io.acts!.forEach((t, i) => t.set(kept[i]));
       g.graph.compute();
       d = g.dx.get();
+      if (this.full) {
+        // the block's gradient to its record; its update may start once it is there
+        const blocks = this.full.blocks;
+        const w = blocks.addGrads(j, new Map([...slot.grads].map(([f, t]) => [f, t.get()])), first, last);
+        w.catch(() => {});
+        this.gradWrites.push(w);
+        if (early) this.startUpdate(j, w, info!.step, info!.lr, 1 / info!.micro);
+        continue;
+      }
       // the layer's accumulators += the slot's gradients
       for (const [m, l] of slot.lora) {
-        const p = this.lora.pair(j, m)!;
+        const p = this.lora!.pair(j, m)!;
         for (const [param, g] of [[p.a, l.ga], [p.b, l.gb]] as const) {
           const acc = this.accOf.get(param)!, sum = acc.get(), add = g.get();
           for (let i = 0; i < sum.length; i++) sum[i] += add[i];
@@ -355,7 +422,21 @@ export class StreamingTrainer {
         }
       }
     }
+    if (this.embedBack) {
+      // the embeddings' gradient (a tied head's was added by the head graph: keep it)
+      this.embedBack.dx.set(d);
+      this.embedBack.keep.set(new Float32Array([first && this.full!.resident.output !== this.full!.resident.tokEmbd ? 0 : 1]));
+      this.embedBack.graph.compute();
+    }
+    if (early) this.updatesStarted = true;
     return { loss, targets };
+  }
+
+  /** block j's optimizer step, after its gradient write `after`; its slot's copy is stale from now */
+  private startUpdate(j: number, after: Promise<void>, t: number, lr: number, scale: number) {
+    const blocks = this.full!.blocks;
+    if (this.slotOf[j].holds === j) this.slotOf[j].holds = -1;
+    blocks.track(j, after.then(() => blocks.update(j, t, lr, scale)));
   }
 
   async evaluate(windows: Window[]): Promise<number> {
@@ -372,8 +453,31 @@ export class StreamingTrainer {
     return sum / n;
   }
 
-  step(t: number, lr: number, micro: number): number {
-    return this.optimizer.step(t, lr, micro);
+  /** step `t` on the accumulated gradients of `micro` micro-batches; returns the gradient norm.
+   *  Full-parameter: the resident tensors update now, the blocks' updates start (if they have not)
+   *  and finish while the next forward runs. */
+  async step(t: number, lr: number, micro: number): Promise<number> {
+    if (!this.full) return this.optimizer!.step(t, lr, micro);
+    const writes = this.gradWrites.splice(0);
+    await Promise.all(writes);
+    const norm = Math.sqrt(this.full.blocks.gradSumSq + this.full.residentSumSq()) / micro;
+    const { maxGradNorm } = this.optCfg;
+    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
+    this.full.stepResident(t, lr, clip / micro);
+    if (!this.updatesStarted) for (let j = 0; j < this.hp.nLayer; j++) this.startUpdate(j, Promise.resolve(), t, lr, clip / micro);
+    this.updatesStarted = false;
+    return norm;
+  }
+
+  /** every block update under way, finished (full-parameter; before a checkpoint or freeing) */
+  async settle(): Promise<void> {
+    await Promise.all(this.gradWrites.splice(0));
+    await this.full?.blocks.settle();
+  }
+
+  /** whether the trainable state is whole (a failed update may have left a step half done) */
+  get consistent(): boolean {
+    return !this.full?.blocks.failed;
   }
 
   free() {
@@ -384,7 +488,8 @@ export class StreamingTrainer {
     }
     for (const h of [this.head.train, this.head.eval]) { h.graph.free(); h.b.free(); }
     this.embed.graph.free(); this.embed.b.free();
-    this.optimizer.free();
+    this.embedBack?.graph.free(); this.embedBack?.b.free();
+    this.optimizer?.free();
     this.engine.native.freeBuffer(this.resident.buffer);
     this.resident.b.free();
     this.engine.native.freeBuffer(this.io.buffer);

@@ -61,6 +61,11 @@ export interface TrainedLinear {
   backward(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, grads: Grads, mask?: Tensor): Tensor;
 }
 
+export interface HostState {
+  save(): { name: string; shape?: number[]; data: Float32Array | (() => Float32Array) }[];
+  load(read: (name: string) => Float32Array | null): void;
+}
+
 export interface Adapter {
   readonly method: AdapterMethod;
   readonly trainables: Trainable[];
@@ -76,8 +81,11 @@ export interface Adapter {
   weightsFor?(w: Weights): Weights;
   /** a method's own optimizer (GaLore); without it the trainer runs AdamW on every trainable */
   optimizerStep?(t: number, lr: number, gradScale: number): void;
-  /** state kept in JavaScript that checkpoints must carry (Natural GaLore's gradient history) */
-  readonly hostState?: { save(): { name: string; data: Float32Array }[]; load(read: (name: string) => Float32Array | null): void };
+  /** state outside the trainables' tensors that checkpoints must carry (Natural GaLore's gradient
+   *  history; streamed blocks' records): F32 tensors by name, `data` read when written */
+  readonly hostState?: HostState;
+  /** parameters trained, where not all are the trainables' tensors (streamed full-parameter training) */
+  readonly parameters?: number;
   /** bytes of optimizer state, where it is not two moments per trainable parameter */
   readonly optimizerBytes?: number;
   /** fresh parameters from `seed`, optimizer state zero */
@@ -88,7 +96,7 @@ export interface Adapter {
 }
 
 export function parameterCount(a: Adapter): number {
-  return a.trainables.reduce((s, t) => s + t.param.elements, 0);
+  return a.parameters ?? a.trainables.reduce((s, t) => s + t.param.elements, 0);
 }
 
 /** the adapter as a forward hook, without dropout (evaluation graphs) */

@@ -10,7 +10,7 @@ import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
 import { T } from '../engine/types.js';
 import type { Tensor } from '../engine/graph.js';
 import { native } from '../engine/native.js';
-import type { Trainable } from './adapter.js';
+import type { HostState, Trainable } from './adapter.js';
 
 export interface RunPosition {
   /** optimizer steps done */
@@ -29,8 +29,8 @@ export function checkpointDir(runDir: string) {
 export interface CheckpointState {
   trainables: Trainable[];
   fixed?: Tensor[];
-  /** F32 arrays by name (Natural GaLore's gradient history), saved and given back on load */
-  hostState?: { save(): { name: string; data: Float32Array }[]; load(read: (name: string) => Float32Array | null): void };
+  /** F32 arrays by name (Natural GaLore's gradient history, streamed blocks' records), saved and given back on load */
+  hostState?: HostState;
 }
 
 export function saveCheckpoint(runDir: string, pos: RunPosition, state: CheckpointState, extra: Record<string, unknown> = {}): string {
@@ -45,7 +45,11 @@ export function saveCheckpoint(runDir: string, pos: RunPosition, state: Checkpoi
     { name: `${t.name}.v`, shape: t.v.shape.slice(0, 2), type: T.F32, data: () => bytes(t.v.get()) },
   ]);
   for (const f of fixed) tensors.push({ name: f.name, shape: f.shape.slice(0, 2), type: f.type, data: () => native().tensorGet(f.h, true) as unknown as Uint8Array });
-  for (const h of state.hostState?.save() ?? []) tensors.push({ name: h.name, shape: [h.data.length], type: T.F32, data: bytes(h.data) });
+  for (const h of state.hostState?.save() ?? []) {
+    const data = h.data;
+    const shape = h.shape ?? [(data as Float32Array).length];
+    tensors.push({ name: h.name, shape, type: T.F32, data: typeof data === 'function' ? () => bytes(data()) : bytes(data) });
+  }
   const md = new Map([
     ['general.type', kv.str('hone-checkpoint')],
     ['hone.checkpoint', kv.str(JSON.stringify({ ...pos, ...extra }))],

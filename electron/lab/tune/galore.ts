@@ -78,7 +78,7 @@ export class FullModel implements Adapter {
   readonly projected: Projected[] = [];
   private readonly store = new TrainableStore();
   private readonly memo = new PerGraph<TrainedLinear>();
-  private step1?: { b: GraphBuilder; graph: Graph; gscale: Tensor; lrScale: Tensor; decay: Tensor; b1h: Tensor; b2h: Tensor; eps: Tensor };
+  private step1?: { b: GraphBuilder; graph: Graph; s: UpdateInputs };
   private project?: { b: GraphBuilder; graph: Graph; gscale: Tensor };
 
   constructor(readonly engine: Engine, readonly model: LlamaModel, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig) {
@@ -156,43 +156,26 @@ export class FullModel implements Adapter {
     }));
   }
 
-  /** R of one projected weight, from its (scaled) gradient */
-  private projectGrad(b: GraphBuilder, p: Projected, gscale: Tensor): Tensor {
-    const G = b.mul(p.t.acc, gscale); // [n, m]
-    return p.right ? b.mulMat(p.proj, G) : b.mulMat(b.cont(b.transpose(G)), p.proj); // [r, m] or [n, r]
-  }
-
   private build() {
     const b = new GraphBuilder(64 + 40 * this.trainables.length);
-    const input = (name: string) => b.input(T.F32, [1], name);
-    const s = { gscale: input('grad_scale'), lrScale: input('lr_alpha'), decay: input('decay'), b1h: input('beta1h'), b2h: input('beta2h'), eps: input('eps') };
-    const { beta1, beta2 } = this.opt;
-    const hyper = b.input(T.F32, [7], 'adamw_params');
+    const s = updateInputs(b);
     const natural = this.cfg.method === 'natural-galore';
     const outs: Tensor[] = [];
     const projected = new Map(this.projected.map((p) => [p.t, p]));
     for (const t of this.trainables) {
       const p = projected.get(t);
-      if (!p) { outs.push(b.adamwStep(t.param, b.mul(t.acc, s.gscale), t.m, t.v, hyper)); continue; }
-      let R: Tensor;
-      if (natural) { p.rIn = b.input(T.F32, t.m.shape.slice(0, 2), `${t.name}.r`); R = p.rIn; } else R = this.projectGrad(b, p, s.gscale);
-      const M = b.add(b.scale(t.m, beta1), b.scale(R, 1 - beta1));
-      const V = b.add(b.scale(t.v, beta2), b.scale(b.sqr(R), 1 - beta2));
-      const N = b.div(b.mul(M, s.b1h), b.add(b.sqrt(b.mul(V, s.b2h)), s.eps)); // M̂ / (√V̂ + ε), as opt_step_adamw
-      const D = p.right ? b.mulMat(b.cont(b.transpose(p.proj)), N) : b.mulMat(b.cont(b.transpose(N)), b.cont(b.transpose(p.proj))); // [n, m]
-      outs.push(b.cpy(M, t.m), b.cpy(V, t.v), b.cpy(b.sub(b.mul(t.param, s.decay), b.mul(D, s.lrScale)), t.param));
+      if (!p) { outs.push(adamwUpdate(b, t, s)); continue; }
+      if (natural) p.rIn = b.input(T.F32, t.m.shape.slice(0, 2), `${t.name}.r`);
+      outs.push(...galoreUpdate(b, { ...t, proj: p.proj, right: p.right }, s, this.opt, p.rIn));
     }
-    this.step1 = { b, graph: new Graph(this.engine, b, outs), ...s };
-    this.hyper = hyper;
+    this.step1 = { b, graph: new Graph(this.engine, b, outs), s };
     if (natural) {
       const pb = new GraphBuilder(64 + 8 * this.projected.length);
       const gscale = pb.input(T.F32, [1], 'grad_scale');
-      for (const p of this.projected) p.rOut = this.projectGrad(pb, p, gscale);
+      for (const p of this.projected) p.rOut = projectGrad(pb, { acc: p.t.acc, proj: p.proj, right: p.right }, gscale);
       this.project = { b: pb, graph: new Graph(this.engine, pb, this.projected.map((p) => p.rOut!)), gscale };
     }
   }
-
-  private hyper?: Tensor;
 
   /** refreshes the projectors from the accumulated gradients at steps 1, T+1, 2T+1, … */
   private refresh(t: number) {
@@ -225,24 +208,58 @@ export class FullModel implements Adapter {
   private galoreStep(t: number, lr: number, gradScale: number) {
     if (!this.step1) this.build();
     this.refresh(t);
-    const { beta1, beta2, eps, weightDecay } = this.opt;
-    const b1h = 1 / (1 - beta1 ** t), b2h = 1 / (1 - beta2 ** t);
-    const s = this.step1!;
-    s.gscale.set(new Float32Array([gradScale]));
-    s.lrScale.set(new Float32Array([lr * this.cfg.scale]));
-    s.decay.set(new Float32Array([1 - lr * weightDecay]));
-    s.b1h.set(new Float32Array([b1h]));
-    s.b2h.set(new Float32Array([b2h]));
-    s.eps.set(new Float32Array([eps]));
-    this.hyper!.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, b1h, b2h]));
+    setUpdateInputs(this.step1!.s, t, lr, gradScale, this.opt, this.cfg.scale);
     if (this.cfg.method === 'natural-galore') this.precondition(gradScale);
-    s.graph.compute();
+    this.step1!.graph.compute();
   }
 
   free() {
     for (const g of [this.step1, this.project]) { g?.graph.free(); g?.b.free(); }
     this.store.free(this.engine);
   }
+}
+
+/** the scalars an optimizer graph reads each step: gradient scale (clipping, accumulation), lr·α,
+ *  weight decay factor, Adam's bias corrections and ε, and ggml's AdamW parameter vector */
+export interface UpdateInputs { gscale: Tensor; lrScale: Tensor; decay: Tensor; b1h: Tensor; b2h: Tensor; eps: Tensor; hyper: Tensor }
+
+export function updateInputs(b: GraphBuilder): UpdateInputs {
+  const input = (name: string) => b.input(T.F32, [1], name);
+  return { gscale: input('grad_scale'), lrScale: input('lr_alpha'), decay: input('decay'), b1h: input('beta1h'), b2h: input('beta2h'), eps: input('eps'), hyper: b.input(T.F32, [7], 'adamw_params') };
+}
+
+/** step `t` (1-based) at `lr`, gradients scaled by `gradScale`, projected updates by α = `scale` */
+export function setUpdateInputs(s: UpdateInputs, t: number, lr: number, gradScale: number, opt: OptimizerConfig, scale: number) {
+  const { beta1, beta2, eps, weightDecay } = opt;
+  const b1h = 1 / (1 - beta1 ** t), b2h = 1 / (1 - beta2 ** t);
+  const one = (x: Tensor, v: number) => { if (x.allocated) x.set(new Float32Array([v])); }; // AdamW-only graphs read two of them
+  one(s.gscale, gradScale); one(s.lrScale, lr * scale); one(s.decay, 1 - lr * weightDecay); one(s.b1h, b1h); one(s.b2h, b2h); one(s.eps, eps);
+  if (s.hyper.allocated) s.hyper.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, b1h, b2h]));
+}
+
+/** AdamW on one weight (ggml's opt_step_adamw, in place) */
+export function adamwUpdate(b: GraphBuilder, w: { param: Tensor; acc: Tensor; m: Tensor; v: Tensor }, s: UpdateInputs): Tensor {
+  return b.adamwStep(w.param, b.mul(w.acc, s.gscale), w.m, w.v, s.hyper);
+}
+
+/** a GaLore-managed weight's state: W [n, m], its gradient, Adam's moments [r, m] or [n, r], the projector */
+export interface GaloreWeight { param: Tensor; acc: Tensor; m: Tensor; v: Tensor; proj: Tensor; right: boolean }
+
+/** R of one projected weight, from its (scaled) gradient: [r, m] (right) or [n, r] (left) */
+export function projectGrad(b: GraphBuilder, w: Pick<GaloreWeight, 'acc' | 'proj' | 'right'>, gscale: Tensor): Tensor {
+  const G = b.mul(w.acc, gscale); // [n, m]
+  return w.right ? b.mulMat(w.proj, G) : b.mulMat(b.cont(b.transpose(G)), w.proj);
+}
+
+/** one GaLore update of W (moments and weight written in place): Adam on R (the projected gradient,
+ *  or `R` given: Natural GaLore's preconditioned one), projected back and scaled by α */
+export function galoreUpdate(b: GraphBuilder, w: GaloreWeight, s: UpdateInputs, opt: OptimizerConfig, R = projectGrad(b, w, s.gscale)): Tensor[] {
+  const { beta1, beta2 } = opt;
+  const M = b.add(b.scale(w.m, beta1), b.scale(R, 1 - beta1));
+  const V = b.add(b.scale(w.v, beta2), b.scale(b.sqr(R), 1 - beta2));
+  const N = b.div(b.mul(M, s.b1h), b.add(b.sqrt(b.mul(V, s.b2h)), s.eps)); // M̂ / (√V̂ + ε), as opt_step_adamw
+  const D = w.right ? b.mulMat(b.cont(b.transpose(w.proj)), N) : b.mulMat(b.cont(b.transpose(N)), b.cont(b.transpose(w.proj))); // [n, m]
+  return [b.cpy(M, w.m), b.cpy(V, w.v), b.cpy(b.sub(b.mul(w.param, s.decay), b.mul(D, s.lrScale)), w.param)];
 }
 
 /**

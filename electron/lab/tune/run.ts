@@ -11,6 +11,7 @@ import { StreamingTrainer } from '../offload/stream.js';
 import { AsyncFiles } from '../offload/io.js';
 import { describePlan, planMemory, type ActivationChoice } from '../offload/plan.js';
 import { defaultBudgets, machineRates } from '../offload/measure.js';
+import { BlockStates, StreamedFullModel, type StateHome } from '../offload/block-state.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { moduleDims, parameterCount, type Adapter } from './adapter.js';
 import { galoreSettings, isFullParameter, makeAdapter, type MethodConfig } from './methods.js';
@@ -54,6 +55,8 @@ export interface OffloadConfig {
   direct?: boolean;
   /** override the plan's choice for every block's activations (tests, bench) */
   activations?: ActivationChoice;
+  /** full-parameter training: override where the blocks' trainable state lives (tests, bench) */
+  state?: StateHome;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -125,6 +128,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
   let activations: ActivationChoice[] = [];
+  let stateHome: StateHome = 'ram';
   if (cfg.offload) {
     const file = readGguf(cfg.model);
     const budgets = defaultBudgets(engine, cfg.offload.ssd);
@@ -135,14 +139,21 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
     streaming = p.blocks.some((b) => b.weights === 'stream');
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
+    stateHome = cfg.offload.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
-    if (streaming && (isFullParameter(method) || method === 'perp')) { engine.free(); throw new Error(`${method} trains base weights, which streaming training cannot do yet; this model needs streaming under these budgets (LoRA, HUT and MoS can), or give more --ram`); }
+    const unsupported = method === 'perp' ? 'PERP trains masked base weights' : method === 'natural-galore' ? "Natural GaLore keeps a gradient history per weight that streaming does not store yet" : method === 'hut' || method === 'mos' ? `${method === 'hut' ? 'HUT' : 'MoS'}'s adapters are not streamed yet` : null;
+    if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, galore or full, or give more --ram`); }
   }
   const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
   const shape = model ?? ({ hp: hparamsOf(readGguf(cfg.model)) } as LlamaModel);
   let adapter: Adapter;
   try {
-    adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
+    if (streaming && isFullParameter(method)) {
+      // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
+      const file = readGguf(cfg.model);
+      const blocks = new BlockStates(file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, stateHome, new AsyncFiles(8), cfg.offload?.ssd, cfg.offload?.direct ?? true, Math.max(1, engine.kind === 'cpu' ? engine.threads >> 1 : engine.threads));
+      adapter = new StreamedFullModel(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, blocks);
+    } else adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
     model?.free();
     engine.free();
@@ -166,7 +177,10 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const t0 = Date.now();
     const startStep = step;
     let stopped = false;
-    const save = () => emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
+    const save = async () => {
+      await (trainer as StreamingTrainer | null)?.settle?.(); // streamed blocks' updates finish first
+      emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
+    };
     const hasCheckpoint = () => listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`));
     while (step < totalSteps) {
       // let signals and messages (Ctrl-C, a job's cancel) in between steps
@@ -174,11 +188,12 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       if (opts.signal?.aborted) { stopped = true; break; }
       let lossSum = 0, targets = 0;
       const stepStart = consumed;
+      const lr = lrAt(schedule, step + 1);
       try {
         for (let micro = 0; micro < cfg.accum; micro++) {
           const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
           consumed += cfg.batch;
-          const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0);
+          const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0, { last: micro === cfg.accum - 1, step: step + 1, lr, micro: cfg.accum });
           lossSum += r.loss * r.targets;
           targets += r.targets;
         }
@@ -186,12 +201,12 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         // a failure inside a step (a disk error while streaming): the last finished step is kept as
         // a checkpoint, so the run resumes where it stopped once the cause is fixed
         consumed = stepStart;
-        if (step > startStep && !hasCheckpoint()) { try { save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
+        const whole = !(trainer instanceof StreamingTrainer) || trainer.consistent;
+        if (step > startStep && !hasCheckpoint() && whole) { try { await save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
         throw e;
       }
       step++;
-      const lr = lrAt(schedule, step);
-      const gradNorm = trainer.step(step, lr, cfg.accum);
+      const gradNorm = await trainer.step(step, lr, cfg.accum);
       const elapsed = (Date.now() - t0) / 1000;
       const done = step - startStep;
       emit({
@@ -200,12 +215,13 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         rss: process.memoryUsage().rss, deviceBytes: engine.native.memory().current,
       });
       if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await trainer.evaluate(ds.val) });
-      if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) save();
+      if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) await save();
     }
-    if (stopped && step > startStep && !hasCheckpoint()) save();
+    if (stopped && step > startStep && !hasCheckpoint()) await save();
     emit({ type: 'done', step, stopped, runDir });
     return { step, stopped, dataset: ds };
   } finally {
+    if (trainer instanceof StreamingTrainer) await trainer.settle().catch(() => {});
     trainer?.free();
     adapter.free();
     model?.free();

@@ -1,0 +1,404 @@
+// Full-parameter training out of core (Fuyou-style, ALGORITHMS.md §4): each block's trainable state —
+// F32 master weights, their accumulated gradient, Adam's moments and GaLore's projectors — is one
+// record per block, in RAM or in a file in the SSD folder (deleted when the run ends), never all on
+// the device. The streaming trainer (stream.ts) reads a block's master weights into a device slot for
+// its forward and backward and hands its gradient back here; the block's optimizer step then runs on
+// the CPU, on an engine of its own (a second ggml CPU backend, its graph computed on a worker
+// thread), while the device goes on with the next block: Fuyou's synchronous out-of-core optimizer.
+// The update is the in-memory one (tune/galore.ts: galoreUpdate / adamwUpdate), so losses match.
+//
+// Record layout, per block: for each tensor of the block in LAYER_FIELDS order, its pieces W, G
+// (gradient), M, V and, for a GaLore-projected weight, P (projector); every piece starts on a 4 KiB
+// boundary, so the SSD file is read and written with O_DIRECT.
+import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { openHostEngine, type Engine } from '../engine/backend.js';
+import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
+import { T as TYPES } from '../engine/types.js';
+import { LAYER_FIELDS, dequantizeFromFile, planWeights, type Hparams, type Layer, type LayerField, type Module } from '../model/llama.js';
+import { inputGrad } from '../model/backward.js';
+import { PerGraph, TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from '../tune/adapter.js';
+import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
+import { isNupesTensor } from '../model/nupes-weights.js';
+import { topSingularVectors } from '../tune/svd.js';
+import { adamwUpdate, galoreUpdate, setUpdateInputs, updateInputs, type GaloreConfig, type UpdateInputs } from '../tune/galore.js';
+import type { OptimizerConfig } from '../tune/trainer.js';
+import { AsyncFiles, alignUp, explainIoError } from './io.js';
+
+type Kind = 'w' | 'g' | 'm' | 'v' | 'p';
+
+/** one tensor of a record: where it sits (bytes from the record's start) and its shape, ggml order */
+interface Piece { field: LayerField; kind: Kind; name: string; shape: number[]; elements: number; offset: number }
+
+/** how one of a block's tensors is optimized */
+interface FieldRule { field: LayerField; info: GgufTensorInfo; projected?: { r: number; right: boolean; identity: boolean; m: number; n: number } }
+
+/** the optimizer's working copy of one block (per block shape), on the host engine */
+interface OptSlot { b: GraphBuilder; buffer: number; t: Map<string, Tensor>; gb: GraphBuilder; s: UpdateInputs; graph: Graph }
+
+const LINEARS = new Set<LayerField>(['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown']);
+const SUFFIX: Record<Kind, string> = { w: '', g: '.grad', m: '.m', v: '.v', p: '.galore_proj' };
+
+export type StateHome = 'ram' | 'ssd';
+
+export class BlockStates {
+  readonly nLayer: number;
+  private readonly rules: FieldRule[][];
+  private readonly pieces: Piece[][];
+  private readonly strides: number[];
+  private readonly bases: number[];
+  /** RAM home: one record per block */
+  private readonly ram: ArrayBuffer[] = [];
+  /** SSD home: the records' file */
+  readonly path?: string;
+  private readonly host: Engine;
+  private readonly slots = new Map<string, OptSlot>();
+  /** per block: Σ g² of its accumulated gradient (after the last micro-batch) */
+  private readonly sumsq: number[];
+  /** per block: its update under way (the next read of its master weights waits for it) */
+  private readonly updates = new Map<number, Promise<void>>();
+  /** updates run one after another on the host engine */
+  private chain: Promise<void> = Promise.resolve();
+  /** an update failed: the records may hold a half-finished step */
+  failed = false;
+  /** time the optimizer ran (ms) */
+  optimizerMs = 0;
+
+  constructor(file: GgufFile, hp: Hparams, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig, readonly home: StateHome, readonly files: AsyncFiles, ssdDir: string | undefined, readonly direct: boolean, hostThreads: number) {
+    if (cfg.method === 'natural-galore') throw new Error('Natural GaLore keeps a gradient history per weight that streaming training does not store yet: use --method galore or full with --offload, or give more --ram');
+    if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train the F16 model, then compress`);
+    const plan = planWeights(file, hp);
+    this.nLayer = hp.nLayer;
+    this.rules = plan.layers.map((L) => LAYER_FIELDS.filter((f) => L[f]).map((f) => {
+      const info = L[f]!;
+      if (!LINEARS.has(f) || cfg.method === 'full') return { field: f, info };
+      const [n, m] = info.shape;
+      const r = Math.min(cfg.rank, Math.min(m, n));
+      return { field: f, info, projected: { r, right: m >= n, identity: cfg.rank >= Math.min(m, n), m, n } };
+    }));
+    this.pieces = this.rules.map((rules) => {
+      const out: Piece[] = [];
+      let offset = 0;
+      const add = (field: LayerField, kind: Kind, name: string, shape: number[]) => {
+        const elements = shape.reduce((a, c) => a * c, 1);
+        out.push({ field, kind, name: name + SUFFIX[kind], shape, elements, offset });
+        offset += alignUp(4 * elements);
+      };
+      for (const { field, info, projected: p } of rules) {
+        const shape = info.shape.slice(0, 2);
+        add(field, 'w', info.name, shape);
+        add(field, 'g', info.name, shape);
+        const mShape = p ? (p.right ? [p.r, p.m] : [p.n, p.r]) : shape;
+        add(field, 'm', info.name, mShape);
+        add(field, 'v', info.name, mShape);
+        if (p) add(field, 'p', info.name, p.right ? [p.n, p.r] : [p.m, p.r]);
+      }
+      return out;
+    });
+    this.strides = this.pieces.map((ps) => alignUp(ps.reduce((s, p) => Math.max(s, p.offset + 4 * p.elements), 0)));
+    this.bases = this.strides.map((_, j) => this.strides.slice(0, j).reduce((a, c) => a + c, 0));
+    this.sumsq = new Array(hp.nLayer).fill(0);
+    if (home === 'ssd') {
+      if (!ssdDir) throw new Error('optimizer state on the SSD needs an SSD folder (--ssd)');
+      this.path = join(ssdDir, `hone-state-${process.pid}-${Date.now().toString(36)}.bin`);
+    }
+    this.host = openHostEngine(hostThreads);
+  }
+
+  /** bytes of one block's record, and of all */
+  get bytes(): number { return this.strides.reduce((a, c) => a + c, 0); }
+
+  /** parameters trained, and bytes of optimizer state (moments and projectors) */
+  get parameters(): number { return this.pieces.flat().filter((p) => p.kind === 'w').reduce((s, p) => s + p.elements, 0); }
+  get optimizerBytes(): number { return 4 * this.pieces.flat().filter((p) => p.kind === 'm' || p.kind === 'v' || p.kind === 'p').reduce((s, p) => s + p.elements, 0); }
+
+  private piece(j: number, field: LayerField, kind: Kind): Piece {
+    return this.pieces[j].find((p) => p.field === field && p.kind === kind)!;
+  }
+
+  private view(j: number, p: Piece): Float32Array {
+    return new Float32Array(this.ram[j], p.offset, p.elements);
+  }
+
+  /** records from the model file: master weights dequantized, gradients and moments zero,
+   *  projectors the identity where r ≥ min(m, n) (else set at the first step) */
+  init(modelPath: string) {
+    this.ram.length = 0;
+    const fd = this.path ? openSync(this.path, 'w') : -1;
+    try {
+      for (let j = 0; j < this.nLayer; j++) {
+        const rec = new ArrayBuffer(this.strides[j]);
+        for (const { field, info, projected } of this.rules[j]) {
+          new Float32Array(rec, this.piece(j, field, 'w').offset, this.piece(j, field, 'w').elements).set(dequantizeFromFile(modelPath, info));
+          if (projected?.identity) {
+            const p = this.piece(j, field, 'p'), len = p.shape[0], eye = new Float32Array(rec, p.offset, p.elements);
+            for (let i = 0; i < projected.r; i++) eye[i * len + i] = 1;
+          }
+        }
+        if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
+        else this.ram.push(rec);
+      }
+    } catch (e) {
+      throw fd >= 0 ? explainIoError(e, 'ssd') : e;
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  }
+
+  /** waits for block j's update under way, if any */
+  async ready(j: number): Promise<void> {
+    await this.updates.get(j);
+  }
+
+  /** block j's master weights into a device slot's tensors (after its pending update) */
+  async loadMaster(j: number, layer: Layer): Promise<number> {
+    await this.ready(j);
+    let bytes = 0;
+    await Promise.all(this.rules[j].map(({ field }) => {
+      const p = this.piece(j, field, 'w');
+      bytes += 4 * p.elements;
+      if (!this.path) { layer[field]!.set(this.view(j, p)); return null; }
+      return this.files.readInto(this.path, this.bases[j] + p.offset, layer[field]!.h, 4 * p.elements, this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
+    }));
+    return bytes;
+  }
+
+  /** adds block j's gradients (by field, F32) to its record; with `first` they replace it. With
+   *  `last`, Σ g² of the accumulated gradient is noted for the global norm. */
+  async addGrads(j: number, grads: Map<LayerField, Float32Array>, first: boolean, last: boolean): Promise<void> {
+    let sumsq = 0;
+    await Promise.all(this.rules[j].map(async ({ field }) => {
+      const p = this.piece(j, field, 'g');
+      const add = grads.get(field)!;
+      let acc: Float32Array;
+      if (!this.path) acc = this.view(j, p);
+      else if (first) acc = new Float32Array(alignUp(4 * p.elements) / 4);
+      else { const b = await this.files.read(this.path, this.bases[j] + p.offset, alignUp(4 * p.elements), this.direct).catch((e) => { throw explainIoError(e, 'ssd'); }); acc = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); }
+      if (first) acc.set(add);
+      else for (let i = 0; i < add.length; i++) acc[i] += add[i];
+      if (last) for (let i = 0; i < add.length; i++) sumsq += acc[i] * acc[i];
+      if (this.path) await this.files.write(this.path, this.bases[j] + p.offset, new Uint8Array(acc.buffer, 0, alignUp(4 * p.elements)), this.direct, false).catch((e) => { throw explainIoError(e, 'ssd'); });
+    }));
+    if (last) this.sumsq[j] = sumsq;
+  }
+
+  /** Σ g² over every block's accumulated gradient */
+  get gradSumSq(): number { return this.sumsq.reduce((a, c) => a + c, 0); }
+
+  /**
+   * Starts block j's optimizer step `t` (1-based) at `lr` on its gradient scaled by `gradScale`; runs
+   * after the updates already started, on the host engine's worker thread. The next loadMaster(j)
+   * waits for it.
+   */
+  update(j: number, t: number, lr: number, gradScale: number): Promise<void> {
+    const run = this.chain.then(async () => {
+      const t0 = performance.now();
+      const slot = this.slot(j);
+      const rec = await this.readRecord(j);
+      for (const p of this.pieces[j]) slot.t.get(`${p.field}.${p.kind}`)!.set(new Float32Array(rec, p.offset, p.elements));
+      this.refresh(j, t, rec, slot);
+      setUpdateInputs(slot.s, t, lr, gradScale, this.opt, this.cfg.scale);
+      await slot.graph.computeAsync();
+      for (const p of this.pieces[j]) if (p.kind !== 'g') new Float32Array(rec, p.offset, p.elements).set(slot.t.get(`${p.field}.${p.kind}`)!.get());
+      if (this.path) await this.files.write(this.path, this.bases[j], new Uint8Array(rec), this.direct, false).catch((e) => { throw explainIoError(e, 'ssd'); });
+      this.optimizerMs += performance.now() - t0;
+    });
+    const done = run.catch((e) => { this.failed = true; throw e; }).finally(() => { if (this.updates.get(j) === done) this.updates.delete(j); });
+    done.catch(() => {}); // awaited by the next read of the block
+    this.updates.set(j, done);
+    this.chain = done.catch(() => {});
+    return done;
+  }
+
+  /** `done` (a gradient write, then the update) as block j's update under way */
+  track(j: number, done: Promise<void>) {
+    const p = done.catch((e) => { this.failed = true; throw e; }).finally(() => { if (this.updates.get(j) === p) this.updates.delete(j); });
+    p.catch(() => {});
+    this.updates.set(j, p);
+  }
+
+  /** every update started so far, finished (throws the first failure) */
+  async settle(): Promise<void> {
+    await Promise.all([...this.updates.values()]);
+  }
+
+  /** GaLore: projectors from the accumulated gradient at steps 1, T+1, 2T+1, … (as FullModel.refresh) */
+  private refresh(j: number, t: number, rec: ArrayBuffer, slot: OptSlot) {
+    if (this.cfg.method !== 'galore' || (t - 1) % this.cfg.updateGap !== 0) return;
+    for (const { field, projected: p } of this.rules[j]) {
+      if (!p || p.identity) continue;
+      const g = this.piece(j, field, 'g');
+      const proj = topSingularVectors(new Float32Array(rec, g.offset, g.elements), p.m, p.n, p.r, p.right ? 'right' : 'left', t);
+      slot.t.get(`${field}.p`)!.set(proj);
+    }
+  }
+
+  private async readRecord(j: number): Promise<ArrayBuffer> {
+    if (!this.path) return this.ram[j];
+    const b = await this.files.read(this.path, this.bases[j], this.strides[j], this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
+    return new Uint8Array(b.buffer, b.byteOffset, this.strides[j]).slice().buffer;
+  }
+
+  /** the optimizer slot for block j's shapes (built on first use) */
+  private slot(j: number): OptSlot {
+    const sig = this.pieces[j].map((p) => `${p.field}.${p.kind}:${p.shape}`).join('|');
+    let s = this.slots.get(sig);
+    if (s) return s;
+    const b = new GraphBuilder(64 + 8 * this.pieces[j].length);
+    const t = new Map(this.pieces[j].map((p) => [`${p.field}.${p.kind}`, b.tensor(TYPES.F32, p.shape, `opt.${p.name}`, p.kind === 'w' ? 'param' : 'plain')])); // opt_step_adamw wants a param
+    const buffer = allocStatic(this.host, b, 'optimizer slot');
+    const gb = new GraphBuilder(64 + 40 * this.rules[j].length);
+    const inputs = updateInputs(gb);
+    const outs: Tensor[] = [];
+    for (const { field, projected } of this.rules[j]) {
+      const w = { param: t.get(`${field}.w`)!, acc: t.get(`${field}.g`)!, m: t.get(`${field}.m`)!, v: t.get(`${field}.v`)! };
+      if (projected) outs.push(...galoreUpdate(gb, { ...w, proj: t.get(`${field}.p`)!, right: projected.right }, inputs, this.opt));
+      else outs.push(adamwUpdate(gb, w, inputs));
+    }
+    s = { b, buffer, t, gb, s: inputs, graph: new Graph(this.host, gb, outs) };
+    this.slots.set(sig, s);
+    return s;
+  }
+
+  /** the records as checkpoint tensors, named as the in-memory FullModel names them (so a run may
+   *  resume in memory from a streamed checkpoint and back); read one at a time while writing */
+  checkpointTensors(): { name: string; shape: number[]; data: () => Float32Array }[] {
+    return this.pieces.flatMap((ps, j) => ps.filter((p) => p.kind !== 'g').map((p) => ({ name: p.name, shape: p.shape, data: () => this.readPiece(j, p) })));
+  }
+
+  /** sets the records from a checkpoint (`read` gives a tensor by name, or null); gradients zero */
+  loadCheckpoint(read: (name: string) => Float32Array | null) {
+    const fd = this.path ? openSync(this.path, 'r+') : -1;
+    try {
+      for (let j = 0; j < this.nLayer; j++) {
+        const rec = this.path ? new ArrayBuffer(this.strides[j]) : this.ram[j];
+        new Uint8Array(rec).fill(0);
+        for (const p of this.pieces[j]) {
+          if (p.kind === 'g') continue;
+          const data = read(p.name);
+          if (!data || data.length !== p.elements) throw new Error(`tensor ${p.name} is missing or has another shape (was the run's configuration changed?)`);
+          new Float32Array(rec, p.offset, p.elements).set(data);
+        }
+        if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
+      }
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  }
+
+  private readPiece(j: number, p: Piece): Float32Array {
+    if (!this.path) return this.view(j, p);
+    const out = new Float32Array(p.elements);
+    const fd = openSync(this.path, 'r');
+    try { readSync(fd, new Uint8Array(out.buffer), 0, 4 * p.elements, this.bases[j] + p.offset); } finally { closeSync(fd); }
+    return out;
+  }
+
+  free() {
+    for (const s of this.slots.values()) {
+      s.graph.free();
+      s.gb.free();
+      this.host.native.freeBuffer(s.buffer);
+      s.b.free();
+    }
+    this.slots.clear();
+    this.host.free();
+    this.ram.length = 0;
+    if (this.path) rmSync(this.path, { force: true });
+  }
+}
+
+/**
+ * Full-parameter training (full AdamW or GaLore) with the blocks out of core: the method's adapter
+ * for the streaming trainer. The embeddings, output norm and head stay resident (F32 master weights
+ * with AdamW on the main engine, as FullModel trains them); the blocks' state is in BlockStates.
+ */
+export class StreamedFullModel implements Adapter {
+  readonly dropout = 0;
+  readonly full = true;
+  readonly trainables: Trainable[];
+  readonly resident: { tokEmbd: Tensor; outputNorm: Tensor; output: Tensor; outputBias?: Tensor };
+  private readonly store = new TrainableStore(64);
+  private readonly infos = new Map<Tensor, GgufTensorInfo>();
+  private readonly memo = new PerGraph<TrainedLinear>();
+  private norm?: { b: GraphBuilder; graph: Graph; out: Tensor };
+  private adamw?: { b: GraphBuilder; graph: Graph; s: UpdateInputs };
+
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig, readonly blocks: BlockStates) {
+    const plan = planWeights(file, hp);
+    const b = this.store.b;
+    const made = new Map<GgufTensorInfo, Tensor>();
+    const param = (info: GgufTensorInfo) => {
+      if (!made.has(info)) {
+        const t = b.tensor(TYPES.F32, info.shape, info.name, 'param');
+        made.set(info, t);
+        this.infos.set(t, info);
+        this.store.trainables.push({ name: info.name, param: t, acc: b.tensor(TYPES.F32, info.shape, `${info.name}.acc`), m: b.tensor(TYPES.F32, info.shape, `${info.name}.m`), v: b.tensor(TYPES.F32, info.shape, `${info.name}.v`) });
+      }
+      return made.get(info)!;
+    };
+    this.resident = { tokEmbd: param(plan.tokEmbd), outputNorm: param(plan.outputNorm), output: param(plan.output), outputBias: plan.outputBias && param(plan.outputBias) };
+    this.trainables = this.store.trainables;
+    this.store.alloc(engine, `${cfg.method}: embeddings and head (F32 master, gradients, moments)`);
+  }
+
+  get method() { return this.cfg.method; }
+
+  /** the blocks' state in checkpoints, under FullModel's names */
+  readonly hostState = {
+    save: () => this.blocks.checkpointTensors(),
+    load: (read: (name: string) => Float32Array | null) => this.blocks.loadCheckpoint(read),
+  };
+
+  get parameters(): number { return this.blocks.parameters + this.trainables.reduce((s, t) => s + t.param.elements, 0); }
+  get optimizerBytes(): number { return this.blocks.optimizerBytes + 8 * this.trainables.reduce((s, t) => s + t.param.elements, 0); }
+
+  /** master weights from the model file (blocks into their records), moments zero */
+  init() {
+    for (const t of this.trainables) {
+      t.param.set(dequantizeFromFile(this.file.path, this.infos.get(t.param)!));
+      for (const x of [t.acc, t.m, t.v]) x.set(new Float32Array(x.elements));
+    }
+    this.blocks.init(this.file.path);
+  }
+
+  /** a linear whose weight trains: ∂L/∂W = dy·xᵀ (as FullModel) */
+  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear {
+    return this.memo.get(b, `${layer}.${module}`, () => ({
+      forward: (g, W, x) => g.mulMat(W, x),
+      backward: (g, W, x, dy, grads) => {
+        addGrad(g, grads, W, g.outProd(x, dy));
+        return inputGrad(g, W, dy);
+      },
+    }));
+  }
+
+  /** Σ g² of the resident tensors' accumulated gradients */
+  residentSumSq(): number {
+    if (!this.norm) {
+      const b = new GraphBuilder(64 + 4 * this.trainables.length);
+      let out: Tensor | null = null;
+      for (const t of this.trainables) { const s = b.sum(b.sqr(t.acc)); out = out ? b.add(out, s) : s; }
+      this.norm = { b, out: out!, graph: new Graph(this.engine, b, [out!]) };
+    }
+    this.norm.graph.compute();
+    return this.norm.out.get()[0];
+  }
+
+  /** AdamW step `t` on the resident tensors */
+  stepResident(t: number, lr: number, gradScale: number) {
+    if (!this.adamw) {
+      const b = new GraphBuilder(64 + 8 * this.trainables.length);
+      const s = updateInputs(b);
+      this.adamw = { b, s, graph: new Graph(this.engine, b, this.trainables.map((w) => adamwUpdate(b, w, s))) };
+    }
+    setUpdateInputs(this.adamw.s, t, lr, gradScale, this.opt, this.cfg.scale);
+    this.adamw.graph.compute();
+  }
+
+  free() {
+    for (const g of [this.norm, this.adamw]) { g?.graph.free(); g?.b.free(); }
+    this.store.free(this.engine);
+    this.blocks.free();
+  }
+}
