@@ -1,6 +1,6 @@
 // `npm run bench [-- engine|train|methods|compress|offload]`: figures, printed as tables (see docs/benchmarks.md).
 //   compress: pruning and quantization on a tiny model the bench trains (bench/compress.ts)
-//   offload: the same LoRA training in memory and streamed from the model file (bench/offload.ts)
+//   offload: LoRA and GaLore training in memory and streamed block by block, Fuyou-style (bench/offload.ts)
 //   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
 //   train:  LoRA training tokens/s, peak RSS and share of the ceiling on configs A and B, PyTorch on
 //           the same configs when python3-torch is installed; BENCH_PROFILE=1 adds a per-op breakdown

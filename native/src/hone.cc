@@ -556,6 +556,14 @@ Napi::Value TensorGet(const Napi::CallbackInfo &info) {
     return out;
 }
 
+Napi::Value TensorCopy(const Napi::CallbackInfo &info) {
+    // tensorCopy(src, dst): src's bytes into dst (same type and shape; any buffers, any devices)
+    ggml_tensor *src = Allocated(info[0]), *dst = Allocated(info[1]);
+    if (ggml_nbytes(src) != ggml_nbytes(dst) || src->type != dst->type) throw Napi::Error::New(info.Env(), std::string("tensorCopy: ") + src->name + " and " + dst->name + " differ in type or size");
+    ggml_backend_tensor_copy(src, dst);
+    return info.Env().Undefined();
+}
+
 Napi::Value TensorLoadFile(const Napi::CallbackInfo &info) {
     // tensorLoadFile(t, path, fileOffset): reads ggml_nbytes(t) bytes at fileOffset into t, in chunks.
     Napi::Env env = info.Env();
@@ -785,6 +793,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("tensorSet", Napi::Function::New(env, TensorSet));
     exports.Set("tensorGet", Napi::Function::New(env, TensorGet));
     exports.Set("tensorLoadFile", Napi::Function::New(env, TensorLoadFile));
+    exports.Set("tensorCopy", Napi::Function::New(env, TensorCopy));
     exports.Set("Context", Context::Init(env));
     exports.Set("Backend", Backend::Init(env));
     exports.Set("Graph", Graph::Init(env));

@@ -205,6 +205,25 @@ Napi::Value WriteAsync(const Napi::CallbackInfo &info) {
     return p;
 }
 
+// writeFromTensor(path, offset, tensor, direct, sync = true) -> Promise<{ direct }>: the tensor's bytes,
+// copied at once (from any device) and zero-padded to 4 KiB so that O_DIRECT can write them; the
+// tensor may be reused as soon as the call returns
+Napi::Value WriteFromTensor(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[2].IsExternal()) throw Napi::TypeError::New(env, "writeFromTensor(path, offset, tensor, direct?, sync?)");
+    ggml_tensor *t = info[2].As<Napi::External<ggml_tensor>>().Data();
+    if (!t->buffer) throw Napi::Error::New(env, std::string("tensor ") + t->name + " has no memory yet");
+    const size_t n = ggml_nbytes(t), padded = (n + kAlign - 1) / kAlign * kAlign;
+    auto *w = new IoWork(env, true, info[0].As<Napi::String>(), static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), padded,
+                         info.Length() > 3 && info[3].ToBoolean());
+    w->data_.assign(padded, '\0');
+    ggml_backend_tensor_get(t, w->data_.data(), 0, n);
+    w->sync_ = info.Length() <= 4 || info[4].ToBoolean();
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+}
+
 }  // namespace
 
 namespace hone {
@@ -212,6 +231,7 @@ void InitIo(Napi::Env env, Napi::Object exports) {
     exports.Set("readAsync", Napi::Function::New(env, ReadAsync));
     exports.Set("writeAsync", Napi::Function::New(env, WriteAsync));
     exports.Set("readIntoTensor", Napi::Function::New(env, ReadIntoTensor));
+    exports.Set("writeFromTensor", Napi::Function::New(env, WriteFromTensor));
     exports.Set("ioAlignment", Napi::Number::New(env, static_cast<double>(kAlign)));
 }
 }  // namespace hone

@@ -61,13 +61,13 @@ export function openEngine(opts: { backend?: BackendKind; threads?: number } = {
 /**
  * A second CPU engine with its own threads and buffers, for work that computes beside the main
  * engine (the CPU optimizer of streamed full-parameter training, Fuyou-style): its graphs may
- * compute on a worker thread (Graph.computeAsync) while the main engine's compute. Without BLAS, so
- * the two never share OpenBLAS's one thread pool.
+ * compute on a worker thread (Graph.computeAsync) while the main engine's compute. With BLAS only
+ * where the main engine has none (a GPU device), so the two never share OpenBLAS's one thread pool.
  */
-export function openHostEngine(threads: number): Engine {
+export function openHostEngine(threads: number, blas = false): Engine {
   const device = listDevices().find((d) => d.kind === 'cpu');
   if (!device) throw new Error('no CPU device found; reinstall node-llama-cpp');
-  const nb = new (native().Backend)(device.name, { blas: false });
+  const nb = new (native().Backend)(device.name, { blas });
   nb.setThreads(threads);
-  return { kind: 'cpu', device: { ...device, kind: 'cpu' } as Engine['device'], threads, native: nb, blas: false, free: () => nb.free() };
+  return { kind: 'cpu', device: { ...device, kind: 'cpu' } as Engine['device'], threads, native: nb, blas: nb.name().endsWith('+ BLAS'), free: () => nb.free() };
 }

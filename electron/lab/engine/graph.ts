@@ -19,6 +19,8 @@ export class Tensor {
   /** values as float32 (converted from the tensor's type) */
   get(): Float32Array { return native().tensorGet(this.h); }
   loadFromFile(path: string, offset: number): void { native().tensorLoadFile(this.h, path, offset); }
+  /** this tensor's bytes into `dst` (same type and shape; across buffers and devices) */
+  copyTo(dst: Tensor): void { native().tensorCopy(this.h, dst.h); }
 }
 
 export type Role = 'plain' | 'input' | 'param';

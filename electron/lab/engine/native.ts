@@ -57,6 +57,7 @@ export interface HoneNative {
   tensorSet(t: External, data: ArrayBufferView, byteOffset?: number): void;
   tensorGet(t: External, raw?: boolean): Float32Array;
   tensorLoadFile(t: External, path: string, fileOffset: number): void;
+  tensorCopy(src: External, dst: External): void;
   Context: new (maxTensors: number) => NativeContext;
   Backend: new (deviceName: string, opts?: { blas?: boolean }) => NativeBackend;
   Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;

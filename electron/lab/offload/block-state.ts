@@ -1,15 +1,19 @@
 // Full-parameter training out of core (Fuyou-style, ALGORITHMS.md §4): each block's trainable state —
 // F32 master weights, their accumulated gradient, Adam's moments and GaLore's projectors — is one
-// record per block, in RAM or in a file in the SSD folder (deleted when the run ends), never all on
-// the device. The streaming trainer (stream.ts) reads a block's master weights into a device slot for
-// its forward and backward and hands its gradient back here; the block's optimizer step then runs on
-// the CPU, on an engine of its own (a second ggml CPU backend, its graph computed on a worker
-// thread), while the device goes on with the next block: Fuyou's synchronous out-of-core optimizer.
-// The update is the in-memory one (tune/galore.ts: galoreUpdate / adamwUpdate), so losses match.
+// record per block, in RAM (host tensors) or in a file in the SSD folder (deleted when the run ends),
+// never all on the device. The streaming trainer (stream.ts) copies a block's master weights into a
+// device slot for its forward and backward and hands its gradient back here; the block's optimizer
+// step then runs on the CPU. Where the device is a GPU it runs on a CPU engine of its own, its graph
+// computed on a worker thread while the device goes on with the next block — Fuyou's synchronous
+// out-of-core optimizer; where the device is the CPU itself the two would share the same cores, so
+// it runs in turn on the main engine (`overlap` chooses; tests force both). The update is the
+// in-memory one (tune/galore.ts: galoreUpdate / adamwUpdate), so losses match.
 //
 // Record layout, per block: for each tensor of the block in LAYER_FIELDS order, its pieces W, G
-// (gradient), M, V and, for a GaLore-projected weight, P (projector); every piece starts on a 4 KiB
-// boundary, so the SSD file is read and written with O_DIRECT.
+// (gradient), M, V and, for a GaLore-projected weight, P (projector); in the SSD file every piece
+// starts on a 4 KiB boundary (O_DIRECT). Tensors move between records, slots and the file by
+// ggml copies and native reads/writes, never through JavaScript arrays (except gradients summed
+// over several micro-batches, and the gradient an SVD refresh reads).
 import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { openHostEngine, type Engine } from '../engine/backend.js';
@@ -27,13 +31,13 @@ import { AsyncFiles, alignUp, explainIoError } from './io.js';
 
 type Kind = 'w' | 'g' | 'm' | 'v' | 'p';
 
-/** one tensor of a record: where it sits (bytes from the record's start) and its shape, ggml order */
-interface Piece { field: LayerField; kind: Kind; name: string; shape: number[]; elements: number; offset: number }
+/** one tensor of a record: where it sits in the SSD file (bytes from the record's start) and its shape, ggml order */
+interface Piece { field: LayerField; kind: Kind; key: string; name: string; shape: number[]; elements: number; offset: number }
 
 /** how one of a block's tensors is optimized */
 interface FieldRule { field: LayerField; info: GgufTensorInfo; projected?: { r: number; right: boolean; identity: boolean; m: number; n: number } }
 
-/** the optimizer's working copy of one block (per block shape), on the host engine */
+/** the optimizer's working copy of one block (per block shape) */
 interface OptSlot { b: GraphBuilder; buffer: number; t: Map<string, Tensor>; gb: GraphBuilder; s: UpdateInputs; graph: Graph }
 
 const LINEARS = new Set<LayerField>(['wq', 'wk', 'wv', 'wo', 'wGate', 'wUp', 'wDown']);
@@ -41,32 +45,54 @@ const SUFFIX: Record<Kind, string> = { w: '', g: '.grad', m: '.m', v: '.v', p: '
 
 export type StateHome = 'ram' | 'ssd';
 
+export interface BlockStatesOptions {
+  home: StateHome;
+  files: AsyncFiles;
+  ssdDir?: string;
+  direct: boolean;
+  /** run each block's update on a CPU engine of its own, on a worker thread, beside the device
+   *  (default: when the device is not the CPU) */
+  overlap?: boolean;
+  /** that engine's threads */
+  hostThreads?: number;
+}
+
 export class BlockStates {
   readonly nLayer: number;
+  readonly home: StateHome;
+  readonly overlap: boolean;
+  private readonly files: AsyncFiles;
+  private readonly direct: boolean;
   private readonly rules: FieldRule[][];
   private readonly pieces: Piece[][];
   private readonly strides: number[];
   private readonly bases: number[];
-  /** RAM home: one record per block */
-  private readonly ram: ArrayBuffer[] = [];
+  /** RAM home: the records as host tensors, by block and piece key */
+  private readonly recs: Map<string, Tensor>[] = [];
+  private recStore?: { b: GraphBuilder; buffer: number };
   /** SSD home: the records' file */
   readonly path?: string;
-  private readonly host: Engine;
+  /** the engine the updates compute on (the main one, or a CPU engine of their own) */
+  private readonly opt: Engine;
   private readonly slots = new Map<string, OptSlot>();
   /** per block: Σ g² of its accumulated gradient (after the last micro-batch) */
   private readonly sumsq: number[];
   /** per block: its update under way (the next read of its master weights waits for it) */
   private readonly updates = new Map<number, Promise<void>>();
-  /** updates run one after another on the host engine */
+  /** updates run one after another */
   private chain: Promise<void> = Promise.resolve();
   /** an update failed: the records may hold a half-finished step */
   failed = false;
   /** time the optimizer ran (ms) */
   optimizerMs = 0;
 
-  constructor(file: GgufFile, hp: Hparams, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig, readonly home: StateHome, readonly files: AsyncFiles, ssdDir: string | undefined, readonly direct: boolean, hostThreads: number) {
+  constructor(readonly engine: Engine, file: GgufFile, hp: Hparams, readonly cfg: GaloreConfig, readonly optCfg: OptimizerConfig, o: BlockStatesOptions) {
     if (cfg.method === 'natural-galore') throw new Error('Natural GaLore keeps a gradient history per weight that streaming training does not store yet: use --method galore or full with --offload, or give more --ram');
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train the F16 model, then compress`);
+    this.home = o.home;
+    this.files = o.files;
+    this.direct = o.direct;
+    this.overlap = o.overlap ?? engine.kind !== 'cpu';
     const plan = planWeights(file, hp);
     this.nLayer = hp.nLayer;
     this.rules = plan.layers.map((L) => LAYER_FIELDS.filter((f) => L[f]).map((f) => {
@@ -81,7 +107,7 @@ export class BlockStates {
       let offset = 0;
       const add = (field: LayerField, kind: Kind, name: string, shape: number[]) => {
         const elements = shape.reduce((a, c) => a * c, 1);
-        out.push({ field, kind, name: name + SUFFIX[kind], shape, elements, offset });
+        out.push({ field, kind, key: `${field}.${kind}`, name: name + SUFFIX[kind], shape, elements, offset });
         offset += alignUp(4 * elements);
       };
       for (const { field, info, projected: p } of rules) {
@@ -98,14 +124,19 @@ export class BlockStates {
     this.strides = this.pieces.map((ps) => alignUp(ps.reduce((s, p) => Math.max(s, p.offset + 4 * p.elements), 0)));
     this.bases = this.strides.map((_, j) => this.strides.slice(0, j).reduce((a, c) => a + c, 0));
     this.sumsq = new Array(hp.nLayer).fill(0);
-    if (home === 'ssd') {
-      if (!ssdDir) throw new Error('optimizer state on the SSD needs an SSD folder (--ssd)');
-      this.path = join(ssdDir, `hone-state-${process.pid}-${Date.now().toString(36)}.bin`);
+    if (o.home === 'ssd') {
+      if (!o.ssdDir) throw new Error('optimizer state on the SSD needs an SSD folder (--ssd)');
+      this.path = join(o.ssdDir, `hone-state-${process.pid}-${Date.now().toString(36)}.bin`);
+    } else {
+      const b = new GraphBuilder(16 + this.pieces.flat().length);
+      for (const ps of this.pieces) this.recs.push(new Map(ps.map((p) => [p.key, b.tensor(TYPES.F32, p.shape, `rec.${p.name}`)])));
+      this.recStore = { b, buffer: engine.native.allocContext(b.ctx, `${cfg.method} state of ${hp.nLayer} blocks (F32 master, gradients, optimizer)`, true) };
     }
-    this.host = openHostEngine(hostThreads);
+    // on a GPU the CPU is free: BLAS for the projections; on a CPU device the main engine has it
+    this.opt = this.overlap ? openHostEngine(o.hostThreads ?? engine.threads, engine.kind !== 'cpu') : engine;
   }
 
-  /** bytes of one block's record, and of all */
+  /** bytes of all records */
   get bytes(): number { return this.strides.reduce((a, c) => a + c, 0); }
 
   /** parameters trained, and bytes of optimizer state (moments and projectors) */
@@ -116,27 +147,25 @@ export class BlockStates {
     return this.pieces[j].find((p) => p.field === field && p.kind === kind)!;
   }
 
-  private view(j: number, p: Piece): Float32Array {
-    return new Float32Array(this.ram[j], p.offset, p.elements);
-  }
+  private ioError = (e: unknown) => { throw explainIoError(e, 'ssd'); };
 
   /** records from the model file: master weights dequantized, gradients and moments zero,
    *  projectors the identity where r ≥ min(m, n) (else set at the first step) */
   init(modelPath: string) {
-    this.ram.length = 0;
     const fd = this.path ? openSync(this.path, 'w') : -1;
     try {
       for (let j = 0; j < this.nLayer; j++) {
         const rec = new ArrayBuffer(this.strides[j]);
+        const arr = (p: Piece) => new Float32Array(rec, p.offset, p.elements);
         for (const { field, info, projected } of this.rules[j]) {
-          new Float32Array(rec, this.piece(j, field, 'w').offset, this.piece(j, field, 'w').elements).set(dequantizeFromFile(modelPath, info));
+          arr(this.piece(j, field, 'w')).set(dequantizeFromFile(modelPath, info));
           if (projected?.identity) {
-            const p = this.piece(j, field, 'p'), len = p.shape[0], eye = new Float32Array(rec, p.offset, p.elements);
+            const p = this.piece(j, field, 'p'), len = p.shape[0], eye = arr(p);
             for (let i = 0; i < projected.r; i++) eye[i * len + i] = 1;
           }
         }
         if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
-        else this.ram.push(rec);
+        else for (const p of this.pieces[j]) this.recs[j].get(p.key)!.set(arr(p));
       }
     } catch (e) {
       throw fd >= 0 ? explainIoError(e, 'ssd') : e;
@@ -150,70 +179,81 @@ export class BlockStates {
     await this.updates.get(j);
   }
 
-  /** block j's master weights into a device slot's tensors (after its pending update) */
+  /** block j's master weights into a device slot's tensors (after its pending update); bytes moved */
   async loadMaster(j: number, layer: Layer): Promise<number> {
     await this.ready(j);
     let bytes = 0;
     await Promise.all(this.rules[j].map(({ field }) => {
       const p = this.piece(j, field, 'w');
       bytes += 4 * p.elements;
-      if (!this.path) { layer[field]!.set(this.view(j, p)); return null; }
-      return this.files.readInto(this.path, this.bases[j] + p.offset, layer[field]!.h, 4 * p.elements, this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
+      if (!this.path) { this.recs[j].get(p.key)!.copyTo(layer[field]!); return null; }
+      return this.files.readInto(this.path, this.bases[j] + p.offset, layer[field]!.h, 4 * p.elements, this.direct).catch(this.ioError);
     }));
     return bytes;
   }
 
-  /** adds block j's gradients (by field, F32) to its record; with `first` they replace it. With
-   *  `last`, Σ g² of the accumulated gradient is noted for the global norm. */
-  async addGrads(j: number, grads: Map<LayerField, Float32Array>, first: boolean, last: boolean): Promise<void> {
-    let sumsq = 0;
-    await Promise.all(this.rules[j].map(async ({ field }) => {
-      const p = this.piece(j, field, 'g');
-      const add = grads.get(field)!;
+  /**
+   * Block j's gradients (a device slot's tensors, by field) into its record; with `first` they
+   * replace it, else they add. Read at once: the slot may compute again when this returns. With
+   * `last` the accumulated gradient's Σ g² is noted for the global norm (`sumsq`: the backward's
+   * own, when `first` too).
+   */
+  addGrads(j: number, grads: Map<LayerField, Tensor>, first: boolean, last: boolean, sumsq: number): Promise<void> {
+    if (first) {
+      if (last) this.sumsq[j] = sumsq;
+      return Promise.all(this.rules[j].map(({ field }) => {
+        const p = this.piece(j, field, 'g');
+        if (!this.path) { grads.get(field)!.copyTo(this.recs[j].get(p.key)!); return null; }
+        return this.files.writeFrom(this.path, this.bases[j] + p.offset, grads.get(field)!.h, 4 * p.elements, this.direct, false).catch(this.ioError);
+      })).then(() => {});
+    }
+    // a later micro-batch: the sum goes through JavaScript
+    const adds = new Map(this.rules[j].map(({ field }) => [field, grads.get(field)!.get()]));
+    let total = 0;
+    return Promise.all(this.rules[j].map(async ({ field }) => {
+      const p = this.piece(j, field, 'g'), add = adds.get(field)!;
+      const rec = this.recs[j]?.get(p.key);
       let acc: Float32Array;
-      if (!this.path) acc = this.view(j, p);
-      else if (first) acc = new Float32Array(alignUp(4 * p.elements) / 4);
-      else { const b = await this.files.read(this.path, this.bases[j] + p.offset, alignUp(4 * p.elements), this.direct).catch((e) => { throw explainIoError(e, 'ssd'); }); acc = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); }
-      if (first) acc.set(add);
-      else for (let i = 0; i < add.length; i++) acc[i] += add[i];
-      if (last) for (let i = 0; i < add.length; i++) sumsq += acc[i] * acc[i];
-      if (this.path) await this.files.write(this.path, this.bases[j] + p.offset, new Uint8Array(acc.buffer, 0, alignUp(4 * p.elements)), this.direct, false).catch((e) => { throw explainIoError(e, 'ssd'); });
-    }));
-    if (last) this.sumsq[j] = sumsq;
+      if (rec) acc = rec.get();
+      else { const b = await this.files.read(this.path!, this.bases[j] + p.offset, alignUp(4 * p.elements), this.direct).catch(this.ioError); acc = new Float32Array(new Uint8Array(b.buffer, b.byteOffset, b.byteLength).slice().buffer); }
+      for (let i = 0; i < add.length; i++) acc[i] += add[i];
+      if (last) for (let i = 0; i < add.length; i++) total += acc[i] * acc[i];
+      if (rec) rec.set(acc.subarray(0, p.elements));
+      else await this.files.write(this.path!, this.bases[j] + p.offset, new Uint8Array(acc.buffer, 0, alignUp(4 * p.elements)), this.direct, false).catch(this.ioError);
+    })).then(() => { if (last) this.sumsq[j] = total; });
   }
 
   /** Σ g² over every block's accumulated gradient */
   get gradSumSq(): number { return this.sumsq.reduce((a, c) => a + c, 0); }
 
   /**
-   * Starts block j's optimizer step `t` (1-based) at `lr` on its gradient scaled by `gradScale`; runs
-   * after the updates already started, on the host engine's worker thread. The next loadMaster(j)
-   * waits for it.
+   * Starts block j's optimizer step `t` (1-based) at `lr` on its gradient scaled by `gradScale`,
+   * after the updates already started. The next loadMaster(j) waits for it.
    */
   update(j: number, t: number, lr: number, gradScale: number): Promise<void> {
     const run = this.chain.then(async () => {
       const t0 = performance.now();
       const slot = this.slot(j);
-      const rec = await this.readRecord(j);
-      for (const p of this.pieces[j]) slot.t.get(`${p.field}.${p.kind}`)!.set(new Float32Array(rec, p.offset, p.elements));
-      this.refresh(j, t, rec, slot);
-      setUpdateInputs(slot.s, t, lr, gradScale, this.opt, this.cfg.scale);
-      await slot.graph.computeAsync();
-      for (const p of this.pieces[j]) if (p.kind !== 'g') new Float32Array(rec, p.offset, p.elements).set(slot.t.get(`${p.field}.${p.kind}`)!.get());
-      if (this.path) await this.files.write(this.path, this.bases[j], new Uint8Array(rec), this.direct, false).catch((e) => { throw explainIoError(e, 'ssd'); });
+      const at = (p: Piece) => slot.t.get(p.key)!;
+      if (!this.path) for (const p of this.pieces[j]) this.recs[j].get(p.key)!.copyTo(at(p));
+      else await Promise.all(this.pieces[j].map((p) => this.files.readInto(this.path!, this.bases[j] + p.offset, at(p).h, 4 * p.elements, this.direct).catch(this.ioError)));
+      this.refresh(j, t, slot);
+      setUpdateInputs(slot.s, t, lr, gradScale, this.optCfg, this.cfg.scale);
+      if (this.overlap) await slot.graph.computeAsync(); else slot.graph.compute();
+      const out = this.pieces[j].filter((p) => p.kind !== 'g');
+      if (!this.path) for (const p of out) at(p).copyTo(this.recs[j].get(p.key)!);
+      else await Promise.all(out.map((p) => this.files.writeFrom(this.path!, this.bases[j] + p.offset, at(p).h, 4 * p.elements, this.direct, false).catch(this.ioError)));
       this.optimizerMs += performance.now() - t0;
     });
-    const done = run.catch((e) => { this.failed = true; throw e; }).finally(() => { if (this.updates.get(j) === done) this.updates.delete(j); });
-    done.catch(() => {}); // awaited by the next read of the block
-    this.updates.set(j, done);
-    this.chain = done.catch(() => {});
-    return done;
+    this.track(j, run);
+    this.chain = run.catch(() => {});
+    return run;
   }
 
   /** `done` (a gradient write, then the update) as block j's update under way */
   track(j: number, done: Promise<void>) {
     const p = done.catch((e) => { this.failed = true; throw e; }).finally(() => { if (this.updates.get(j) === p) this.updates.delete(j); });
-    p.catch(() => {});
+    p.catch(() => {}); // awaited by the next read of the block
     this.updates.set(j, p);
   }
 
@@ -223,39 +263,33 @@ export class BlockStates {
   }
 
   /** GaLore: projectors from the accumulated gradient at steps 1, T+1, 2T+1, … (as FullModel.refresh) */
-  private refresh(j: number, t: number, rec: ArrayBuffer, slot: OptSlot) {
+  private refresh(j: number, t: number, slot: OptSlot) {
     if (this.cfg.method !== 'galore' || (t - 1) % this.cfg.updateGap !== 0) return;
     for (const { field, projected: p } of this.rules[j]) {
       if (!p || p.identity) continue;
-      const g = this.piece(j, field, 'g');
-      const proj = topSingularVectors(new Float32Array(rec, g.offset, g.elements), p.m, p.n, p.r, p.right ? 'right' : 'left', t);
+      const proj = topSingularVectors(slot.t.get(`${field}.g`)!.get(), p.m, p.n, p.r, p.right ? 'right' : 'left', t);
       slot.t.get(`${field}.p`)!.set(proj);
     }
   }
 
-  private async readRecord(j: number): Promise<ArrayBuffer> {
-    if (!this.path) return this.ram[j];
-    const b = await this.files.read(this.path, this.bases[j], this.strides[j], this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
-    return new Uint8Array(b.buffer, b.byteOffset, this.strides[j]).slice().buffer;
-  }
-
   /** the optimizer slot for block j's shapes (built on first use) */
   private slot(j: number): OptSlot {
-    const sig = this.pieces[j].map((p) => `${p.field}.${p.kind}:${p.shape}`).join('|');
+    const sig = this.pieces[j].map((p) => `${p.key}:${p.shape}`).join('|');
     let s = this.slots.get(sig);
     if (s) return s;
     const b = new GraphBuilder(64 + 8 * this.pieces[j].length);
-    const t = new Map(this.pieces[j].map((p) => [`${p.field}.${p.kind}`, b.tensor(TYPES.F32, p.shape, `opt.${p.name}`, p.kind === 'w' ? 'param' : 'plain')])); // opt_step_adamw wants a param
-    const buffer = allocStatic(this.host, b, 'optimizer slot');
+    const t = new Map(this.pieces[j].map((p) => [p.key, b.tensor(TYPES.F32, p.shape, `opt.${p.name}`, p.kind === 'w' ? 'param' : 'plain')])); // opt_step_adamw wants a param
+    const buffer = allocStatic(this.opt, b, 'optimizer slot');
     const gb = new GraphBuilder(64 + 40 * this.rules[j].length);
+    gb.blas = this.opt.blas;
     const inputs = updateInputs(gb);
     const outs: Tensor[] = [];
     for (const { field, projected } of this.rules[j]) {
       const w = { param: t.get(`${field}.w`)!, acc: t.get(`${field}.g`)!, m: t.get(`${field}.m`)!, v: t.get(`${field}.v`)! };
-      if (projected) outs.push(...galoreUpdate(gb, { ...w, proj: t.get(`${field}.p`)!, right: projected.right }, inputs, this.opt));
+      if (projected) outs.push(...galoreUpdate(gb, { ...w, proj: t.get(`${field}.p`)!, right: projected.right }, inputs, this.optCfg));
       else outs.push(adamwUpdate(gb, w, inputs));
     }
-    s = { b, buffer, t, gb, s: inputs, graph: new Graph(this.host, gb, outs) };
+    s = { b, buffer, t, gb, s: inputs, graph: new Graph(this.opt, gb, outs) };
     this.slots.set(sig, s);
     return s;
   }
@@ -271,13 +305,15 @@ export class BlockStates {
     const fd = this.path ? openSync(this.path, 'r+') : -1;
     try {
       for (let j = 0; j < this.nLayer; j++) {
-        const rec = this.path ? new ArrayBuffer(this.strides[j]) : this.ram[j];
-        new Uint8Array(rec).fill(0);
+        const rec = new ArrayBuffer(this.strides[j]);
         for (const p of this.pieces[j]) {
-          if (p.kind === 'g') continue;
-          const data = read(p.name);
-          if (!data || data.length !== p.elements) throw new Error(`tensor ${p.name} is missing or has another shape (was the run's configuration changed?)`);
-          new Float32Array(rec, p.offset, p.elements).set(data);
+          const arr = new Float32Array(rec, p.offset, p.elements);
+          if (p.kind !== 'g') {
+            const data = read(p.name);
+            if (!data || data.length !== p.elements) throw new Error(`tensor ${p.name} is missing or has another shape (was the run's configuration changed?)`);
+            arr.set(data);
+          }
+          if (fd < 0) this.recs[j].get(p.key)!.set(arr);
         }
         if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
       }
@@ -287,7 +323,7 @@ export class BlockStates {
   }
 
   private readPiece(j: number, p: Piece): Float32Array {
-    if (!this.path) return this.view(j, p);
+    if (!this.path) return this.recs[j].get(p.key)!.get();
     const out = new Float32Array(p.elements);
     const fd = openSync(this.path, 'r');
     try { readSync(fd, new Uint8Array(out.buffer), 0, 4 * p.elements, this.bases[j] + p.offset); } finally { closeSync(fd); }
@@ -298,12 +334,12 @@ export class BlockStates {
     for (const s of this.slots.values()) {
       s.graph.free();
       s.gb.free();
-      this.host.native.freeBuffer(s.buffer);
+      this.opt.native.freeBuffer(s.buffer);
       s.b.free();
     }
     this.slots.clear();
-    this.host.free();
-    this.ram.length = 0;
+    if (this.opt !== this.engine) this.opt.free();
+    if (this.recStore) { this.engine.native.freeBuffer(this.recStore.buffer); this.recStore.b.free(); }
     if (this.path) rmSync(this.path, { force: true });
   }
 }

@@ -8,6 +8,7 @@ interface IoNative {
   readAsync(path: string, offset: number, length: number, direct?: boolean): Promise<Buffer>;
   writeAsync(path: string, offset: number, data: Uint8Array, direct?: boolean, sync?: boolean): Promise<{ direct: boolean }>;
   readIntoTensor(path: string, offset: number, tensor: External, direct?: boolean): Promise<void>;
+  writeFromTensor(path: string, offset: number, tensor: External, direct?: boolean, sync?: boolean): Promise<{ direct: boolean }>;
   ioAlignment: number;
 }
 const io = () => native() as unknown as IoNative;
@@ -72,6 +73,16 @@ export class AsyncFiles {
     return this.slot(async () => {
       await io().readIntoTensor(path, offset, tensor, direct);
       this.bytesRead += bytes;
+    });
+  }
+
+  /** a tensor's bytes (zero-padded to IO_ALIGN) written at `offset`; the tensor may change once this returns */
+  writeFrom(path: string, offset: number, tensor: External, bytes: number, direct = false, sync = true): Promise<{ direct: boolean }> {
+    const p = io().writeFromTensor(path, offset, tensor, direct, sync); // copies the bytes now
+    return this.slot(async () => {
+      const r = await p;
+      this.bytesWritten += alignUp(bytes);
+      return r;
     });
   }
 

@@ -2,13 +2,12 @@
 // memory. Forward and backward run one transformer block at a time; each block's weights are read
 // straight from the GGUF file into one of two slots (asynchronous reads on worker threads, O_DIRECT
 // where allowed, no copy through JavaScript), the next block's read running while the current block
-// computes. Every block's input (the boundary activation, [d, T·B] F32) is kept in RAM; the
-// activations inside a block are recomputed in its backward. Embeddings, the head and the LoRA
-// parameters stay resident. The graphs belong to the slots, not to the blocks: before a block
-// computes, its layer's LoRA A and B are copied into the slot's, and after its backward the slot's
-// gradients are added to the layer's accumulators — so four graphs (forward and backward per slot)
+// computes. Every block's input (the boundary activation, [d, T·B] F32) is kept in RAM. Embeddings,
+// the head and the adapters' parameters stay resident. The graphs belong to the slots, not to the
+// blocks: before a block computes, its layer's adapter tensors are copied into the slot's, and after
+// its backward the slot's gradients are added to the layer's accumulators — so the slot graphs
 // serve any number of layers, and memory does not grow with depth. The arithmetic is the in-memory
-// trainer's, op for op (model/backward.ts, tune/lora.ts), so the losses are the same.
+// trainer's, op for op (model/backward.ts and the method's own linears), so the losses are the same.
 //
 // Activations, per the plan: kept (the forward's copied to RAM, read back by the backward), swapped
 // (written to one file in the SSD folder in the background, read back a block ahead; the file is
@@ -20,7 +19,10 @@
 // optimizer step runs on a CPU engine of its own while the device computes: during the backward of
 // the blocks below it when the gradient is not clipped (the step's scale is known), else, once the
 // global norm is known, during the next forward — each block's forward waits for its own update.
-// Limits: LoRA and full-parameter methods (HUT, MoS, Natural GaLore need the model in memory); no dropout.
+// Adapters (LoRA, HUT, MoS) stream through their `layerwise` side: a slot holds stand-ins for one
+// layer's own adapter tensors, filled by a copy before that layer computes; gradients go back to
+// the layer's accumulators (or to tensors all layers share, MoS's pools, which stay resident).
+// Limits: Natural GaLore and PERP need the model in memory; no dropout.
 import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
@@ -28,8 +30,7 @@ import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { LAYER_FIELDS, blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerField, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
-import { addGrad, moduleDims, type Adapter, type Grads, type TrainedLinear } from '../tune/adapter.js';
-import { Lora, lowRankLinear } from '../tune/lora.js';
+import { MODULES, PerGraph, type Adapter, type Grads, type Layerwise, type TrainedLinear } from '../tune/adapter.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/trainer.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,22 +45,26 @@ const FIELDS = LAYER_FIELDS;
  *  full-parameter block's optimizer step may then start as soon as its gradient is complete) */
 export interface StepInfo { last: boolean; step: number; lr: number; micro: number }
 
-/** one module's LoRA inside a slot: the computing layer's A and B, and the gradients the backward leaves */
-interface SlotLora { a: Tensor; b: Tensor; ga: Tensor; gb: Tensor }
+/** a slot's backward: d(block input), and each trained tensor's gradient (keyed by a stand-in or a
+ *  shared tensor; full-parameter training copies its gradients into the slot's `grads` instead) */
+interface Backward { b: GraphBuilder; graph: Graph; dx: Tensor; grads: [Tensor, Tensor][]; sumsq?: Tensor }
 
 /** a slot: one block's frozen weights, its LoRA, and the forward and backward graphs over them */
 interface Slot {
   b: GraphBuilder;
   buffer: number;
   layer: Layer;
-  lora: Map<Module, SlotLora>;
+  /** per module, stand-ins for the computing layer's own adapter tensors (LoRA's A and B, HUT's
+   *  M_A and M_B, MoS's index draws), and which module and position each stands in for */
+  own: Map<Module, Tensor[]>;
+  standIn: Map<Tensor, [Module, number]>;
   /** full-parameter training: each tensor's gradient, left by the backward */
   grads: Map<LayerField, Tensor>;
   holds: number;
   fwd?: { b: GraphBuilder; graph: Graph; out: Tensor; acts: Tensor[] };
-  bwd?: { b: GraphBuilder; graph: Graph; dx: Tensor };
+  bwd?: Backward;
   /** the backward from kept activations (no recompute) */
-  bwdKept?: { b: GraphBuilder; graph: Graph; dx: Tensor };
+  bwdKept?: Backward;
 }
 
 /** the activations a block's backward reads (model/llama.ts BlockActs), in a fixed order */
@@ -73,7 +78,9 @@ interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs
 export class StreamingTrainer {
   readonly T: number;
   private readonly plan;
-  private readonly lora?: Lora;
+  private readonly adapter: Adapter;
+  private readonly layerwise?: Layerwise;
+  private readonly targets: Module[];
   private readonly full?: StreamedFullModel;
   /** full-parameter training: the embeddings' gradient from d(block 0 input) */
   private embedBack?: { b: GraphBuilder; graph: Graph; tokens: Tensor; dx: Tensor; keep: Tensor };
@@ -106,6 +113,8 @@ export class StreamingTrainer {
   bytesRead = 0;
   ioBusyMs = 0;
   ioWaitMs = 0;
+  /** full-parameter: time the computation waited for a block's optimizer step */
+  optimizerWaitMs = 0;
 
   constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
     this.choice = Array.from({ length: hp.nLayer }, (_, j) => activations[j] ?? 'recompute');
@@ -113,10 +122,12 @@ export class StreamingTrainer {
       if (!ssdDir) throw new Error('swapping activations needs an SSD folder (--ssd)');
       this.swapPath = join(ssdDir, `hone-swap-${process.pid}-${Date.now().toString(36)}.bin`);
     }
-    if (!(adapter instanceof Lora) && !(adapter instanceof StreamedFullModel)) throw new Error(`streaming training runs LoRA, full and GaLore in this version; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
+    if (!adapter.layerwise && !(adapter instanceof StreamedFullModel)) throw new Error(`streaming training runs LoRA, HUT, MoS, full and GaLore; ${adapter.method} needs the model in memory (drop --offload, or give more --ram)`);
     if (adapter.dropout > 0) throw new Error('streaming training draws no dropout masks yet: set --dropout 0 with --offload');
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train without --offload`);
-    if (adapter instanceof Lora) this.lora = adapter; else this.full = adapter;
+    this.adapter = adapter;
+    if (adapter instanceof StreamedFullModel) this.full = adapter; else this.layerwise = adapter.layerwise;
+    this.targets = this.layerwise ? MODULES.filter((m) => this.layerwise!.own(0, m).length) : [];
     for (const t of adapter.trainables) this.accOf.set(t.param, t.acc);
     this.T = seq;
     this.plan = planWeights(file, hp);
@@ -152,7 +163,7 @@ export class StreamingTrainer {
     const seen = new Map<string, number>();
     this.plan.layers.forEach((L, j) => {
       const sig = FIELDS.map((f) => (L[f] ? `${f}:${ggmlTypeName(L[f]!.type)}:${L[f]!.shape}` : '')).join('|');
-      if (!bySig.has(sig)) bySig.set(sig, [0, 1].map((k) => this.makeSlot(L, `slot ${bySig.size}.${k}`)));
+      if (!bySig.has(sig)) bySig.set(sig, [0, 1].map((k) => this.makeSlot(L, j, `slot ${bySig.size}.${k}`)));
       const k = seen.get(sig) ?? 0;
       seen.set(sig, k + 1);
       this.slotOf[j] = bySig.get(sig)![k % 2];
@@ -175,21 +186,23 @@ export class StreamingTrainer {
     } else this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
   }
 
-  private makeSlot(L: LayerOf<GgufTensorInfo>, label: string): Slot {
+  private makeSlot(L: LayerOf<GgufTensorInfo>, j: number, label: string): Slot {
     const b = new GraphBuilder(128);
     // full-parameter training computes on F32 master weights
     const t = (info?: GgufTensorInfo) => (info ? b.tensor(this.full ? TYPES.F32 : info.type, info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
     const layer = Object.fromEntries(FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
     const grads = new Map<LayerField, Tensor>();
     if (this.full) for (const f of FIELDS) if (L[f]) grads.set(f, b.tensor(TYPES.F32, L[f]!.shape, `${label}.${f}.grad`));
-    const r = this.lora?.cfg.rank ?? 0;
-    const lora = new Map<Module, SlotLora>();
-    for (const m of this.lora?.cfg.targets ?? []) {
-      const [inDim, outDim] = moduleDims(this.hp, m);
-      const f = (shape: number[], what: string) => b.tensor(TYPES.F32, shape, `${label}.${m}.${what}`);
-      lora.set(m, { a: f([inDim, r], 'lora_a'), b: f([r, outDim], 'lora_b'), ga: f([inDim, r], 'grad_a'), gb: f([r, outDim], 'grad_b') });
+    const own = new Map<Module, Tensor[]>();
+    const standIn = new Map<Tensor, [Module, number]>();
+    for (const m of this.targets) {
+      own.set(m, this.layerwise!.own(j, m).map((t, i) => {
+        const x = b.tensor(t.type, t.shape, `${label}.${m}.${i}`);
+        standIn.set(x, [m, i]);
+        return x;
+      }));
     }
-    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, lora, grads, holds: -1 };
+    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, own, standIn, grads, holds: -1 };
   }
 
   /** the shapes of a block's activations, from a forward built on block 0's weight shapes (not computed) */
@@ -214,19 +227,19 @@ export class StreamingTrainer {
     const { hp, T, batch, io } = this;
     const rope = this.resident.ropeFreqs ?? null;
     const inp = { positions: io.positions, mask: io.mask } as ForwardInputs;
-    const s = this.lora?.scale ?? 0;
-    const lowRank = (m: Module): TrainedLinear | undefined => {
-      const l = slot.lora.get(m);
-      return l && lowRankLinear(l.a, l.b, s, (g, grads, dA, dB) => { addGrad(g, grads, l.a, dA); addGrad(g, grads, l.b, dB); });
-    };
     const full = this.full;
-    const linears = new Map((this.lora?.cfg.targets ?? []).map((m) => [m, lowRank(m)!]));
-    const linearIn = (g: GraphBuilder, m: Module) => (full ? full.linear(g, 0, m) : linears.get(m));
+    const memo = new PerGraph<TrainedLinear | undefined>();
+    const linearIn = (g: GraphBuilder, m: Module) => (full ? full.linear(g, 0, m) : memo.get(g, m, () => (slot.own.has(m) ? this.layerwise!.linearOver(g, m, slot.own.get(m)!) : undefined)));
     const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linearIn(g, m)?.forward(g, W, x) ?? g.mulMat(W, x);
-    // the backward's outputs besides dx: LoRA's gradients, or every tensor's (full-parameter)
-    const keep = (g: GraphBuilder, grads: Grads) => full
-      ? [...slot.grads].map(([f, t]) => g.cpy(grads.get(slot.layer[f]!)!, t))
-      : [...slot.lora.values()].flatMap((l) => [g.cpy(grads.get(l.a)!, l.ga), g.cpy(grads.get(l.b)!, l.gb)]);
+    // the backward's gradients: every tensor's copied into the slot (full-parameter), or the
+    // adapter's as graph outputs
+    const backward = (g: GraphBuilder, dx: Tensor, grads: Grads): Backward => {
+      if (!full) return { b: g, graph: new Graph(this.engine, g, [dx, ...grads.values()]), dx, grads: [...grads] };
+      // and Σ g² over the block's tensors, for the global norm
+      const gs = [...slot.grads].map(([f]) => grads.get(slot.layer[f]!)!);
+      const sumsq = gs.map((x) => g.sum(g.sqr(x))).reduce((a, c) => g.add(a, c));
+      return { b: g, graph: new Graph(this.engine, g, [dx, sumsq, ...[...slot.grads].map(([, t], i) => g.cpy(gs[i], t))]), dx, grads: [], sumsq };
+    };
     const fb = new GraphBuilder();
     fb.blas = this.engine.blas;
     const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
@@ -237,14 +250,14 @@ export class StreamingTrainer {
     const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
     const grads = new Map<Tensor, Tensor>();
     const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(bb, m); return l && { linear: l }; }, grads, !!full);
-    slot.bwd = { b: bb, graph: new Graph(this.engine, bb, [dx, ...keep(bb, grads)]), dx };
+    slot.bwd = backward(bb, dx, grads);
     if (io.acts) {
       const kb = new GraphBuilder();
       kb.blas = this.engine.blas;
       const given = Object.fromEntries(ACTS.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
       const kgrads = new Map<Tensor, Tensor>();
       const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, !!full);
-      slot.bwdKept = { b: kb, graph: new Graph(this.engine, kb, [kdx, ...keep(kb, kgrads)]), dx: kdx };
+      slot.bwdKept = backward(kb, kdx, kgrads);
     }
   }
 
@@ -269,6 +282,12 @@ export class StreamingTrainer {
   /** block j's weights into its slot (waits for a prefetch under way) */
   private async ensure(j: number): Promise<void> {
     if (this.slotOf[j].holds === j) return;
+    if (this.full) {
+      // the computation waiting for the block's optimizer step: what overlap did not hide
+      const t1 = performance.now();
+      await this.full.blocks.ready(j);
+      this.optimizerWaitMs += performance.now() - t1;
+    }
     const t0 = performance.now();
     await (this.pending.get(j) ?? this.read(j));
     this.ioWaitMs += performance.now() - t0;
@@ -301,14 +320,10 @@ export class StreamingTrainer {
     }
   }
 
-  /** layer j's LoRA parameters into its slot */
-  private setLora(j: number) {
+  /** layer j's own adapter tensors into its slot's stand-ins */
+  private setOwn(j: number) {
     const slot = this.slotOf[j];
-    for (const [m, l] of slot.lora) {
-      const p = this.lora!.pair(j, m)!;
-      l.a.set(p.a.get());
-      l.b.set(p.b.get());
-    }
+    for (const [m, xs] of slot.own) this.layerwise!.own(j, m).forEach((t, i) => t.copyTo(xs[i]));
   }
 
   private setTokens(windows: Window[], head: HeadGraph) {
@@ -327,7 +342,7 @@ export class StreamingTrainer {
       await this.ensure(j);
       this.prefetch(j + 1);
       const slot = this.slotOf[j];
-      this.setLora(j);
+      this.setOwn(j);
       this.io.x.set(this.bounds[j]);
       slot.fwd!.graph.compute();
       this.bounds[j + 1] = slot.fwd!.out.get();
@@ -374,7 +389,7 @@ export class StreamingTrainer {
    * not clipped, each block's optimizer step then starts right after its backward).
    */
   async accumulate(windows: Window[], first: boolean, _dropoutSeed = 0, info?: StepInfo): Promise<{ loss: number; targets: number }> {
-    if (first) for (const t of this.lora?.trainables ?? []) t.acc.set(new Float32Array(t.acc.elements));
+    if (first && !this.full) for (const t of this.adapter.trainables) t.acc.set(new Float32Array(t.acc.elements));
     const head = this.head.train;
     const targets = this.setTokens(windows, head);
     this.training = true;
@@ -394,7 +409,7 @@ export class StreamingTrainer {
       await this.ensure(j);
       this.prefetch(j - 1);
       const slot = this.slotOf[j];
-      this.setLora(j);
+      this.setOwn(j);
       this.io.x.set(this.bounds[j]);
       this.io.dOut.set(d);
       const kept = this.choice[j] === 'keep' ? this.kept[j] : this.choice[j] === 'swap' ? await this.swapIn(j) : undefined;
@@ -406,20 +421,19 @@ export class StreamingTrainer {
       if (this.full) {
         // the block's gradient to its record; its update may start once it is there
         const blocks = this.full.blocks;
-        const w = blocks.addGrads(j, new Map([...slot.grads].map(([f, t]) => [f, t.get()])), first, last);
+        const w = blocks.addGrads(j, slot.grads, first, last, g.sumsq!.get()[0]);
         w.catch(() => {});
         this.gradWrites.push(w);
         if (early) this.startUpdate(j, w, info!.step, info!.lr, 1 / info!.micro);
         continue;
       }
-      // the layer's accumulators += the slot's gradients
-      for (const [m, l] of slot.lora) {
-        const p = this.lora!.pair(j, m)!;
-        for (const [param, g] of [[p.a, l.ga], [p.b, l.gb]] as const) {
-          const acc = this.accOf.get(param)!, sum = acc.get(), add = g.get();
-          for (let i = 0; i < sum.length; i++) sum[i] += add[i];
-          acc.set(sum);
-        }
+      // the accumulators += the slot's gradients: a stand-in's go to layer j's own tensor
+      for (const [key, grad] of g.grads) {
+        const at = slot.standIn.get(key);
+        const param = at ? this.layerwise!.own(j, at[0])[at[1]] : key;
+        const acc = this.accOf.get(param)!, sum = acc.get(), add = grad.get();
+        for (let i = 0; i < sum.length; i++) sum[i] += add[i];
+        acc.set(sum);
       }
     }
     if (this.embedBack) {

@@ -61,6 +61,17 @@ export interface TrainedLinear {
   backward(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, grads: Grads, mask?: Tensor): Tensor;
 }
 
+/**
+ * How a method's adapters stream with the blocks (offload/stream.ts): the tensors that are one
+ * layer's own (copied into a slot's stand-ins before that layer's block computes; the trained ones
+ * get their gradients added back), and the linear over such stand-ins. Its gradients are keyed by
+ * the stand-ins, or by tensors every layer shares (MoS's shard pools), which stay resident.
+ */
+export interface Layerwise {
+  own(layer: number, module: Module): Tensor[];
+  linearOver(b: GraphBuilder, module: Module, standIns: Tensor[]): TrainedLinear;
+}
+
 export interface HostState {
   save(): { name: string; shape?: number[]; data: Float32Array | (() => Float32Array) }[];
   load(read: (name: string) => Float32Array | null): void;
@@ -79,6 +90,8 @@ export interface Adapter {
    *  uses `weightsFor`'s weights, where the trainables stand in for the model's norms and biases */
   readonly norms?: boolean;
   weightsFor?(w: Weights): Weights;
+  /** per-layer adapters that can stream with the blocks (LoRA, HUT, MoS) */
+  readonly layerwise?: Layerwise;
   /** a method's own optimizer (GaLore); without it the trainer runs AdamW on every trainable */
   optimizerStep?(t: number, lr: number, gradScale: number): void;
   /** state outside the trainables' tensors that checkpoints must carry (Natural GaLore's gradient

@@ -17,7 +17,7 @@ import { T } from '../engine/types.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { inputGrad, sumCols } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
-import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
 
 export type HutForm = 'scaling' | 'hadamard';
 export const HUT_FORMS: HutForm[] = ['scaling', 'hadamard'];
@@ -84,6 +84,15 @@ export class Hut implements Adapter {
     if (!pair) return undefined;
     return this.memo.get(b, `${layer}.${module}`, () => (this.cfg.form === 'scaling' ? scalingLinear(b, pair) : hadamardLinear(pair, this.scale)));
   }
+
+  readonly layerwise: Layerwise = {
+    own: (layer, module) => { const p = this.byKey.get(`${layer}.${module}`); return p ? [p.p, p.q] : []; },
+    linearOver: (b, module, [P, Q]) => {
+      const [inDim, outDim] = moduleDims(this.hp, module);
+      const pair = { layer: -1, module, inDim, outDim, p: P, q: Q };
+      return this.cfg.form === 'scaling' ? scalingLinear(b, pair) : hadamardLinear(pair, this.scale);
+    },
+  };
 
   free() {
     this.store.free(this.engine);

@@ -6,7 +6,7 @@ import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { inputGrad } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
-import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Grads, type TrainedLinear } from './adapter.js';
+import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Grads, type Layerwise, type TrainedLinear } from './adapter.js';
 
 export { DROPOUT_INPUT, GGUF_NAMES, MODULES, moduleDims, type Trainable } from './adapter.js';
 
@@ -91,6 +91,11 @@ export class Lora implements Adapter {
   linear(_b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
     return this.byKey.get(`${layer}.${module}`)?.linear;
   }
+
+  readonly layerwise: Layerwise = {
+    own: (layer, module) => { const p = this.pair(layer, module); return p ? [p.a, p.b] : []; },
+    linearOver: (_b, _module, [A, B]) => lowRankLinear(A, B, this.scale, (b, grads, dA, dB) => { addGrad(b, grads, A, dA); addGrad(b, grads, B, dB); }),
+  };
 
   free() {
     this.store.free(this.engine);

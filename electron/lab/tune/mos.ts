@@ -14,7 +14,7 @@ import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
-import { PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+import { PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
 import { lowRankLinear } from './lora.js';
 
 export interface MosConfig {
@@ -144,28 +144,37 @@ export class Mos implements Adapter {
   linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
     const p = this.pools.get(module);
     if (!p) return undefined;
-    return this.memo.get(b, `${layer}.${module}`, () => {
-      const { rank: r, shards: l } = this.cfg;
-      const d = this.draws.get(`${layer}.${module}`)!;
-      // shards → rows: get_rows gives [w, r·l] with shard j + k·r at column j + k·r; as [w, r, l]
-      // swapped to [w, l, r] and flattened, row j is shards j, j+r, …, j+(l−1)r end to end.
-      const assemble = (pool: Tensor, idx: Tensor) => {
-        const w = pool.shape[0];
-        return b.reshape(b.cont(b.permute(b.reshape(b.getRows(pool, idx), w, r, l), 0, 2, 1, 3)), w * l, r);
-      };
-      const scatter = (g: GraphBuilder, dRows: Tensor, pool: Tensor, idx: Tensor) => {
-        const w = pool.shape[0];
-        const shards = g.reshape(g.cont(g.permute(g.reshape(dRows, w, l, r), 0, 2, 1, 3)), w, r * l);
-        return g.getRowsBack(shards, idx, pool); // rows drawn by several layers sum over them
-      };
-      const A = assemble(p.a, d.idxA); // [in, r]
-      const Bt = assemble(p.b, d.idxB); // [out, r]
-      return lowRankLinear(A, b.cont(b.transpose(Bt)), this.scale, (g, grads, dA, dB) => {
-        addGrad(g, grads, p.a, scatter(g, dA, p.a, d.idxA));
-        addGrad(g, grads, p.b, scatter(g, g.cont(g.transpose(dB)), p.b, d.idxB));
-      });
+    const d = this.draws.get(`${layer}.${module}`)!;
+    return this.memo.get(b, `${layer}.${module}`, () => this.linearOf(b, p, d.idxA, d.idxB));
+  }
+
+  /** a layer's A and B gathered from the shared pools by its index draws; gradients scatter back to the pools */
+  private linearOf(b: GraphBuilder, p: ModulePools, idxA: Tensor, idxB: Tensor): TrainedLinear {
+    const { rank: r, shards: l } = this.cfg;
+    // shards → rows: get_rows gives [w, r·l] with shard j + k·r at column j + k·r; as [w, r, l]
+    // swapped to [w, l, r] and flattened, row j is shards j, j+r, …, j+(l−1)r end to end.
+    const assemble = (pool: Tensor, idx: Tensor) => {
+      const w = pool.shape[0];
+      return b.reshape(b.cont(b.permute(b.reshape(b.getRows(pool, idx), w, r, l), 0, 2, 1, 3)), w * l, r);
+    };
+    const scatter = (g: GraphBuilder, dRows: Tensor, pool: Tensor, idx: Tensor) => {
+      const w = pool.shape[0];
+      const shards = g.reshape(g.cont(g.permute(g.reshape(dRows, w, l, r), 0, 2, 1, 3)), w, r * l);
+      return g.getRowsBack(shards, idx, pool); // rows drawn by several layers sum over them
+    };
+    const A = assemble(p.a, idxA); // [in, r]
+    const Bt = assemble(p.b, idxB); // [out, r]
+    return lowRankLinear(A, b.cont(b.transpose(Bt)), this.scale, (g, grads, dA, dB) => {
+      addGrad(g, grads, p.a, scatter(g, dA, p.a, idxA));
+      addGrad(g, grads, p.b, scatter(g, g.cont(g.transpose(dB)), p.b, idxB));
     });
   }
+
+  /** streaming: a layer's own tensors are its index draws; the pools stay resident and shared */
+  readonly layerwise: Layerwise = {
+    own: (layer, module) => { const d = this.draws.get(`${layer}.${module}`); return d ? [d.idxA, d.idxB] : []; },
+    linearOver: (b, module, [idxA, idxB]) => this.linearOf(b, this.pools.get(module)!, idxA, idxB),
+  };
 
   free() {
     this.store.free(this.engine);

@@ -57,6 +57,9 @@ export interface OffloadConfig {
   activations?: ActivationChoice;
   /** full-parameter training: override where the blocks' trainable state lives (tests, bench) */
   state?: StateHome;
+  /** full-parameter training: run each block's optimizer step on a CPU engine of its own beside the
+   *  device (default: when the device is a GPU; on a CPU device both would share the same cores) */
+  overlap?: boolean;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -129,6 +132,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   let streaming = false;
   let activations: ActivationChoice[] = [];
   let stateHome: StateHome = 'ram';
+  const files = new AsyncFiles(8);
   if (cfg.offload) {
     const file = readGguf(cfg.model);
     const budgets = defaultBudgets(engine, cfg.offload.ssd);
@@ -141,8 +145,8 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
     stateHome = cfg.offload.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
-    const unsupported = method === 'perp' ? 'PERP trains masked base weights' : method === 'natural-galore' ? "Natural GaLore keeps a gradient history per weight that streaming does not store yet" : method === 'hut' || method === 'mos' ? `${method === 'hut' ? 'HUT' : 'MoS'}'s adapters are not streamed yet` : null;
-    if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, galore or full, or give more --ram`); }
+    const unsupported = method === 'perp' ? "PERP trains the norms inside the blocks, which streaming training does not yet" : method === 'natural-galore' ? 'Natural GaLore keeps a gradient history per weight that streaming training does not store yet' : null;
+    if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
   const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
   const shape = model ?? ({ hp: hparamsOf(readGguf(cfg.model)) } as LlamaModel);
@@ -151,7 +155,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     if (streaming && isFullParameter(method)) {
       // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
       const file = readGguf(cfg.model);
-      const blocks = new BlockStates(file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, stateHome, new AsyncFiles(8), cfg.offload?.ssd, cfg.offload?.direct ?? true, Math.max(1, engine.kind === 'cpu' ? engine.threads >> 1 : engine.threads));
+      const blocks = new BlockStates(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
       adapter = new StreamedFullModel(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, blocks);
     } else adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
@@ -170,7 +174,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, new AsyncFiles(8), cfg.offload?.direct ?? true, activations, cfg.offload?.ssd);
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
