@@ -7,7 +7,7 @@ import { projectRoot } from '../../electron/lab/engine/native.js';
 import { writeSampleChat } from '../../electron/lab/data/samples.js';
 import { loadTrainedRun } from '../../electron/lab/export/run-export.js';
 import { listCheckpoints } from '../../electron/lab/tune/checkpoint.js';
-import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
+import { TRAIN_DEFAULTS, planRun, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
 import { maxAbsDiff } from '../helpers/parity.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +90,33 @@ describe('streaming training', () => {
       expect(maxAbsDiff(b[0].b, a[0].b)).toBeLessThan(1e-4);
     });
   }
+
+  it('blocks the plan holds in RAM are read once and copied into their slot, the others stream: the in-memory losses', async () => {
+    const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
+    const data = writeSampleChat(join(dir, 'facts.jsonl'));
+    const base = { ...TRAIN_DEFAULTS, model, data, seq: 32, batch: 2 };
+    // the smallest RAM budget at which the plan holds a block in memory (the others then stream)
+    const homes = async (ram: number) => (await planRun(engine, { ...base, offload: { ram, ssd: dir } })).plan.blocks.map((b) => b.weights);
+    let lo = 1, hi = 2 ** 32;
+    while (hi - lo > 1) { const mid = Math.floor((lo + hi) / 2); if ((await homes(mid)).includes('ram')) hi = mid; else lo = mid; }
+    expect(await homes(hi)).toEqual(['ram', 'stream', 'stream']);
+    const mem = await losses(model, data, {});
+    const run = async (offload: TrainConfig['offload']) => {
+      const r = { plan: '', losses: [] as number[], read: [] as number[] };
+      await runTraining({ ...base, steps: 20, lr: 3e-3, valFraction: 0.3, evalEvery: 10, saveEvery: 20, schedule: 'constant', offload }, {
+        runDir: mkdtempSync(join(testDir, 'stream-run-')), onEvent: (e) => { if (e.type === 'offload') r.plan = e.plan; if (e.type === 'step') { r.losses.push(e.loss); r.read.push(e.streamedBytes!); } },
+      });
+      return r;
+    };
+    const held = await run({ ram: hi, ssd: dir }), streamed = await run({ force: true, ssd: dir });
+    expect(held.plan).toMatch(/block +0: .* ram /);
+    expect(held.plan).toMatch(/block +2: .* stream /);
+    for (let i = 0; i < 20; i++) expect(Math.abs(held.losses[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
+    // each step, two slots of three blocks: streaming reads blocks 2 and 0 again; holding block 0 only block 2
+    const block = (j: number) => readGguf(model).tensors.filter((t) => t.name.startsWith(`blk.${j}.`)).reduce((a, t) => a + t.bytes, 0);
+    expect(streamed.read.at(-1)).toBe(block(0) + block(2));
+    expect(held.read.at(-1)).toBe(block(2));
+  });
 
   // HUT and MoS stream through the same slots: stand-ins for a layer's own tensors (HUT's M_A, M_B;
   // MoS's index draws), MoS's shared shard pools resident

@@ -35,7 +35,7 @@ import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/tra
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsyncFiles, alignUp, explainIoError } from './io.js';
-import type { ActivationChoice } from './plan.js';
+import type { ActivationChoice, WeightHome } from './plan.js';
 import { StreamedFullModel } from './block-state.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
 
@@ -97,6 +97,9 @@ export class StreamingTrainer {
   private readonly head: { train: HeadGraph; eval: HeadGraph };
   private readonly optimizer?: AdapterOptimizer;
   private readonly pending = new Map<number, Promise<void>>();
+  /** blocks whose frozen weights stay in memory (the plan's 'device' / 'ram'), and their buffers */
+  private readonly held: (Partial<Layer> | undefined)[] = [];
+  private readonly heldBuffers: { b: GraphBuilder; buffer: number }[] = [];
   /** each block's input of the current micro-batch: [d, T·B] */
   private readonly bounds: Float32Array[] = [];
   /** per block, the plan's choice for its activations, and those kept in RAM */
@@ -116,7 +119,7 @@ export class StreamingTrainer {
   /** full-parameter: time the computation waited for a block's optimizer step */
   optimizerWaitMs = 0;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string) {
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, readonly batch: number, seq: number, capacity: { train: number; eval: number }, readonly optCfg: OptimizerConfig, readonly files = new AsyncFiles(8), readonly direct = true, activations: ActivationChoice[] = [], ssdDir?: string, weights: WeightHome[] = []) {
     this.choice = Array.from({ length: hp.nLayer }, (_, j) => activations[j] ?? 'recompute');
     if (this.choice.includes('swap')) {
       if (!ssdDir) throw new Error('swapping activations needs an SSD folder (--ssd)');
@@ -145,6 +148,21 @@ export class StreamingTrainer {
       : { tokEmbd: res(this.plan.tokEmbd)!, outputNorm: res(this.plan.outputNorm)!, output: res(this.plan.output)!, outputBias: res(this.plan.outputBias), ropeFreqs: res(this.plan.ropeFreqs) };
     this.resident = { b: rb, buffer: allocStatic(engine, rb, `resident weights of ${file.path}`), ...r };
     for (const [t, info] of load) t.loadFromFile(file.path, info.offset);
+    // blocks the plan holds in memory (device or RAM): read once here; a slot gets them by a copy,
+    // not from the disk. Full-parameter training reads its blocks from their records instead.
+    for (const home of ['device', 'ram'] as const) {
+      const js = this.plan.layers.map((_, j) => j).filter((j) => !this.full && weights[j] === home);
+      if (!js.length) continue;
+      const hb = new GraphBuilder(16 * js.length);
+      const loads: [Tensor, GgufTensorInfo][] = [];
+      for (const j of js) {
+        const L = this.plan.layers[j];
+        this.held[j] = Object.fromEntries(FIELDS.filter((f) => L[f]).map((f) => { const t = hb.tensor(L[f]!.type, L[f]!.shape, L[f]!.name); loads.push([t, L[f]!]); return [f, t]; })) as Partial<Layer>;
+      }
+      // held in RAM on a GPU run: host memory (on a CPU device, RAM is the device)
+      this.heldBuffers.push({ b: hb, buffer: engine.native.allocContext(hb.ctx, `${js.length} blocks held in ${home === 'ram' ? 'RAM' : 'device memory'}`, home === 'ram' && engine.kind !== 'cpu') });
+      for (const [t, info] of loads) t.loadFromFile(file.path, info.offset);
+    }
     // the block graphs' inputs
     const iob = new GraphBuilder(32);
     const n = seq * batch;
@@ -295,13 +313,20 @@ export class StreamingTrainer {
 
   /** starts reading block j into its slot while something else computes */
   private prefetch(j: number) {
-    if (j < 0 || j >= this.hp.nLayer || this.slotOf[j].holds === j || this.pending.has(j)) return;
+    // a block held in memory is copied when needed: nothing to overlap
+    if (this.held[j] || j < 0 || j >= this.hp.nLayer || this.slotOf[j].holds === j || this.pending.has(j)) return;
     this.pending.set(j, this.read(j));
   }
 
   private async read(j: number): Promise<void> {
     const slot = this.slotOf[j];
     const infos = this.plan.layers[j];
+    const held = this.held[j];
+    if (held) {
+      for (const f of FIELDS) held[f]?.copyTo(slot.layer[f]!);
+      slot.holds = j;
+      return;
+    }
     const t0 = performance.now();
     try {
       // straight into the slot's tensors; the slot's previous block finished before this started.
@@ -509,5 +534,6 @@ export class StreamingTrainer {
     this.engine.native.freeBuffer(this.io.buffer);
     this.io.b.free();
     if (this.swapPath) rmSync(this.swapPath, { force: true });
+    for (const h of this.heldBuffers) { this.engine.native.freeBuffer(h.buffer); h.b.free(); }
   }
 }

@@ -2,14 +2,14 @@
 // checkpoints, metrics. Emits typed events; the CLI, the app's job runner and tests listen.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { openEngine } from '../engine/backend.js';
+import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { Rng, type LongPolicy, type Window } from '../data/pack.js';
 import type { Shape } from '../data/shape.js';
 import { LlamaModel, hparamsOf } from '../model/llama.js';
 import { StreamingTrainer } from '../offload/stream.js';
 import { AsyncFiles } from '../offload/io.js';
-import { describePlan, planMemory, type ActivationChoice } from '../offload/plan.js';
+import { describePlan, planMemory, type ActivationChoice, type WeightHome } from '../offload/plan.js';
 import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { BlockStates, StreamedFullModel, type StateHome } from '../offload/block-state.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -72,7 +72,7 @@ export type TrainEvent =
   | ({ type: 'memory' } & MemoryPlan)
   | { type: 'offload'; streaming: boolean; plan: string; fits: boolean; device: number; ram: number; ssd: number; expectedStep: number }
   | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; resumedFrom?: string }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number; streamedBytes?: number }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number; path: string }
   | { type: 'done'; step: number; stopped: boolean; runDir: string };
@@ -95,6 +95,21 @@ export function windowAt(windows: Window[], seed: number, p: number, cache: Map<
     cache.set(epoch, order);
   }
   return windows[order[p % n]];
+}
+
+/** the memory plan of a run on this machine: the budgets given (else what the machine has) and its
+ *  measured rates (`hone plan`, and every run with offload settings) */
+export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | 'method' | 'rank' | 'targets' | 'batch' | 'seq' | 'offload'>) {
+  const file = readGguf(cfg.model);
+  const hp = hparamsOf(file);
+  const o = cfg.offload ?? {};
+  const budgets = defaultBudgets(engine, o.ssd);
+  if (o.gpuMem) budgets.device = o.gpuMem;
+  if (o.ram) budgets.ram = o.ram;
+  const rates = await machineRates(engine, o.ssd);
+  const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, out] = moduleDims(hp, m); return a + cfg.rank * (i + out); }, 0);
+  const plan = planMemory({ file, hp, training: isFullParameter(cfg.method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates, forceStream: o.force });
+  return { plan, budgets, rates };
 }
 
 export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise<{ step: number; stopped: boolean; dataset: Dataset }> {
@@ -131,18 +146,14 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
   let activations: ActivationChoice[] = [];
+  let weightHomes: WeightHome[] = [];
   let stateHome: StateHome = 'ram';
   const files = new AsyncFiles(8);
   if (cfg.offload) {
-    const file = readGguf(cfg.model);
-    const budgets = defaultBudgets(engine, cfg.offload.ssd);
-    if (cfg.offload.gpuMem) budgets.device = cfg.offload.gpuMem;
-    if (cfg.offload.ram) budgets.ram = cfg.offload.ram;
-    const hp = hparamsOf(file);
-    const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, o] = moduleDims(hp, m); return a + cfg.rank * (i + o); }, 0);
-    const p = planMemory({ file, hp, training: isFullParameter(method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates: await machineRates(engine, cfg.offload.ssd), forceStream: cfg.offload.force });
+    const { plan: p } = await planRun(engine, { ...cfg, method });
     streaming = p.blocks.some((b) => b.weights === 'stream');
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
+    weightHomes = p.blocks.map((b) => b.weights);
     stateHome = cfg.offload.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
     const unsupported = method === 'perp' ? "PERP trains the norms inside the blocks, which streaming training does not yet" : method === 'natural-galore' ? 'Natural GaLore keeps a gradient history per weight that streaming training does not store yet' : null;
@@ -174,12 +185,13 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd);
+      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, weightHomes);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();
     const startStep = step;
+    let streamedBefore = 0;
     let stopped = false;
     const save = async () => {
       await (trainer as StreamingTrainer | null)?.settle?.(); // streamed blocks' updates finish first
@@ -217,7 +229,10 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         type: 'step', step, totalSteps, loss: lossSum / targets, lr, gradNorm,
         tokensPerSecond: (done * perStep * cfg.seq) / Math.max(elapsed, 1e-9), elapsed, eta: (elapsed / done) * (totalSteps - step),
         rss: process.memoryUsage().rss, deviceBytes: engine.native.memory().current,
+        // streaming: bytes of blocks read this step (from the model file, or full-parameter records)
+        streamedBytes: trainer instanceof StreamingTrainer ? trainer.bytesRead - streamedBefore : undefined,
       });
+      if (trainer instanceof StreamingTrainer) streamedBefore = trainer.bytesRead;
       if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await trainer.evaluate(ds.val) });
       if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) await save();
     }
