@@ -213,6 +213,23 @@ describe('streaming training', () => {
     expect(done).toEqual([3, 4, 5, 6]);
   });
 
+  it('GaLore with its state on the SSD: the folder vanishing mid-run stops it with a clear message; it resumes elsewhere from the last checkpoint', async () => {
+    const model = tinyModel({ type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2 });
+    const data = writeSampleChat(join(dir, 'facts.jsonl'));
+    const ssd = mkdtempSync(join(testDir, 'ssd-'));
+    const runDir = mkdtempSync(join(testDir, 'stream-run-'));
+    const cfg = { ...TRAIN_DEFAULTS, model, data, method: 'galore' as const, rank: 8, lr: 1e-3, steps: 6, seq: 32, batch: 2, valFraction: 0, saveEvery: 2, offload: { force: true, ssd, state: 'ssd' as const } };
+    let steps = 0;
+    await expect(runTraining(cfg, { runDir, onEvent: (e) => { if (e.type === 'step' && ++steps === 3) rmSync(ssd, { recursive: true }); } }))
+      .rejects.toThrow(/offload folder .*ssd-\w+ or a file in it vanished .*choose another --ssd folder, then resume/);
+    expect(listCheckpoints(runDir).at(-1)).toMatch(/step-0000002\.gguf$/); // the state of step 3 was on the lost disk
+    const ssd2 = mkdtempSync(join(testDir, 'ssd-'));
+    const done: number[] = [];
+    await runTraining({ ...cfg, offload: { ...cfg.offload, ssd: ssd2 } }, { runDir, resume: true, onEvent: (e) => { if (e.type === 'step') done.push(e.step); } });
+    expect(done).toEqual([3, 4, 5, 6]);
+    expect(readdirSync(ssd2)).toEqual([]);
+  });
+
   it('memory bound: a 2 GB model trains under a 512 MiB budget, peak RSS within the budget plus a fixed overhead', async () => {
     // F16, d 1024, ff 2816, 82 layers, tied embeddings: 2.1 GB of blocks + 65 MB of embeddings
     const model = join(testDir, 'big-f16-82.gguf');
@@ -291,10 +308,16 @@ describe('memory plan', () => {
     }
   });
 
-  it('full-parameter state goes to the SSD folder when RAM is short; a plan that cannot fit says by how much and what to change', () => {
-    const p = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 96 * 2 ** 20, ssd: 100 * 2 ** 30, cpuDevice: false } }));
+  it('full-parameter training stays in memory when it fits, else streams with its state in RAM or, when RAM is short, the SSD folder; a plan that cannot fit says by how much and what to change', () => {
+    const inMemory = planMemory(input({ training: 'full' }));
+    expect(inMemory.trainable.home).toBe('device');
+    expect(inMemory.blocks.every((b) => b.weights === 'device')).toBe(true);
+    const ram = planMemory(input({ training: 'full', forceStream: true }));
+    expect([ram.trainable.home, ram.blocks.every((b) => b.weights === 'stream')]).toEqual(['ram', true]);
+    const p = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 24 * 2 ** 20, ssd: 100 * 2 ** 30, cpuDevice: false }, forceStream: true }));
     expect(p.trainable.home).toBe('ssd');
-    const no = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 96 * 2 ** 20, ssd: 0, cpuDevice: false } }));
+    expect(p.io).toBeGreaterThan(ram.io); // the optimizer's record traffic
+    const no = planMemory(input({ training: 'full', budgets: { device: 2 ** 30, ram: 24 * 2 ** 20, ssd: 0, cpuDevice: false }, forceStream: true }));
     expect(no.fits).toBe(false);
     expect(no.shortfall).toMatch(/over the SSD folder by [\d.]+ GiB/);
     const tiny = planMemory(input({ budgets: { device: 16 * 2 ** 20, ram: 8 * 2 ** 30, ssd: 0, cpuDevice: false } }));

@@ -86,24 +86,31 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const n = p.batch * p.seq;
   const blockBytes = Array.from({ length: hp.nLayer }, (_, i) => file.tensors.filter((t) => t.name.startsWith(`blk.${i}.`)).reduce((s, t) => s + t.bytes, 0));
   const otherBytes = file.tensors.filter((t) => !t.name.startsWith('blk.')).reduce((s, t) => s + t.bytes, 0);
-  const params = file.tensors.reduce((s, t) => s + t.shape.reduce((a, c) => a * c, 1), 0);
+  const count = (t: { shape: number[] }) => t.shape.reduce((a, c) => a * c, 1);
+  const blockParams = Array.from({ length: hp.nLayer }, (_, i) => file.tensors.filter((t) => t.name.startsWith(`blk.${i}.`)).reduce((s, t) => s + count(t), 0));
+  const otherParams = file.tensors.filter((t) => !t.name.startsWith('blk.')).reduce((s, t) => s + count(t), 0);
+  const full = p.training === 'full';
   const act = blockActivationBytes(hp, p.batch, p.seq);
   const boundary = F32 * n * hp.nEmbd; // a block's input, always kept for the backward
   const logits = F32 * n * hp.nVocab * 2; // logits and their gradient at the head
-  const blockFlops = (i: number) => 2 * n * (blockBytes[i] / Math.max(1e-9, bytesPerParam(file, i))) + 4 * n * p.seq * hp.nHead * hp.headDim;
+  const blockFlops = (i: number) => 2 * n * blockParams[i] + 4 * n * p.seq * hp.nHead * hp.headDim;
   // trainable state: adapters are small; full training keeps F32 master + gradient + two moments
-  const trainableBytes = p.training === 'full' ? params * F32 * 4 : p.adapterParams * F32 * 4;
+  // (GaLore's projected moments are smaller: an upper bound) — the blocks' here, the embeddings' and
+  // head's always on the device with the compute
+  const trainableBytes = full ? blockParams.reduce((a, c) => a + c, 0) * F32 * 4 : p.adapterParams * F32 * 4;
+  const residentTrainable = full ? otherParams * F32 * 4 : 0;
 
   // device: the pool the compute runs from. Fixed costs: embeddings/head, logits, two blocks' weights
   // in flight (the one computing and the one prefetched), one block's activations while it computes
   const pool = b.cpuDevice ? Math.min(b.device, b.ram) : b.device;
-  const window = 2 * Math.max(...blockBytes);
+  // full training computes on F32 master weights and leaves an F32 gradient of each in the slot
+  const window = full ? 2 * 2 * F32 * Math.max(...blockParams) : 2 * Math.max(...blockBytes);
   // compute buffers: the streaming trainer's four graphs (forward and backward per slot), each with
   // room for about three blocks' worth of activations and three F32 copies of the largest weight (the
   // backward's input gradients through BLAS) — measured: ~175 MiB for d 1024, ff 2816, 48 tokens
   const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
   const computeBuffers = 4 * (3 * act + 3 * F32 * largest);
-  const fixedDevice = otherBytes + logits + window + boundary * 2 + computeBuffers;
+  const fixedDevice = (full ? residentTrainable : otherBytes) + logits + window + boundary * 2 + computeBuffers;
   const allWeights = blockBytes.reduce((a, c) => a + c, 0);
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
@@ -113,16 +120,22 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const freeDevice = () => pool - deviceUse - (b.cpuDevice ? ramUse : 0);
   const freeRam = () => (b.cpuDevice ? pool - deviceUse - ramUse : b.ram - ramUse);
 
-  // full training: the F32 state goes to RAM if it fits, else to the SSD folder
-  if (p.training === 'full') {
-    if (freeRam() >= trainableBytes) ramUse += trainableBytes;
+  // full training: the whole model in memory when its state fits the device with room to compute
+  // (no streaming: the in-memory trainer); else the blocks' F32 state (master, gradient, moments) in
+  // RAM if it fits, else in the SSD folder, and every block streams from it
+  let fullInMemory = false;
+  if (full) {
+    if (!p.forceStream && freeDevice() >= trainableBytes + act * hp.nLayer && !b.cpuDevice) { fullInMemory = true; deviceUse += trainableBytes; trainHome = 'device'; }
+    else if (!p.forceStream && b.cpuDevice && freeRam() >= trainableBytes + act * hp.nLayer) { fullInMemory = true; ramUse += trainableBytes; }
+    else if (freeRam() >= trainableBytes) ramUse += trainableBytes;
     else { trainHome = 'ssd'; ssdUse += trainableBytes; }
+    if (fullInMemory) for (const bl of blocks) bl.weights = b.cpuDevice ? 'ram' : 'device';
   }
   // boundary activations of every block stay (RAM, or SSD when RAM is short)
   const boundaries = boundary * hp.nLayer;
   if (freeRam() >= boundaries) ramUse += boundaries; else ssdUse += boundaries;
   // weights: device-resident where they fit (whole model first), else RAM, else streamed from the file
-  if (!p.forceStream) {
+  if (!p.forceStream && !full) {
     for (const bl of blocks) {
       if (freeDevice() >= bl.weightBytes && !b.cpuDevice) { bl.weights = 'device'; deviceUse += bl.weightBytes; }
       else if (freeRam() >= bl.weightBytes) { bl.weights = 'ram'; ramUse += bl.weightBytes; }
@@ -142,9 +155,14 @@ export function planMemory(p: PlanInput): MemoryPlan {
   for (const bl of blocks) {
     const fwd = bl.forwardFlops / r.flops;
     const bwd = (2 * bl.forwardFlops + (bl.activations === 'recompute' ? bl.forwardFlops : 0)) / r.flops;
-    const load = bl.weights === 'stream' ? bl.weightBytes / r.ssdRead + bl.weightBytes / r.hostToDevice : bl.weights === 'ram' ? bl.weightBytes / r.hostToDevice : 0;
+    const master = F32 * blockParams[bl.block]; // full training: a block's F32 master weights
+    const load = full
+      ? (fullInMemory ? 0 : master / (trainHome === 'ssd' ? r.ssdRead : r.hostToDevice))
+      : bl.weights === 'stream' ? bl.weightBytes / r.ssdRead + bl.weightBytes / r.hostToDevice : bl.weights === 'ram' ? bl.weightBytes / r.hostToDevice : 0;
     const swapIo = bl.activations === 'swap' ? bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead : 0;
-    const stateIo = trainHome === 'ssd' ? (2 * bl.weightBytes / bytesPerParam(file, bl.block)) * F32 * 4 / Math.min(r.ssdRead, r.ssdWrite) : 0;
+    // full training from the SSD: the gradient written, the record (master, gradient, moments) read
+    // and written back by the optimizer step
+    const stateIo = full && trainHome === 'ssd' ? (master + 3 * master) / r.ssdWrite + 4 * master / r.ssdRead : 0;
     compute += fwd + bwd;
     io += 2 * load + swapIo + stateIo;
     step += Math.max(fwd, load) + Math.max(bwd, load + swapIo + stateIo);
@@ -164,12 +182,6 @@ export function planMemory(p: PlanInput): MemoryPlan {
     blocks, device: deviceTotal, ram: ramTotal, ssd: ssdUse, trainable: { bytes: trainableBytes, home: trainHome },
     compute, io, step, fits: over.length === 0, shortfall: over.length ? `does not fit: over ${over.join('; over ')}` : undefined,
   };
-}
-
-/** average stored bytes per parameter of block i's tensors */
-function bytesPerParam(f: GgufFile, i: number): number {
-  const ts = f.tensors.filter((t) => t.name.startsWith(`blk.${i}.`));
-  return ts.reduce((s, t) => s + t.bytes, 0) / Math.max(1, ts.reduce((s, t) => s + t.shape.reduce((a, c) => a * c, 1), 0));
 }
 
 export const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
