@@ -55,7 +55,8 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
       [--resume] [--json] [--gpu-mem 6G] [--ram 8G] [--ssd <folder>] [--offload]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one;
-      with budgets, a memory plan decides whether blocks stream from the model file (--offload forces it)
+      with budgets, a memory plan decides whether blocks stream from the model file (--offload forces it;
+      LoRA, HUT, MoS, GaLore and full stream; GaLore/full keep each block's F32 state in RAM or in --ssd)
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
   hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs|structured] [--sparsity 0.5]
       [--pattern unstructured|2:4|4:8] [--per row|matrix|global] [--score wanda|magnitude] [--heads 0] [--recover]
@@ -257,7 +258,7 @@ async function train(argv: string[]) {
           if (e.rejected.length > 20) process.stderr.write(`  … and ${e.rejected.length - 20} more rows skipped\n`);
           break;
         case 'offload':
-          process.stderr.write(`offload: ${e.streaming ? 'streaming blocks from the model file' : 'everything fits in memory'}\n${e.plan}\n`);
+          process.stderr.write(`offload: ${e.streaming ? 'streaming the blocks' : 'everything fits in memory'}\n${e.plan}\n`);
           break;
         case 'memory': {
           const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;

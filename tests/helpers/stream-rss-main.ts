@@ -9,7 +9,7 @@ const offload = JSON.parse(offloadJson);
 const before = process.memoryUsage().rss;
 const losses: number[] = [];
 let fits: boolean | undefined, streaming: boolean | undefined, plan = '';
-await runTraining({ ...TRAIN_DEFAULTS, model, data, steps: 3, lr: 1e-3, seq: 48, batch: 1, rank: 4, alpha: 8, valFraction: 0, evalEvery: 0, saveEvery: 3, ...(offload ? { offload } : {}) }, {
+await runTraining({ ...TRAIN_DEFAULTS, model, data, steps: 3, lr: 1e-3, seq: 48, batch: 1, rank: 4, alpha: 8, targets: ['q', 'v'], valFraction: 0, evalEvery: 0, saveEvery: 3, ...(offload ? { offload } : {}) }, {
   runDir,
   onEvent: (e) => { if (e.type === 'step') losses.push(e.loss); if (e.type === 'offload') { fits = e.fits; streaming = e.streaming; plan = e.plan; } },
 });
