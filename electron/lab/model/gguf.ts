@@ -189,10 +189,18 @@ export function metaNumber(f: GgufFile, key: string): number | undefined {
   return typeof v.value === 'bigint' ? Number(v.value) : (v.value as number);
 }
 
-/** a tensor's bytes as stored in the file */
+/** a tensor's bytes as stored in the file (a file cut short inside them is an error naming the tensor) */
 export function readTensorBytes(path: string, info: GgufTensorInfo): Buffer {
   const raw = Buffer.alloc(info.bytes);
   const fd = openSync(path, 'r');
-  try { readSync(fd, raw, 0, info.bytes, info.offset); } finally { closeSync(fd); }
+  let got = 0;
+  try {
+    while (got < info.bytes) {
+      const n = readSync(fd, raw, got, info.bytes - got, info.offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+  } finally { closeSync(fd); }
+  if (got < info.bytes) throw new GgufError(path, `tensor "${info.name}" is cut short (the file ends inside its data)`);
   return raw;
 }

@@ -4,8 +4,7 @@
 // detected by the GGUF reader and skipped for the one before.
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
-import { GgufValueType, readGguf } from '../model/gguf.js';
+import { GgufValueType, readGguf, readTensorBytes, type GgufTensorInfo } from '../model/gguf.js';
 import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
 import { T } from '../engine/types.js';
 import type { Tensor } from '../engine/graph.js';
@@ -82,11 +81,12 @@ export function loadLatestCheckpoint(runDir: string, state: CheckpointState): Lo
       const meta = f.metadata.get('hone.checkpoint');
       if (!meta || meta.type !== GgufValueType.STRING) throw new Error('not a Hone checkpoint');
       const byName = new Map(f.tensors.map((t) => [t.name, t]));
-      const raw = readFileSync(path);
+      // tensor by tensor, never the whole file (a full-parameter checkpoint can be larger than RAM)
+      const tensorBytes = (t: GgufTensorInfo) => { const b = readTensorBytes(path, t); return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); };
       const bytesOf = (name: string, n: number) => {
         const t = byName.get(name);
         if (!t || t.bytes !== n * 4) throw new Error(`tensor ${name} is missing or has another shape (was the run's configuration changed?)`);
-        return raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes);
+        return tensorBytes(t);
       };
       const read = (name: string, n: number) => new Float32Array(bytesOf(name, n));
       const fixedData = fixed.map((f) => new Uint8Array(bytesOf(f.name, f.elements))); // 4-byte types (I32, F32), raw
@@ -95,7 +95,7 @@ export function loadLatestCheckpoint(runDir: string, state: CheckpointState): Lo
       fixed.forEach((f, i) => f.set(fixedData[i]));
       state.hostState?.load((name) => {
         const t = byName.get(name);
-        return t ? new Float32Array(raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes)) : null;
+        return t ? new Float32Array(tensorBytes(t)) : null;
       });
       return { path, position: JSON.parse(String(meta.value)), skipped };
     } catch (e) {
