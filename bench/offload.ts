@@ -61,7 +61,7 @@ async function one(config: Config, model: string, data: string) {
     t = new Trainer(engine, m, full, BATCH, SEQ, cap, opt);
   } else {
     blocks = new BlockStates(engine, file, hp, GALORE, opt, { home: config.includes('SSD') ? 'ssd' : 'ram', files, ssdDir: dir, direct: true, overlap: config.includes('beside'), hostThreads: Math.max(1, engine.threads >> 1) });
-    const full = new StreamedFullModel(engine, file, hp, GALORE, opt, blocks);
+    const full = new StreamedFullModel(engine, file, blocks);
     full.init();
     t = new StreamingTrainer(engine, file, hp, full, BATCH, SEQ, cap, opt, files, true, Array(hp.nLayer).fill('keep'), dir);
   }

@@ -19,13 +19,12 @@ import { join } from 'node:path';
 import { openHostEngine, type Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
-import { LAYER_FIELDS, dequantizeFromFile, planWeights, type Hparams, type Layer, type LayerField, type Module } from '../model/llama.js';
-import { inputGrad } from '../model/backward.js';
-import { PerGraph, TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from '../tune/adapter.js';
+import { LAYER_FIELDS, dequantizeFromFile, planWeights, type Hparams, type Layer, type LayerField } from '../model/llama.js';
+import { TrainableStore, type Adapter, type Trainable, type TrainedLinear } from '../tune/adapter.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
 import { topSingularVectors } from '../tune/svd.js';
-import { adamwUpdate, galoreUpdate, setUpdateInputs, updateInputs, type GaloreConfig, type UpdateInputs } from '../tune/galore.js';
+import { FULL_LINEAR, adamwUpdate, galoreUpdate, setUpdateInputs, updateInputs, type GaloreConfig, type UpdateInputs } from '../tune/galore.js';
 import type { OptimizerConfig } from '../tune/trainer.js';
 import { AsyncFiles, alignUp, explainIoError } from './io.js';
 
@@ -86,7 +85,7 @@ export class BlockStates {
   /** time the optimizer ran (ms) */
   optimizerMs = 0;
 
-  constructor(readonly engine: Engine, file: GgufFile, hp: Hparams, readonly cfg: GaloreConfig, readonly optCfg: OptimizerConfig, o: BlockStatesOptions) {
+  constructor(readonly engine: Engine, file: GgufFile, readonly hp: Hparams, readonly cfg: GaloreConfig, readonly optCfg: OptimizerConfig, o: BlockStatesOptions) {
     if (cfg.method === 'natural-galore') throw new Error('Natural GaLore keeps a gradient history per weight that streaming training does not store yet: use --method galore or full with --offload, or give more --ram');
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train the F16 model, then compress`);
     this.home = o.home;
@@ -356,29 +355,20 @@ export class StreamedFullModel implements Adapter {
   readonly resident: { tokEmbd: Tensor; outputNorm: Tensor; output: Tensor; outputBias?: Tensor };
   private readonly store = new TrainableStore(64);
   private readonly infos = new Map<Tensor, GgufTensorInfo>();
-  private readonly memo = new PerGraph<TrainedLinear>();
-  private norm?: { b: GraphBuilder; graph: Graph; out: Tensor };
-  private adamw?: { b: GraphBuilder; graph: Graph; s: UpdateInputs };
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, readonly cfg: GaloreConfig, readonly opt: OptimizerConfig, readonly blocks: BlockStates) {
-    const plan = planWeights(file, hp);
-    const b = this.store.b;
+  constructor(readonly engine: Engine, readonly file: GgufFile, readonly blocks: BlockStates) {
+    const plan = planWeights(file, blocks.hp);
     const made = new Map<GgufTensorInfo, Tensor>();
     const param = (info: GgufTensorInfo) => {
-      if (!made.has(info)) {
-        const t = b.tensor(TYPES.F32, info.shape, info.name, 'param');
-        made.set(info, t);
-        this.infos.set(t, info);
-        this.store.trainables.push({ name: info.name, param: t, acc: b.tensor(TYPES.F32, info.shape, `${info.name}.acc`), m: b.tensor(TYPES.F32, info.shape, `${info.name}.m`), v: b.tensor(TYPES.F32, info.shape, `${info.name}.v`) });
-      }
+      if (!made.has(info)) { const t = this.store.add(info.shape, info.name); made.set(info, t); this.infos.set(t, info); }
       return made.get(info)!;
     };
     this.resident = { tokEmbd: param(plan.tokEmbd), outputNorm: param(plan.outputNorm), output: param(plan.output), outputBias: plan.outputBias && param(plan.outputBias) };
     this.trainables = this.store.trainables;
-    this.store.alloc(engine, `${cfg.method}: embeddings and head (F32 master, gradients, moments)`);
+    this.store.alloc(engine, `${blocks.cfg.method}: embeddings and head (F32 master, gradients, moments)`);
   }
 
-  get method() { return this.cfg.method; }
+  get method() { return this.blocks.cfg.method; }
 
   /** the blocks' state in checkpoints, under FullModel's names */
   readonly hostState = {
@@ -391,49 +381,17 @@ export class StreamedFullModel implements Adapter {
 
   /** master weights from the model file (blocks into their records), moments zero */
   init() {
-    for (const t of this.trainables) {
-      t.param.set(dequantizeFromFile(this.file.path, this.infos.get(t.param)!));
-      for (const x of [t.acc, t.m, t.v]) x.set(new Float32Array(x.elements));
-    }
+    for (const t of this.trainables) t.param.set(dequantizeFromFile(this.file.path, this.infos.get(t.param)!));
+    this.store.resetState();
     this.blocks.init(this.file.path);
   }
 
-  /** a linear whose weight trains: ∂L/∂W = dy·xᵀ (as FullModel) */
-  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear {
-    return this.memo.get(b, `${layer}.${module}`, () => ({
-      forward: (g, W, x) => g.mulMat(W, x),
-      backward: (g, W, x, dy, grads) => {
-        addGrad(g, grads, W, g.outProd(x, dy));
-        return inputGrad(g, W, dy);
-      },
-    }));
-  }
-
-  /** Σ g² of the resident tensors' accumulated gradients */
-  residentSumSq(): number {
-    if (!this.norm) {
-      const b = new GraphBuilder(64 + 4 * this.trainables.length);
-      let out: Tensor | null = null;
-      for (const t of this.trainables) { const s = b.sum(b.sqr(t.acc)); out = out ? b.add(out, s) : s; }
-      this.norm = { b, out: out!, graph: new Graph(this.engine, b, [out!]) };
-    }
-    this.norm.graph.compute();
-    return this.norm.out.get()[0];
-  }
-
-  /** AdamW step `t` on the resident tensors */
-  stepResident(t: number, lr: number, gradScale: number) {
-    if (!this.adamw) {
-      const b = new GraphBuilder(64 + 8 * this.trainables.length);
-      const s = updateInputs(b);
-      this.adamw = { b, s, graph: new Graph(this.engine, b, this.trainables.map((w) => adamwUpdate(b, w, s))) };
-    }
-    setUpdateInputs(this.adamw.s, t, lr, gradScale, this.opt, this.cfg.scale);
-    this.adamw.graph.compute();
+  /** every block linear trains its weight (as FullModel's) */
+  linear(): TrainedLinear {
+    return FULL_LINEAR;
   }
 
   free() {
-    for (const g of [this.norm, this.adamw]) { g?.graph.free(); g?.b.free(); }
     this.store.free(this.engine);
     this.blocks.free();
   }

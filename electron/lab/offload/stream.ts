@@ -31,7 +31,7 @@ import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { LAYER_FIELDS, blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerField, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
 import { MODULES, PerGraph, type Adapter, type Grads, type Layerwise, type TrainedLinear } from '../tune/adapter.js';
-import { AdapterOptimizer, batchTokens, type OptimizerConfig } from '../tune/trainer.js';
+import { AdapterOptimizer, accumulateInto, batchTokens, clipScale, type OptimizerConfig } from '../tune/trainer.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsyncFiles, alignUp, explainIoError } from './io.js';
@@ -39,7 +39,6 @@ import type { ActivationChoice, WeightHome } from './plan.js';
 import { StreamedFullModel } from './block-state.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
 
-const FIELDS = LAYER_FIELDS;
 
 /** what the last micro-batch of a step tells the backward: the step and its learning rate (a
  *  full-parameter block's optimizer step may then start as soon as its gradient is complete) */
@@ -49,7 +48,7 @@ export interface StepInfo { last: boolean; step: number; lr: number; micro: numb
  *  shared tensor; full-parameter training copies its gradients into the slot's `grads` instead) */
 interface Backward { b: GraphBuilder; graph: Graph; dx: Tensor; grads: [Tensor, Tensor][]; sumsq?: Tensor }
 
-/** a slot: one block's frozen weights, its LoRA, and the forward and backward graphs over them */
+/** a slot: one block's weights, stand-ins for its layer's adapter tensors, and the graphs over them */
 interface Slot {
   b: GraphBuilder;
   buffer: number;
@@ -87,7 +86,7 @@ export class StreamingTrainer {
   /** gradients on their way to the blocks' records, and whether this step's updates have started */
   private readonly gradWrites: Promise<void>[] = [];
   private updatesStarted = false;
-  /** LoRA parameter → its gradient accumulator */
+  /** trainable tensor → its gradient accumulator */
   private readonly accOf = new Map<Tensor, Tensor>();
   private readonly resident: { b: GraphBuilder; buffer: number; tokEmbd: Tensor; outputNorm: Tensor; output: Tensor; outputBias?: Tensor; ropeFreqs?: Tensor };
   private readonly slotOf: Slot[] = [];
@@ -95,7 +94,7 @@ export class StreamingTrainer {
   private readonly io: BlockIo;
   private readonly embed: { b: GraphBuilder; graph: Graph; tokens: Tensor; out: Tensor };
   private readonly head: { train: HeadGraph; eval: HeadGraph };
-  private readonly optimizer?: AdapterOptimizer;
+  private readonly optimizer: AdapterOptimizer;
   private readonly pending = new Map<number, Promise<void>>();
   /** blocks whose frozen weights stay in memory (the plan's 'device' / 'ram'), and their buffers */
   private readonly held: (Partial<Layer> | undefined)[] = [];
@@ -157,7 +156,7 @@ export class StreamingTrainer {
       const loads: [Tensor, GgufTensorInfo][] = [];
       for (const j of js) {
         const L = this.plan.layers[j];
-        this.held[j] = Object.fromEntries(FIELDS.filter((f) => L[f]).map((f) => { const t = hb.tensor(L[f]!.type, L[f]!.shape, L[f]!.name); loads.push([t, L[f]!]); return [f, t]; })) as Partial<Layer>;
+        this.held[j] = Object.fromEntries(LAYER_FIELDS.filter((f) => L[f]).map((f) => { const t = hb.tensor(L[f]!.type, L[f]!.shape, L[f]!.name); loads.push([t, L[f]!]); return [f, t]; })) as Partial<Layer>;
       }
       // held in RAM on a GPU run: host memory (on a CPU device, RAM is the device)
       this.heldBuffers.push({ b: hb, buffer: engine.native.allocContext(hb.ctx, `${js.length} blocks held in ${home === 'ram' ? 'RAM' : 'device memory'}`, home === 'ram' && engine.kind !== 'cpu') });
@@ -180,7 +179,7 @@ export class StreamingTrainer {
     const bySig = new Map<string, Slot[]>();
     const seen = new Map<string, number>();
     this.plan.layers.forEach((L, j) => {
-      const sig = FIELDS.map((f) => (L[f] ? `${f}:${ggmlTypeName(L[f]!.type)}:${L[f]!.shape}` : '')).join('|');
+      const sig = LAYER_FIELDS.map((f) => (L[f] ? `${f}:${ggmlTypeName(L[f]!.type)}:${L[f]!.shape}` : '')).join('|');
       if (!bySig.has(sig)) bySig.set(sig, [0, 1].map((k) => this.makeSlot(L, j, `slot ${bySig.size}.${k}`)));
       const k = seen.get(sig) ?? 0;
       seen.set(sig, k + 1);
@@ -199,18 +198,20 @@ export class StreamingTrainer {
       bb.blas = engine.blas;
       const tok = bb.input(TYPES.I32, [n], 'tokens'), dx = bb.input(TYPES.F32, [hp.nEmbd, n], 'd_x0'), keep = bb.input(TYPES.F32, [1], 'keep');
       const acc = this.accOf.get(this.full.resident.tokEmbd)!;
-      const upd = bb.cpy(bb.add(bb.mul(acc, keep), bb.getRowsBack(dx, tok, this.full.resident.tokEmbd)), acc);
+      const upd = accumulateInto(bb, acc, bb.getRowsBack(dx, tok, this.full.resident.tokEmbd), keep);
       this.embedBack = { b: bb, graph: new Graph(engine, bb, [upd]), tokens: tok, dx, keep };
-    } else this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
+    }
+    // full-parameter: AdamW on the resident tensors; the blocks' steps are BlockStates'
+    this.optimizer = new AdapterOptimizer(engine, adapter, optCfg);
   }
 
   private makeSlot(L: LayerOf<GgufTensorInfo>, j: number, label: string): Slot {
     const b = new GraphBuilder(128);
     // full-parameter training computes on F32 master weights
     const t = (info?: GgufTensorInfo) => (info ? b.tensor(this.full ? TYPES.F32 : info.type, info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
-    const layer = Object.fromEntries(FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
+    const layer = Object.fromEntries(LAYER_FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
     const grads = new Map<LayerField, Tensor>();
-    if (this.full) for (const f of FIELDS) if (L[f]) grads.set(f, b.tensor(TYPES.F32, L[f]!.shape, `${label}.${f}.grad`));
+    if (this.full) for (const f of LAYER_FIELDS) if (L[f]) grads.set(f, b.tensor(TYPES.F32, L[f]!.shape, `${label}.${f}.grad`));
     const own = new Map<Module, Tensor[]>();
     const standIn = new Map<Tensor, [Module, number]>();
     for (const m of this.targets) {
@@ -228,7 +229,7 @@ export class StreamingTrainer {
     const g = new GraphBuilder();
     try {
       const L = this.plan.layers[0];
-      const layer = Object.fromEntries(FIELDS.map((f) => [f, L[f] && g.tensor(L[f]!.type, L[f]!.shape, f)])) as unknown as Layer;
+      const layer = Object.fromEntries(LAYER_FIELDS.map((f) => [f, L[f] && g.tensor(L[f]!.type, L[f]!.shape, f)])) as unknown as Layer;
       const n = this.T * this.batch;
       const inp = { positions: g.tensor(TYPES.I32, [n], 'p'), mask: g.tensor(TYPES.F32, [this.T, this.T], 'm') } as ForwardInputs;
       const x = g.tensor(TYPES.F32, [this.hp.nEmbd, n], 'x');
@@ -247,7 +248,7 @@ export class StreamingTrainer {
     const inp = { positions: io.positions, mask: io.mask } as ForwardInputs;
     const full = this.full;
     const memo = new PerGraph<TrainedLinear | undefined>();
-    const linearIn = (g: GraphBuilder, m: Module) => (full ? full.linear(g, 0, m) : memo.get(g, m, () => (slot.own.has(m) ? this.layerwise!.linearOver(g, m, slot.own.get(m)!) : undefined)));
+    const linearIn = (g: GraphBuilder, m: Module) => (full ? full.linear() : memo.get(g, m, () => (slot.own.has(m) ? this.layerwise!.linearOver(g, m, slot.own.get(m)!) : undefined)));
     const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linearIn(g, m)?.forward(g, W, x) ?? g.mulMat(W, x);
     // the backward's gradients: every tensor's copied into the slot (full-parameter), or the
     // adapter's as graph outputs
@@ -293,7 +294,7 @@ export class StreamingTrainer {
     if (!this.full) return { b, graph: new Graph(this.engine, b, [h.loss, h.dx]), x, loss, out: h.loss, dx: h.dx, m };
     // full-parameter: the head's, output norm's (and bias's) gradients into their accumulators
     const keep = b.input(TYPES.F32, [1], 'keep');
-    const upd = [...grads].map(([p, g]) => { const acc = this.accOf.get(p)!; return b.cpy(b.add(b.mul(acc, keep), g), acc); });
+    const upd = [...grads].map(([p, g]) => accumulateInto(b, this.accOf.get(p)!, g, keep));
     return { b, graph: new Graph(this.engine, b, [h.loss, h.dx, ...upd]), x, loss, out: h.loss, dx: h.dx, m, keep };
   }
 
@@ -323,7 +324,7 @@ export class StreamingTrainer {
     const infos = this.plan.layers[j];
     const held = this.held[j];
     if (held) {
-      for (const f of FIELDS) held[f]?.copyTo(slot.layer[f]!);
+      for (const f of LAYER_FIELDS) held[f]?.copyTo(slot.layer[f]!);
       slot.holds = j;
       return;
     }
@@ -333,8 +334,8 @@ export class StreamingTrainer {
       // Full-parameter training: the master weights from the block's record, once its update is done
       if (this.full) this.bytesRead += await this.full.blocks.loadMaster(j, slot.layer);
       else {
-        await Promise.all(FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
-        for (const f of FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
+        await Promise.all(LAYER_FIELDS.map((f) => (infos[f] ? this.files.readInto(this.file.path, infos[f]!.offset, slot.layer[f]!.h, infos[f]!.bytes, this.direct) : null)));
+        for (const f of LAYER_FIELDS) this.bytesRead += infos[f]?.bytes ?? 0;
       }
       slot.holds = j;
       this.ioBusyMs += performance.now() - t0;
@@ -496,13 +497,11 @@ export class StreamingTrainer {
    *  Full-parameter: the resident tensors update now, the blocks' updates start (if they have not)
    *  and finish while the next forward runs. */
   async step(t: number, lr: number, micro: number): Promise<number> {
-    if (!this.full) return this.optimizer!.step(t, lr, micro);
-    const writes = this.gradWrites.splice(0);
-    await Promise.all(writes);
-    const norm = Math.sqrt(this.full.blocks.gradSumSq + this.full.residentSumSq()) / micro;
-    const { maxGradNorm } = this.optCfg;
-    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
-    this.full.stepResident(t, lr, clip / micro);
+    if (!this.full) return this.optimizer.step(t, lr, micro);
+    await Promise.all(this.gradWrites.splice(0));
+    const norm = Math.sqrt(this.full.blocks.gradSumSq + this.optimizer.sumsq()) / micro;
+    const clip = clipScale(norm, this.optCfg);
+    this.optimizer.apply(t, lr, clip / micro);
     if (!this.updatesStarted) for (let j = 0; j < this.hp.nLayer; j++) this.startUpdate(j, Promise.resolve(), t, lr, clip / micro);
     this.updatesStarted = false;
     return norm;
@@ -528,7 +527,7 @@ export class StreamingTrainer {
     for (const h of [this.head.train, this.head.eval]) { h.graph.free(); h.b.free(); }
     this.embed.graph.free(); this.embed.b.free();
     this.embedBack?.graph.free(); this.embedBack?.b.free();
-    this.optimizer?.free();
+    this.optimizer.free();
     this.engine.native.freeBuffer(this.resident.buffer);
     this.resident.b.free();
     this.engine.native.freeBuffer(this.io.buffer);

@@ -20,9 +20,9 @@ import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { inputGrad } from '../model/backward.js';
-import { hparamsOf, planWeights, type LlamaModel, type Module, type Weights } from '../model/llama.js';
+import { hparamsOf, planWeights, type LlamaModel, type Weights } from '../model/llama.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { PerGraph, TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
+import { TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
 import type { OptimizerConfig } from './trainer.js';
 
@@ -77,7 +77,6 @@ export class FullModel implements Adapter {
   readonly trainables: Trainable[] = [];
   readonly projected: Projected[] = [];
   private readonly store = new TrainableStore();
-  private readonly memo = new PerGraph<TrainedLinear>();
   private step1?: { b: GraphBuilder; graph: Graph; s: UpdateInputs };
   private project?: { b: GraphBuilder; graph: Graph; gscale: Tensor };
 
@@ -146,14 +145,8 @@ export class FullModel implements Adapter {
     }
   }
 
-  linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined {
-    return this.memo.get(b, `${layer}.${module}`, () => ({
-      forward: (g, W, x) => g.mulMat(W, x),
-      backward: (g, W, x, dy, grads) => {
-        addGrad(g, grads, W, g.outProd(x, dy)); // ∂L/∂W = dy·xᵀ as [in, out]
-        return inputGrad(g, W, dy);
-      },
-    }));
+  linear(): TrainedLinear {
+    return FULL_LINEAR;
   }
 
   private build() {
@@ -218,6 +211,15 @@ export class FullModel implements Adapter {
     this.store.free(this.engine);
   }
 }
+
+/** a linear whose weight itself trains (full-parameter methods): ∂L/∂W = dy·xᵀ as [in, out] */
+export const FULL_LINEAR: TrainedLinear = {
+  forward: (g, W, x) => g.mulMat(W, x),
+  backward: (g, W, x, dy, grads) => {
+    addGrad(g, grads, W, g.outProd(x, dy));
+    return inputGrad(g, W, dy);
+  },
+};
 
 /** the scalars an optimizer graph reads each step: gradient scale (clipping, accumulation), lr·α,
  *  weight decay factor, Adam's bias corrections and ε, and ggml's AdamW parameter vector */

@@ -167,7 +167,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
       const file = readGguf(cfg.model);
       const blocks = new BlockStates(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
-      adapter = new StreamedFullModel(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, blocks);
+      adapter = new StreamedFullModel(engine, file, blocks);
     } else adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
   } catch (e) {
     model?.free();
@@ -194,7 +194,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     let streamedBefore = 0;
     let stopped = false;
     const save = async () => {
-      await (trainer as StreamingTrainer | null)?.settle?.(); // streamed blocks' updates finish first
+      if (trainer instanceof StreamingTrainer) await trainer.settle(); // streamed blocks' updates finish first
       emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
     };
     const hasCheckpoint = () => listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`));

@@ -54,6 +54,16 @@ export function batchTokens(windows: Window[], T: number, batch: number): { toke
   return { tokens, targets };
 }
 
+/** acc ← acc·keep + g inside a graph (keep = 0 starts a new accumulation, 1 adds) */
+export function accumulateInto(b: GraphBuilder, acc: Tensor, g: Tensor, keep: Tensor): Tensor {
+  return b.cpy(b.add(b.mul(acc, keep), g), acc);
+}
+
+/** the factor that clips a gradient of norm `norm` to maxGradNorm (1 when it is within, or no clipping) */
+export function clipScale(norm: number, cfg: OptimizerConfig): number {
+  return cfg.maxGradNorm > 0 && norm > cfg.maxGradNorm ? cfg.maxGradNorm / norm : 1;
+}
+
 /**
  * The optimizer half of a step, over an adapter's accumulated gradients: the global gradient norm →
  * clipping factor → AdamW on every trainable (one ggml graph), or the method's own optimizer step.
@@ -81,18 +91,24 @@ export class AdapterOptimizer {
 
   /** step `t` (1-based) on the gradients of `micro` micro-batches; returns the gradient norm */
   step(t: number, lr: number, micro: number): number {
+    const norm = Math.sqrt(this.sumsq()) / micro;
+    this.apply(t, lr, clipScale(norm, this.optCfg) / micro);
+    return norm;
+  }
+
+  /** Σ g² over the trainables' accumulated gradients */
+  sumsq(): number {
     this.norm.graph.compute();
-    const norm = Math.sqrt(this.norm.out.get()[0]) / micro;
-    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.optCfg;
-    const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / norm : 1;
-    if (!this.opt) {
-      this.adapter.optimizerStep!(t, lr, clip / micro);
-      return norm;
-    }
-    this.opt.gscale.set(new Float32Array([clip / micro]));
+    return this.norm.out.get()[0];
+  }
+
+  /** the update of step `t` with the gradients scaled by `gradScale` (clipping, accumulation) */
+  apply(t: number, lr: number, gradScale: number) {
+    if (!this.opt) { this.adapter.optimizerStep!(t, lr, gradScale); return; }
+    const { beta1, beta2, eps, weightDecay } = this.optCfg;
+    this.opt.gscale.set(new Float32Array([gradScale]));
     this.opt.params.set(new Float32Array([lr, beta1, beta2, eps, weightDecay, 1 / (1 - beta1 ** t), 1 / (1 - beta2 ** t)]));
     this.opt.graph.compute();
-    return norm;
   }
 
   free() {
@@ -143,7 +159,7 @@ export class Trainer {
       return linear && { linear, mask: p > 0 ? maskOf(layer, module) : undefined };
     }, { full: this.adapter.full, norms: this.adapter.norms });
     const keep = b.input(T.F32, [1], 'keep_accumulated');
-    const updates = this.adapter.trainables.map((t) => b.cpy(b.add(b.mul(t.acc, keep), grads.get(t.param)!), t.acc));
+    const updates = this.adapter.trainables.map((t) => accumulateInto(b, t.acc, grads.get(t.param)!, keep));
     const graph = new Graph(this.engine, b, [out, ...updates]);
     return { b, inp, loss, out, graph, m, masks: [...masks.values()], keep };
   }
