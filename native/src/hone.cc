@@ -222,6 +222,7 @@ class Context : public Napi::ObjectWrap<Context> {
         else if (op == "sub") r = ggml_sub(c, t(0), t(1));
         else if (op == "mul") r = ggml_mul(c, t(0), t(1));
         else if (op == "scale") r = ggml_scale(c, t(0), F(n, 0));
+        else if (op == "scale_bias") r = ggml_scale_bias(c, t(0), F(n, 0), F(n, 1));
         else if (op == "sqr") r = ggml_sqr(c, t(0));
         else if (op == "sqrt") r = ggml_sqrt(c, t(0));
         else if (op == "div") r = ggml_div(c, t(0), t(1));
@@ -237,6 +238,7 @@ class Context : public Napi::ObjectWrap<Context> {
         else if (op == "rms_norm") r = ggml_rms_norm(c, t(0), F(n, 0));
         else if (op == "rms_norm_back") r = ggml_rms_norm_back(c, t(0), t(1), F(n, 0));
         else if (op == "get_rows") r = ggml_get_rows(c, t(0), t(1));
+        else if (op == "set_rows") r = ggml_set_rows(c, t(0), t(1), t(2));
         else if (op == "get_rows_back") r = ggml_get_rows_back(c, t(0), t(1), t(2));
         else if (op == "soft_max") r = ggml_soft_max(c, t(0));
         else if (op == "soft_max_ext") r = ggml_soft_max_ext(c, t(0), t(1), F(n, 0), F(n, 1));

@@ -93,7 +93,8 @@ describe('the trainer\'s explicit gradients equal autodiff of the same loss', ()
     const { writeSampleChat } = await import('../../electron/lab/data/samples.js');
     const { Lora } = await import('../../electron/lab/tune/lora.js');
     const { Trainer, OPTIMIZER_DEFAULTS, targetCapacity } = await import('../../electron/lab/tune/trainer.js');
-    const { buildLoss, lossInputs, setForwardInputs, setLossInputs } = await import('../../electron/lab/model/llama.js');
+    const { lossInputs, setForwardInputs, setLossInputs } = await import('../../electron/lab/model/llama.js');
+    const { referenceLoss } = await import('../helpers/reference-loss.js');
     const { testDir } = await import('../helpers/models.js');
     const path = tinyModel({ type: 'q8_0', nHeadKv: 2 });
     const ds = await loadDataset(writeSampleChat(`${testDir}/bw-${process.pid}.jsonl`), path, { seq: 32, valFraction: 0 });
@@ -105,19 +106,23 @@ describe('the trainer\'s explicit gradients equal autodiff of the same loss', ()
     const windows = ds.train.slice(0, 2);
     const cap = targetCapacity(ds.train, 2) + 5; // with padding rows
     const trainer = new Trainer(engine, model, lora, 2, 32, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
-    trainer.accumulate(windows, true);
+    const trained = trainer.accumulate(windows, true).loss;
     const explicit = lora.trainables.map((t) => t.acc.get());
 
     const b = new GraphBuilder();
     const inp = forwardInputs(b, 32, 2);
-    const li = lossInputs(b, model.hp.nVocab, cap);
-    const g = new Graph(engine, b, [buildLoss(b, model, inp, li, 32, 2, adapterHook(lora))], { backward: true });
+    const li = lossInputs(b, cap);
+    const ref = referenceLoss(b, model, inp, li, 32, 2, adapterHook(lora));
+    const g = new Graph(engine, b, [ref.loss], { backward: true });
     const tokens = new Int32Array(64);
     const targets: [number, number][] = [];
     windows.forEach((w, s) => { tokens.set(w.input, s * 32); w.trained.forEach((f, i) => f && targets.push([s * 32 + i, w.target[i]])); });
     setForwardInputs(inp, tokens, 32, 2);
     setLossInputs(li, model.hp.nVocab, cap, targets);
+    ref.setTargets(targets.length);
     g.compute();
+    // the loss itself: Hone's softmax-probability form = ggml's fused cross-entropy
+    expect(Math.abs(trained - ref.loss.get()[0])).toBeLessThan(1e-5 * ref.loss.get()[0]);
     let worst = 0;
     lora.trainables.forEach((t, i) => {
       const a = g.grad(t.param).get();

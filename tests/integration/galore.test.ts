@@ -9,7 +9,8 @@ import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder } from '../../electron/lab/engine/graph.js';
 import { loadDataset, type Dataset } from '../../electron/lab/data/dataset.js';
 import { writeSampleChat } from '../../electron/lab/data/samples.js';
-import { LlamaModel, buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs } from '../../electron/lab/model/llama.js';
+import { referenceLoss } from '../helpers/reference-loss.js';
+import { LlamaModel, forwardInputs, lossInputs, setForwardInputs, setLossInputs } from '../../electron/lab/model/llama.js';
 import { readGguf } from '../../electron/lab/model/gguf.js';
 import { FullModel, choleskySolve, fullMemoryPlan, namedWeights, naturalDirection, type GaloreConfig } from '../../electron/lab/tune/galore.js';
 import { symmetricEigen, topSingularVectors } from '../../electron/lab/tune/svd.js';
@@ -67,13 +68,15 @@ describe('full-parameter training and GaLore', () => {
       const cap = targetCapacity(d.train, BATCH);
       const b = new GraphBuilder();
       const inp = forwardInputs(b, SEQ, BATCH);
-      const li = lossInputs(b, s.model.hp.nVocab, cap);
-      const g = new Graph(engine, b, [buildLoss(b, s.model, inp, li, SEQ, BATCH)], { backward: true });
+      const li = lossInputs(b, cap);
+      const ref = referenceLoss(b, s.model, inp, li, SEQ, BATCH);
+      const g = new Graph(engine, b, [ref.loss], { backward: true });
       const tokens = new Int32Array(SEQ * BATCH);
       const targets: [number, number][] = [];
       windows.forEach((w, i) => { tokens.set(w.input, i * SEQ); w.trained.forEach((f, k) => f && targets.push([i * SEQ + k, w.target[k]])); });
       setForwardInputs(inp, tokens, SEQ, BATCH);
       setLossInputs(li, s.model.hp.nVocab, cap, targets);
+      ref.setTargets(targets.length);
       g.compute();
       s.full.trainables.forEach((t, i) => {
         const a = g.grad(t.param).get();

@@ -30,7 +30,7 @@ function engineGrads(engine: Engine, model: LlamaModel, tokens: number[], adapte
   const n = tokens.length - 1, V = model.hp.nVocab;
   const b = new GraphBuilder();
   const inp = forwardInputs(b, n, 1);
-  const li = lossInputs(b, V, n);
+  const li = lossInputs(b, n);
   const { loss, grads } = buildLossAndGrads(b, model, inp, li, n, 1, (l, m) => {
     const linear = adapter.linear(b, l, m);
     return linear && { linear };
@@ -50,7 +50,7 @@ function evalLoss(engine: Engine, model: LlamaModel, tokens: number[], adapter?:
   const n = tokens.length - 1, V = model.hp.nVocab;
   const b = new GraphBuilder();
   const inp = forwardInputs(b, n, 1);
-  const li = lossInputs(b, V, n);
+  const li = lossInputs(b, n);
   const loss = buildLoss(b, model, inp, li, n, 1, adapter && adapterHook(adapter));
   const g = new Graph(engine, b, [loss]);
   setForwardInputs(inp, Int32Array.from(tokens.slice(0, -1)), n, 1);

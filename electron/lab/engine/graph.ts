@@ -52,8 +52,11 @@ export class GraphBuilder {
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }
   scale(a: Tensor, s: number) { return this.op('scale', [a], [s]); }
+  /** a·s + bias */
+  scaleBias(a: Tensor, s: number, bias: number) { return this.op('scale_bias', [a], [s, bias]); }
   sqr(a: Tensor) { return this.op('sqr', [a]); }
   sqrt(a: Tensor) { return this.op('sqrt', [a]); }
+  log(a: Tensor) { return this.op('log', [a]); }
   div(a: Tensor, b: Tensor) { return this.op('div', [a, b]); }
   sum(a: Tensor) { return this.op('sum', [a]); }
   sumRows(a: Tensor) { return this.op('sum_rows', [a]); }
@@ -66,6 +69,8 @@ export class GraphBuilder {
   rope(a: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) {
     return this.op('rope_ext', [a, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
   }
+  /** writes the rows of `rows` into a at the row indices idx (I32, one per row); the result is a itself */
+  setRows(a: Tensor, rows: Tensor, idx: Tensor) { return this.op('set_rows', [a, rows, idx]); }
   crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
   // ops of explicit backward passes (model/backward.ts)
   /** d(cross-entropy)/d(logits) given d(loss) F32 [1]: (softmax − labels)·dLoss / rows */

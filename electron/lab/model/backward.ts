@@ -72,16 +72,19 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   // attention: x1 = x + Wo·attn
   const dAttn = linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads); // [hd·heads, n]
   const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
-  const v3 = tr(b, s.vT); // [hd, T_k, Gkv]
-  const dP = b.mulMat(v3, dO); // [T_k, T_q, G]
-  const dVT = sumGroups(b, b.mulMat(tr(b, s.probs), tr(b, dO)), group); // [T_k, hd, Gkv]
+  const dP = b.mulMat(tr(b, s.vT), dO); // [T_k, T_q, G]
   const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
   const dQ3 = b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
-  const dK3 = sumGroups(b, b.mulMat(tr(b, s.q3), tr(b, dS)), group); // [hd, T_k, Gkv]
+  // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
+  // [T_k, T_q, G]: on the CPU as outer products (no transposed copy of those T×T tensors, which
+  // ggml's copy makes slowly, element by element); elsewhere as matmuls over transposed copies
+  const overQueries = (a: Tensor, p: Tensor) => b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p)); // a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]
+  const dV3 = sumGroups(b, overQueries(dO, s.probs), group); // [hd, T_k, Gkv]
+  const dK3 = sumGroups(b, overQueries(s.q3, dS), group); // [hd, T_k, Gkv]
   const unheads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nTokens, nh, nSeq), 0, 2, 1, 3)), hd, nh, n);
   const dQ = b.reshape(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), hd * nHead, n);
   const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
-  const dV = b.reshape(b.cont(b.permute(b.reshape(dVT, nTokens, hd, nHeadKv, nSeq), 2, 0, 1, 3)), hd * nHeadKv, n);
+  const dV = b.reshape(unheads(dV3, nHeadKv), hd * nHeadKv, n);
   const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
   if (norms) {
     addGrad(b, grads, L.ffnNorm, normWeightGrad(b, dH2, s.x1, hp.rmsEps, L.ffnNorm));
@@ -124,12 +127,15 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
  * norm's and bias's gradients, with `full` also the head weight's, into `grads`.
  */
 export function headBackward(b: GraphBuilder, hp: Hparams, w: Pick<Weights, 'outputNorm' | 'output' | 'outputBias'>, x: Tensor, loss: LossInputs, grads: Grads, opts: { full?: boolean; norms?: boolean } = {}): { loss: Tensor; dx: Tensor } {
-  const { loss: out, picked, h, logits } = headLoss(b, hp, w, x, loss);
-  const dLogits = b.mul(b.crossEntropyBack(loss.scale, logits, loss.labels), loss.rowMask); // [V, m]
-  const dH = inputGrad(b, w.output, dLogits); // [d, m]
-  if (opts.full) addGrad(b, grads, w.output, b.outProd(h, dLogits)); // [d, V]
+  const { loss: out, picked, h, probs, pTarget } = headLoss(b, hp, w, x, loss);
+  // d(loss)/d(logits) = weight·(softmax − one-hot): the softmax with p − 1 written at each row's
+  // target, in place (the rows' weights are applied to [d, m] products below, not to [V, m])
+  const [V, m] = probs.shape;
+  const dLogits = b.reshape(b.setRows(b.reshape(probs, 1, V * m), b.scaleBias(pTarget, 1, -1), loss.labelIndex), V, m); // [V, m]
+  const dH = b.mul(inputGrad(b, w.output, dLogits), loss.weight); // [d, m]
+  if (opts.full) addGrad(b, grads, w.output, b.outProd(b.mul(h, loss.weight), dLogits)); // [d, V]
   if (opts.full || opts.norms) {
-    if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, dLogits), w.outputBias.shape[0]));
+    if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, b.mul(dLogits, loss.weight)), w.outputBias.shape[0]));
     addGrad(b, grads, w.outputNorm, normWeightGrad(b, dH, picked, hp.rmsEps, w.outputNorm));
   }
   const dPicked = b.rmsNormBack(b.mul(dH, w.outputNorm), picked, hp.rmsEps);

@@ -355,26 +355,15 @@ export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights
 export interface LossInputs {
   /** I32 [m]: positions (0..T·B−1) whose next token is a target; padding repeats position 0 */
   positions: Tensor;
-  /** F32 [nVocab, m]: one-hot targets, all-zero rows for padding — built in the graph from
-   *  `labelIndex` (a V×m array is never made in JavaScript) */
-  labels: Tensor;
-  /** I32 [m]: i·nVocab + the target token of row i (the one-hot's 1) */
+  /** I32 [m]: i·nVocab + the target token of row i, its place in the [V, m] probabilities seen flat */
   labelIndex: Tensor;
-  /** F32 [1]: m / (number of real targets), so the loss is the mean over real targets */
-  scale: Tensor;
-  /** F32 [1, m]: 1 for real targets, 0 for padding. ggml's cross-entropy gradient is
-   *  (softmax − labels)/m, not zero, for an all-zero label row: padding rows' logits are zeroed
-   *  through this mask so that no gradient flows from them. */
-  rowMask: Tensor;
+  /** F32 [1, m]: 1 / (number of real targets) for real targets, 0 for padding: the loss is the
+   *  mean over real targets, and no gradient flows from padding rows */
+  weight: Tensor;
 }
 
-export function lossInputs(b: GraphBuilder, nVocab: number, m: number): LossInputs {
-  const labelIndex = b.input(T.I32, [m], 'loss_label_index');
-  const rowMask = b.input(T.F32, [1, m], 'loss_row_mask');
-  // scatter each real row's 1 (padding rows scatter 0) into a zero [1, V·m] column, seen as [V, m]
-  const shape = b.tensor(T.F32, [1, nVocab * m], 'loss_labels_shape'); // shape only: never allocated
-  const labels = b.reshape(b.getRowsBack(b.reshape(rowMask, 1, m), labelIndex, shape), nVocab, m);
-  return { positions: b.input(T.I32, [m], 'loss_positions'), labels, labelIndex, scale: b.input(T.F32, [1], 'loss_scale'), rowMask };
+export function lossInputs(b: GraphBuilder, m: number): LossInputs {
+  return { positions: b.input(T.I32, [m], 'loss_positions'), labelIndex: b.input(T.I32, [m], 'loss_label_index'), weight: b.input(T.F32, [1, m], 'loss_row_weight') };
 }
 
 /**
@@ -388,15 +377,26 @@ export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights },
   return headLoss(b, hp, w, x, loss).loss;
 }
 
-/** The head on the last block's output x [d, T·B] at the trained positions: the loss and what its
- *  backward needs (model/backward.ts headBackward). */
+/** below this a target's probability counts as this (a per-token loss of at most −ln 1e-30 ≈ 69) */
+const MIN_PROB = 1e-30;
+
+/**
+ * The head on the last block's output x [d, T·B] at the trained positions: the loss and what its
+ * backward needs (model/backward.ts headBackward). The loss is −Σ weight·ln p(target), with p the
+ * softmax of the logits picked at each target: one vectorized softmax pass over the [V, m] logits,
+ * which the backward reuses (ggml's fused cross-entropy takes a scalar exp per logit, and a one-hot
+ * V×m label matrix).
+ */
 export function headLoss(b: GraphBuilder, hp: Hparams, w: Pick<Weights, 'outputNorm' | 'output' | 'outputBias'>, x: Tensor, loss: LossInputs) {
   const picked = b.getRows(x, loss.positions); // [d, m]
   const h = b.mul(b.rmsNorm(picked, hp.rmsEps), w.outputNorm);
-  let logits = b.mulMat(w.output, h); // [nVocab, m]
+  let logits = b.mulMat(w.output, h); // [V, m]
   if (w.outputBias) logits = b.add(logits, w.outputBias);
-  logits = b.mul(logits, loss.rowMask);
-  return { loss: b.mul(b.crossEntropy(logits, loss.labels), loss.scale), picked, h, logits };
+  const [V, m] = logits.shape;
+  const probs = b.softMax(logits); // [V, m]
+  const pTarget = b.reshape(b.getRows(b.reshape(probs, 1, V * m), loss.labelIndex), 1, m); // [1, m]
+  const out = b.scale(b.sum(b.mul(b.log(b.scaleBias(pTarget, 1, MIN_PROB)), loss.weight)), -1);
+  return { loss: out, picked, h, probs, pTarget };
 }
 
 /** Fills the loss inputs from a batch's targets: (position, token) pairs, at most m of them. */
@@ -405,12 +405,11 @@ export function setLossInputs(l: LossInputs, nVocab: number, m: number, targets:
   if (targets.length > m) throw new Error(`${targets.length} targets do not fit the graph's ${m}`);
   const pos = new Int32Array(m);
   const index = Int32Array.from({ length: m }, (_, i) => i * nVocab);
-  const mask = new Float32Array(m);
-  targets.forEach(([p, tok], i) => { pos[i] = p; index[i] = i * nVocab + tok; mask[i] = 1; });
+  const weight = new Float32Array(m);
+  targets.forEach(([p, tok], i) => { pos[i] = p; index[i] = i * nVocab + tok; weight[i] = 1 / targets.length; });
   l.positions.set(pos);
   l.labelIndex.set(index);
-  l.scale.set(new Float32Array([m / targets.length]));
-  l.rowMask.set(mask);
+  l.weight.set(weight);
 }
 
 /** A reusable forward graph for B×T tokens: build once, evaluate many token batches. */

@@ -284,7 +284,7 @@ export class StreamingTrainer {
     const b = new GraphBuilder();
     b.blas = this.engine.blas;
     const x = b.input(TYPES.F32, [this.hp.nEmbd, this.T * this.batch], 'x_last');
-    const loss = lossInputs(b, this.hp.nVocab, m);
+    const loss = lossInputs(b, m);
     if (!backward) {
       const out = headLoss(b, this.hp, this.resident, x, loss).loss;
       return { b, graph: new Graph(this.engine, b, [out]), x, loss, out, m };

@@ -140,7 +140,7 @@ export class Trainer {
     const b = new GraphBuilder();
     b.blas = this.engine.blas;
     const inp = forwardInputs(b, this.T, this.batch);
-    const loss = lossInputs(b, this.model.hp.nVocab, m);
+    const loss = lossInputs(b, m);
     const model = { hp: this.model.hp, weights: this.adapter.weightsFor?.(this.model.weights) ?? this.model.weights };
     if (!backward) {
       const out = buildLoss(b, model, inp, loss, this.T, this.batch, adapterHook(this.adapter));
