@@ -25,6 +25,8 @@ import { buildBlock, forwardInputs, setAttentionInputs, type AdapterHook, type H
 import { randn } from '../electron/lab/model/tiny.js';
 
 const threads = Number(process.env.HONE_THREADS ?? 2);
+/** how a train-one child reports its tokens/s to the parent (a line of its stdout) */
+const RESULT = '@tokens/s ';
 
 function time(fn: () => void, minMs = 1500, minRuns = 3): number {
   fn(); // warm-up
@@ -109,28 +111,39 @@ function blockFlops(d: number, ff: number, n: number, r: number): number {
   return frozen + attn + loraF;
 }
 
+/** FLOPs of a MUL_MAT or OUT_PROD node from its operand shapes ("f32[k,m,b] x f32[k,n,b]"), else 0 */
+function nodeFlops(op: string, operands: string): number {
+  const dims = operands.split(' x ').map((o) => (o.match(/\[(.*)\]/)?.[1] ?? '').split(',').map(Number));
+  if (dims.length !== 2) return 0;
+  const [a, b] = dims;
+  if (op === 'MUL_MAT') return 2 * a[0] * a[1] * b[1] * (b[2] || 1) * (b[3] || 1);
+  if (op === 'OUT_PROD') return 2 * a[0] * a[1] * b[0] * (a[2] || 1) * (a[3] || 1);
+  return 0;
+}
+
 /**
  * Where one training step's time goes: the train graph run node by node (each node timed alone, so
- * the sum is a little above a normal compute), grouped by op and operand types; the rest of the step
- * (inputs from JavaScript, gradient norm, AdamW) is the step time minus the graph's.
+ * the sum is a little above a normal compute), grouped by op and operand shapes, with the rate of
+ * matrix products; the rest of the step (inputs from JavaScript, gradient norm, AdamW) is the step
+ * time minus the graph's.
  */
 function breakdown(trainer: Trainer, windows: Window[], stepMs: number, label: string) {
   const t0 = performance.now();
   trainer.accumulate(windows, true);
   const graphMs = performance.now() - t0;
   const rows = trainer.profile(windows);
-  const groups = new Map<string, { us: number; n: number }>();
+  const groups = new Map<string, { us: number; n: number; flops: number }>();
   for (const [op, , us, operands] of rows) {
-    const types = operands.split(' x ').map((o) => o.split('[')[0]).join('·');
-    const key = ['MUL_MAT', 'OUT_PROD', 'GET_ROWS', 'CPY', 'CONT', 'DUP'].includes(op) ? `${op} ${types}` : op;
-    const g = groups.get(key) ?? { us: 0, n: 0 };
-    g.us += us; g.n++;
+    const key = `${op} ${operands}`;
+    const g = groups.get(key) ?? { us: 0, n: 0, flops: 0 };
+    g.us += us; g.n++; g.flops += nodeFlops(op, operands);
     groups.set(key, g);
   }
   const total = [...groups.values()].reduce((a, g) => a + g.us, 0) / 1000;
   console.log(`    per-op time of one step, ${label}: step ${stepMs.toFixed(0)} ms = train graph ${graphMs.toFixed(0)} ms (node by node ${total.toFixed(0)} ms) + norm, AdamW and inputs ${(stepMs - graphMs).toFixed(0)} ms`);
-  for (const [key, g] of [...groups].sort((a, b) => b[1].us - a[1].us).slice(0, 14)) {
-    console.log(`      ${key.padEnd(34)} ${(g.us / 1000).toFixed(1).padStart(8)} ms ${((100 * g.us) / 1000 / total).toFixed(1).padStart(5)}%  (${g.n} nodes)`);
+  for (const [key, g] of [...groups].sort((a, b) => b[1].us - a[1].us).slice(0, 20)) {
+    const rate = g.flops ? `${(g.flops / g.us / 1e3).toFixed(0).padStart(4)} GFLOP/s` : ''.padStart(12);
+    console.log(`      ${(g.us / 1000).toFixed(1).padStart(7)} ms ${((100 * g.us) / 1000 / total).toFixed(1).padStart(5)}% ${String(g.n).padStart(4)}× ${rate}  ${key}`);
   }
 }
 
@@ -186,6 +199,7 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
     trainer.free(); lora.free(); model.free();
     return;
   }
+  console.log(`${RESULT}${tokens / (ms / 1000)}`);
   console.log(`  ${name} ${spec.type.padEnd(5)} ${(tokens / (ms / 1000)).toFixed(0).padStart(8)} tok/s ${ms.toFixed(0).padStart(7)} ms/step ${gflops.toFixed(1).padStart(7)} GFLOP/s ${((100 * gflops) / ceiling).toFixed(0).padStart(4)}% of ceiling   peak RSS ${(peakRss() / 2 ** 20).toFixed(0)} MiB`);
   trainer.free(); lora.free(); model.free();
 }
@@ -224,30 +238,35 @@ if (what === 'train-one') {
   await trainBench(engine, Number(process.argv[4]), name, spec);
 }
 if (what === 'all' || what === 'train') {
-  console.log('LoRA training step (all seven modules, every position trained, vocab 32000, untied head; each config in its own process):');
+  console.log('LoRA training step (all seven modules, every position trained, vocab 32000, untied head; each config in its own process,');
+  console.log(`PyTorch ${torchPython ? '(Debian python3-torch, fp32, OMP_WAIT_POLICY=PASSIVE) right after Hone on each config, so both see the machine alike' : 'not installed (apt install python3-torch): no side-by-side figures'}):`);
   const configs: [string, object][] = [
     ['A d=256 L=4 h=4 ff=688  T=256 B=4 r=8 ', { d: 256, layers: 4, heads: 4, ff: 688, seq: 256, batch: 4, rank: 8 }],
     ['B d=512 L=8 h=8 ff=1376 T=256 B=4 r=16', { d: 512, layers: 8, heads: 8, ff: 1376, seq: 256, batch: 4, rank: 16 }],
   ];
-  for (const type of (process.env.BENCH_TYPES ?? 'f32,q8_0').split(',')) {
-    for (const [name, spec] of configs) {
-      spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
+  /** one config in its own process; its lines are printed, and its tokens/s returned */
+  const trainOne = (name: string, spec: object): number | null => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, spec]), String(ceiling)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    let tps: number | null = null;
+    for (const line of (r.stdout ?? '').split('\n')) {
+      if (line.startsWith(RESULT)) tps = Number(line.slice(RESULT.length));
+      else if (line) console.log(line);
     }
+    return tps;
+  };
+  const ratios: string[] = [];
+  for (const [name, spec] of configs) {
+    const hone = (process.env.BENCH_TYPES ?? 'f32,q8_0').split(',').map((type) => [type, trainOne(name, { ...spec, type })] as const);
+    if (!torchPython) continue;
+    const t = torchBench(spec);
+    console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);
+    if (t) ratios.push(`  ${name.slice(0, 1)}: ${hone.map(([type, tps]) => `${type} ${tps ? (tps / t.tokensPerSecond).toFixed(2) : '?'}×`).join(', ')} PyTorch's tokens/s`);
   }
-  if (!torchPython) console.log('  PyTorch: not installed (apt install python3-torch) — no side-by-side figures');
-  else {
-    console.log(`PyTorch ${'(Debian python3-torch, fp32, OMP_WAIT_POLICY=PASSIVE)'} on the same configs, ${threads} threads:`);
-    for (const [name, spec] of configs) {
-      const t = torchBench(spec);
-      console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);
-    }
-  }
+  if (ratios.length) console.log(`Hone against PyTorch:\n${ratios.join('\n')}`);
   // Q8_0 against F32 on config B: the loss after 50 steps on the same data
-  for (const type of ['f32', 'q8_0']) {
-    spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([configs[1][0], { ...configs[1][1], type, loss50: true }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
-  }
+  for (const type of ['f32', 'q8_0']) trainOne(configs[1][0], { ...configs[1][1], type, loss50: true });
   // answer-only loss: instruction data trains on answers; the output head runs only where a label is
   const [nameB, specB] = configs[1];
-  spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([nameB, { ...specB, type: 'f32', answers: 0.25 }]), String(ceiling)], { stdio: ['ignore', 'inherit', 'inherit'] });
+  trainOne(nameB, { ...specB, type: 'f32', answers: 0.25 });
 }
 engine.free();

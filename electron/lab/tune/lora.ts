@@ -40,21 +40,22 @@ function mulMatThinT(b: GraphBuilder, M: Tensor, y: Tensor): Tensor {
  * it is built over the same input tensor (an explicit backward after its forward in one graph).
  */
 export function lowRankLinear(A: Tensor, B: Tensor, s: number, route: (b: GraphBuilder, grads: Grads, dA: Tensor, dB: Tensor) => void): TrainedLinear {
-  const saved = new WeakMap<Tensor, { mask?: Tensor; xin: Tensor; ax: Tensor }>();
+  const saved = new WeakMap<Tensor, { mask?: Tensor; xin: Tensor; sax: Tensor }>();
+  /** x̃ and s·A·x̃ [r, n] (scaled at rank r rather than at the output's width) */
   const down = (b: GraphBuilder, x: Tensor, mask?: Tensor) => {
     const hit = saved.get(x);
     if (hit && hit.mask === mask) return hit;
     const xin = mask ? b.mul(x, mask) : x;
-    const r = { mask, xin, ax: mulMatThin(b, A, xin) }; // ax [r, n]
+    const r = { mask, xin, sax: b.scale(mulMatThin(b, A, xin), s) };
     saved.set(x, r);
     return r;
   };
   return {
-    forward: (b, W, x, mask) => b.add(b.mulMat(W, x), b.scale(mulMatThin(b, B, down(b, x, mask).ax), s)),
+    forward: (b, W, x, mask) => b.add(b.mulMat(W, x), mulMatThin(b, B, down(b, x, mask).sax)),
     backward: (b, W, x, dy, grads, mask) => {
-      const { xin, ax } = down(b, x, mask);
+      const { xin, sax } = down(b, x, mask);
       const dax = b.scale(mulMatThinT(b, B, dy), s); // [r, n] = s·Bᵀ dy
-      route(b, grads, b.outProd(xin, dax), b.scale(b.outProd(ax, dy), s));
+      route(b, grads, b.outProd(xin, dax), b.outProd(sax, dy));
       const dxl = mulMatThinT(b, A, dax); // [in, n]
       return b.add(inputGrad(b, W, dy), mask ? b.mul(dxl, mask) : dxl);
     },
