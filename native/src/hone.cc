@@ -431,8 +431,38 @@ class Backend : public Napi::ObjectWrap<Backend> {
     std::vector<ggml_backend_sched_t> all_scheds_;
     size_t current_ = 0, peak_ = 0;
     int threads_ = 0;
+    ggml_threadpool_t pool_ = nullptr;
+
+    // One persistent thread pool for the CPU backend. Without it ggml starts and joins its worker
+    // threads at every compute, and the scheduler computes the CPU's part of a graph once per split
+    // between BLAS and CPU nodes (about 500 times a training step). Its workers sleep as soon as a
+    // compute ends (no polling): a spinning worker would take a core from OpenBLAS's threads (ggml's
+    // default polling made a config-B step 2.5× slower; the pool without it makes config A's 7% faster).
+    void UsePool(ggml_backend_reg_t reg, ggml_backend_t cpu) {
+        using new_t = ggml_threadpool_t (*)(ggml_threadpool_params *);
+        using set_t = void (*)(ggml_backend_t, ggml_threadpool_t);
+        auto make = (new_t)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+        auto set = (set_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_cpu_set_threadpool");
+        if (!make || !set || threads_ < 2) return;
+        FreePool(reg);
+        ggml_threadpool_params params = ggml_threadpool_params_default(threads_);
+        params.poll = 0;
+        pool_ = make(&params);
+        if (pool_) set(cpu, pool_);
+    }
+    void FreePool(ggml_backend_reg_t reg) {
+        if (!pool_) return;
+        using free_t = void (*)(ggml_threadpool_t);
+        using set_t = void (*)(ggml_backend_t, ggml_threadpool_t);
+        auto set = (set_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_cpu_set_threadpool");
+        if (set) set(cpu(), nullptr);
+        auto fr = (free_t)ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+        if (fr) fr(pool_);
+        pool_ = nullptr;
+    }
 
     void Release() {
+        if (pool_) FreePool(ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu())));
         for (auto s : all_scheds_) ggml_backend_sched_free(s);
         all_scheds_.clear();
         free_scheds_.clear();
@@ -453,6 +483,7 @@ class Backend : public Napi::ObjectWrap<Backend> {
         ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(cpu));
         auto fn = (ggml_backend_set_n_threads_t)ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads");
         if (fn) fn(cpu, threads_);
+        UsePool(reg, cpu);
 #ifdef HONE_BLAS
         if (blas_) ggml_backend_blas_set_n_threads(blas_, threads_);
 #endif
