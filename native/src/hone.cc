@@ -248,7 +248,6 @@ class Context : public Napi::ObjectWrap<Context> {
             r = fn(c, t(0), t(1), t(2), (int)I(n, 0), (int)I(n, 1), (int)I(n, 2), F(n, 3), F(n, 4), F(n, 5), F(n, 6), F(n, 7), F(n, 8));
         }
         else if (op == "cross_entropy_loss") r = ggml_cross_entropy_loss(c, t(0), t(1));
-        else if (op == "cross_entropy_loss_back") r = ggml_cross_entropy_loss_back(c, t(0), t(1), t(2));
         else if (op == "cont") r = ggml_cont(c, t(0));
         else if (op == "cast") r = ggml_cast(c, t(0), (ggml_type)I(n, 0));
         else if (op == "cpy") r = ggml_cpy(c, t(0), t(1));

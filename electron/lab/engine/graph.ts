@@ -73,8 +73,6 @@ export class GraphBuilder {
   setRows(a: Tensor, rows: Tensor, idx: Tensor) { return this.op('set_rows', [a, rows, idx]); }
   crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
   // ops of explicit backward passes (model/backward.ts)
-  /** d(cross-entropy)/d(logits) given d(loss) F32 [1]: (softmax − labels)·dLoss / rows */
-  crossEntropyBack(dLoss: Tensor, logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss_back', [dLoss, logits, labels]); }
   getRowsBack(dy: Tensor, rows: Tensor, like: Tensor) { return this.op('get_rows_back', [dy, rows, like]); }
   /** copies a into b (b keeps its memory: e.g. a static accumulator) */
   cpy(a: Tensor, b: Tensor) { return this.op('cpy', [a, b]); }

@@ -76,8 +76,9 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
   const dQ3 = b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
   // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
-  // [T_k, T_q, G]: on the CPU as outer products (no transposed copy of those T×T tensors, which
-  // ggml's copy makes slowly, element by element); elsewhere as matmuls over transposed copies
+  // [T_k, T_q, G]: with BLAS (the CPU engine) as outer products, no transposed copy of those T×T
+  // tensors, which ggml's copy makes slowly, element by element; elsewhere as matmuls over
+  // transposed copies
   const overQueries = (a: Tensor, p: Tensor) => b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p)); // a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]
   const dV3 = sumGroups(b, overQueries(dO, s.probs), group); // [hd, T_k, Gkv]
   const dK3 = sumGroups(b, overQueries(s.q3, dS), group); // [hd, T_k, Gkv]
