@@ -118,6 +118,8 @@ function nodeFlops(op: string, operands: string): number {
   const [a, b] = dims;
   if (op === 'MUL_MAT') return 2 * a[0] * a[1] * b[1] * (b[2] || 1) * (b[3] || 1);
   if (op === 'OUT_PROD') return 2 * a[0] * a[1] * b[0] * (a[2] || 1) * (a[3] || 1);
+  // Hone's int8 product (q8_gemm): pack [576, blocks, groups of 16 rows] × quantized x [40·blocks, m]
+  if (op === 'Q8_GEMM') return 2 * 16 * a[2] * 32 * a[1] * b[1];
   return 0;
 }
 
@@ -134,9 +136,10 @@ function breakdown(trainer: Trainer, windows: Window[], stepMs: number, label: s
   const rows = trainer.profile(windows);
   const groups = new Map<string, { us: number; n: number; flops: number }>();
   for (const [op, , us, operands] of rows) {
-    const key = `${op} ${operands}`;
+    // Hone's two custom ops (native/src/q8_gemm.h): the int8 product and the activations' quantization
+    const key = `${op === 'CUSTOM' ? (operands.startsWith('i8[576,') ? 'Q8_GEMM' : 'Q8_QUANTIZE') : op} ${operands}`;
     const g = groups.get(key) ?? { us: 0, n: 0, flops: 0 };
-    g.us += us; g.n++; g.flops += nodeFlops(op, operands);
+    g.us += us; g.n++; g.flops += nodeFlops(key.split(' ')[0], operands);
     groups.set(key, g);
   }
   const total = [...groups.values()].reduce((a, g) => a + g.us, 0) / 1000;
@@ -162,7 +165,7 @@ function torchBench(spec: object): { ms: number; tokensPerSecond: number; peakRs
 async function trainBench(engine: Engine, ceiling: number, name: string, spec: { d: number; layers: number; heads: number; ff: number; seq: number; batch: number; rank: number; type: string; answers?: number; loss50?: boolean }) {
   const path = join(tmpdir(), `hone-bench-${name}-${spec.type}.gguf`);
   if (!existsSync(path)) makeTiny(path, { nEmbd: spec.d, nLayer: spec.layers, nHead: spec.heads, nHeadKv: spec.heads, nFf: spec.ff, nCtx: spec.seq, type: spec.type, tied: false }, { overwrite: true });
-  const model = LlamaModel.load(path, engine);
+  const model = LlamaModel.load(path, engine, { int8: true }); // as a training run loads it
   const lora = new Lora(engine, model.hp, { rank: spec.rank, alpha: 2 * spec.rank, targets: MODULES });
   lora.init(1);
   const { seq: T, batch: B } = spec;
@@ -245,18 +248,21 @@ if (what === 'all' || what === 'train') {
     ['B d=512 L=8 h=8 ff=1376 T=256 B=4 r=16', { d: 512, layers: 8, heads: 8, ff: 1376, seq: 256, batch: 4, rank: 16 }],
   ];
   /** one config in its own process; its lines are printed, and its tokens/s returned */
-  const trainOne = (name: string, spec: object): number | null => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, spec]), String(ceiling)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  // a type "q8_0:ggml" is Q8_0 with Hone's int8 kernels off (HONE_INT8=0): ggml's own Q8_0 kernels
+  const trainOne = (name: string, spec: { type: string; [k: string]: unknown }): number | null => {
+    const [type, kernels] = spec.type.split(':');
+    const env = kernels === 'ggml' ? { ...process.env, HONE_INT8: '0' } : process.env;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     let tps: number | null = null;
     for (const line of (r.stdout ?? '').split('\n')) {
       if (line.startsWith(RESULT)) tps = Number(line.slice(RESULT.length));
-      else if (line) console.log(line);
+      else if (line) console.log(kernels ? line.replace(` ${type.padEnd(5)} `, ` ${spec.type.padEnd(5)} `) : line);
     }
     return tps;
   };
   const ratios: string[] = [];
   for (const [name, spec] of configs) {
-    const hone = (process.env.BENCH_TYPES ?? 'f32,q8_0').split(',').map((type) => [type, trainOne(name, { ...spec, type })] as const);
+    const hone = (process.env.BENCH_TYPES ?? 'f32,q8_0,q8_0:ggml').split(',').map((type) => [type, trainOne(name, { ...spec, type })] as const);
     if (!torchPython) continue;
     const t = torchBench(spec);
     console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);
@@ -264,7 +270,7 @@ if (what === 'all' || what === 'train') {
   }
   if (ratios.length) console.log(`Hone against PyTorch:\n${ratios.join('\n')}`);
   // Q8_0 against F32 on config B: the loss after 50 steps on the same data
-  for (const type of ['f32', 'q8_0']) trainOne(configs[1][0], { ...configs[1][1], type, loss50: true });
+  for (const type of ['f32', 'q8_0', 'q8_0:ggml']) trainOne(configs[1][0], { ...configs[1][1], type, loss50: true });
   // answer-only loss: instruction data trains on answers; the output head runs only where a label is
   const [nameB, specB] = configs[1];
   trainOne(nameB, { ...specB, type: 'f32', answers: 0.25 });

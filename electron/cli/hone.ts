@@ -266,7 +266,7 @@ async function train(argv: string[]) {
           break;
         }
         case 'start':
-          process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} ${e.method} parameters on ${e.backend}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
+          process.stderr.write(`train: ${e.parameters.toLocaleString('en-US')} ${e.method} parameters on ${e.backend}${e.int8 ? ' (int8 kernels through the Q8_0 weights)' : ''}, steps ${e.startStep + 1}..${e.totalSteps}${e.resumedFrom ? ` (resumed from ${e.resumedFrom})` : ''}\n`);
           break;
         case 'step':
           bar.update(e.step, e.totalSteps, `loss ${e.loss.toFixed(4)}${lastVal} ${e.tokensPerSecond.toFixed(0)} tok/s`);

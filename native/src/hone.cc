@@ -12,6 +12,7 @@
 #ifdef HONE_BLAS
 #include "ggml-blas.h"
 #endif
+#include "q8_gemm.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -160,6 +161,92 @@ Napi::Value Dequantize(const Napi::CallbackInfo &info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Int8 products through Q8_0 frozen weights (q8_gemm.h): packing, and two ggml custom ops that the
+// CPU backend runs on its threads (quantize the activations, then the product)
+
+void Q8QuantizeOp(ggml_tensor *dst, int ith, int nth, void *) {
+    const ggml_tensor *x = dst->src[0];
+    const int64_t m = x->ne[1], per = (m + nth - 1) / nth, m0 = std::min(m, ith * per), m1 = std::min(m, m0 + per);
+    const bool residual = dst->ne[1] == 2 * m;
+    hone::q8::quantize((const float *)x->data, x->nb[1] / sizeof(float), x->ne[0], m0, m1, (uint8_t *)dst->data, residual ? m : 0);
+}
+
+void Q8GemmOp(ggml_tensor *dst, int ith, int nth, void *) {
+    const ggml_tensor *pack = dst->src[0], *xq = dst->src[1];
+    hone::q8::gemm((const uint8_t *)pack->data, pack->ne[1], pack->ne[2], (const uint8_t *)xq->data, xq->ne[1], (float *)dst->data, dst->ne[0], ith, nth);
+}
+
+// x F32 [k, m] (k a multiple of 32, rows contiguous) -> I8 [40·k/32, m], or with `residual`
+// [40·k/32, 2m]: the columns, then their rounding errors quantized again
+ggml_tensor *Q8Quantize(Napi::Env env, ggml_context *c, ggml_tensor *x, bool residual) {
+    if (x->type != GGML_TYPE_F32 || x->ne[0] % hone::q8::kBlock || x->nb[0] != sizeof(float) || x->nb[1] % sizeof(float) || x->ne[2] != 1 || x->ne[3] != 1)
+        throw Napi::Error::New(env, "q8_quantize: needs an F32 matrix whose rows are contiguous and a multiple of 32 long");
+    ggml_tensor *args[] = {x};
+    return ggml_custom_4d(c, GGML_TYPE_I8, x->ne[0] / hone::q8::kBlock * hone::q8::kXBytes, x->ne[1] * (residual ? 2 : 1), 1, 1, args, 1, Q8QuantizeOp, GGML_N_TASKS_MAX, nullptr);
+}
+
+// pack I8 [576, nb, groups] (packQ8), xq I8 [40·nb, m] (q8_quantize) -> F32 [rows, m]
+ggml_tensor *Q8Gemm(Napi::Env env, ggml_context *c, ggml_tensor *pack, ggml_tensor *xq, int64_t rows) {
+    if (pack->type != GGML_TYPE_I8 || pack->ne[0] != hone::q8::kGroupBytes || xq->type != GGML_TYPE_I8 || xq->ne[0] != pack->ne[1] * hone::q8::kXBytes || rows > pack->ne[2] * hone::q8::kRows)
+        throw Napi::Error::New(env, "q8_gemm: the pack and the quantized activations do not fit together");
+    ggml_tensor *args[] = {pack, xq};
+    return ggml_custom_4d(c, GGML_TYPE_F32, rows, xq->ne[1], 1, 1, args, 2, Q8GemmOp, GGML_N_TASKS_MAX, nullptr);
+}
+
+Napi::Value Int8Supported(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), hone::q8::supported()); }
+
+Napi::Value PackQ8(const Napi::CallbackInfo &info) {
+    // packQ8(src Q8_0 [k, n], dst I8, transposed): dst = the pack of W (rows n, reduction k), or with
+    // `transposed` of Wᵀ (rows k, reduction n; n a multiple of 32), requantized per 32 values of n
+    Napi::Env env = info.Env();
+    const ggml_tensor *src = T(info[0]);
+    ggml_tensor *dst = T(info[1]);
+    const bool transposed = info[2].As<Napi::Boolean>();
+    namespace q8 = hone::q8;
+    const int64_t k = src->ne[0], n = src->ne[1];
+    const int64_t rows = transposed ? k : n, red = transposed ? n : k, nb = red / q8::kBlock, groups = q8::groupsFor(rows);
+    if (src->type != GGML_TYPE_Q8_0 || src->ne[2] != 1 || src->ne[3] != 1 || !ggml_is_contiguous(src) || red % q8::kBlock)
+        throw Napi::Error::New(env, std::string("packQ8: ") + ggml_get_name(src) + " is not a Q8_0 matrix whose reduction is a multiple of 32");
+    if (dst->type != GGML_TYPE_I8 || dst->ne[0] != q8::kGroupBytes || dst->ne[1] != nb || dst->ne[2] != groups)
+        throw Napi::Error::New(env, "packQ8: the destination's shape is not [576, blocks, groups]");
+    if (!src->buffer || !dst->buffer || !ggml_backend_buffer_is_host(src->buffer) || !ggml_backend_buffer_is_host(dst->buffer))
+        throw Napi::Error::New(env, "packQ8: both tensors must be allocated in host memory (the CPU engine)");
+    struct Block { ggml_fp16_t d; int8_t q[32]; };
+    static_assert(sizeof(Block) == 34, "Q8_0 block layout");
+    const Block *W = (const Block *)src->data;  // row r of W: k/32 blocks
+    uint8_t *out = (uint8_t *)dst->data;
+    const int8_t zero[32] = {};
+    const int64_t kb = k / q8::kBlock;  // blocks per row of W
+    float v[q8::kRows][32];
+    int8_t q[32];
+    for (int64_t g = 0; g < groups; g++) {
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *block = out + (g * nb + b) * q8::kGroupBytes;
+            if (!transposed) {
+                for (int rr = 0; rr < q8::kRows; rr++) {
+                    const int64_t r = g * q8::kRows + rr;
+                    if (r < rows) q8::putRow(block, rr, W[r * kb + b].q, ggml_fp16_to_fp32(W[r * kb + b].d));
+                    else q8::putRow(block, rr, zero, 0);
+                }
+                continue;
+            }
+            // Wᵀ[r][32b + i] = W[32b + i][r]: the 16 rows of a group share one block of each row of W
+            for (int i = 0; i < 32; i++)
+                for (int rr = 0; rr < q8::kRows; rr++) {
+                    const int64_t r = g * q8::kRows + rr;
+                    const Block &wb = W[(32 * b + i) * kb + std::min(r, k - 1) / 32];
+                    v[rr][i] = r < rows ? ggml_fp16_to_fp32(wb.d) * wb.q[r % 32] : 0;
+                }
+            for (int rr = 0; rr < q8::kRows; rr++) {
+                const float d = q8::quantizeBlock(v[rr], q);
+                q8::putRow(block, rr, q, d);
+            }
+        }
+    }
+    return env.Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Context: a ggml context (metadata only; data lives in backend buffers) and graph building
 
 class Context : public Napi::ObjectWrap<Context> {
@@ -206,7 +293,7 @@ class Context : public Napi::ObjectWrap<Context> {
     }
 
     // op(name, tensors[], numbers[]) -> tensor. One dispatcher keeps the binding short; the typed
-    // wrappers live in electron/lab/engine/ops.ts.
+    // wrappers live in electron/lab/engine/graph.ts.
     Napi::Value Op(const Napi::CallbackInfo &info) {
         Napi::Env env = info.Env();
         std::string op = info[0].As<Napi::String>();
@@ -273,6 +360,8 @@ class Context : public Napi::ObjectWrap<Context> {
                 default: r = ggml_view_4d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), I(n, 5), I(n, 6), off); break;
             }
         } else if (op == "repeat") r = ggml_repeat(c, t(0), t(1));
+        else if (op == "q8_quantize") r = Q8Quantize(env, c, t(0), n.Length() > 0 && I(n, 0) != 0);
+        else if (op == "q8_gemm") r = Q8Gemm(env, c, t(0), t(1), I(n, 0));
         else if (op == "opt_step_adamw") r = ggml_opt_step_adamw(c, t(0), t(1), t(2), t(3), t(4));
         else throw Napi::Error::New(env, "unknown op " + op);
         return Wrap(env, r);
@@ -416,7 +505,6 @@ class Backend : public Napi::ObjectWrap<Backend> {
     bool alive() const { return main_ != nullptr; }
     ggml_backend_t cpu() const { return cpu_ ? cpu_ : main_; }
     bool is_cpu() const { return cpu_ == nullptr; }
-    bool has_blas() const { return blas_ != nullptr; }
     int threads() const { return threads_; }
     void account(size_t bytes, bool add) {
         current_ = add ? current_ + bytes : current_ - bytes;
@@ -689,14 +777,6 @@ class Graph : public Napi::ObjectWrap<Graph> {
         size_t before = backend_->sched_bytes();
         sched_ = backend_->take_sched(graph_, &shape_);
         backend_->note_sched(sched_);
-        if (backend_->has_blas()) {
-            // quantized weights' matmuls stay on ggml's CPU kernels (int8 dot products); BLAS would
-            // dequantize the whole weight to F32 for each of them
-            for (int i = 0; i < ggml_graph_n_nodes(graph_); i++) {
-                ggml_tensor *node = ggml_graph_node(graph_, i);
-                if (node->op == GGML_OP_MUL_MAT && ggml_is_quantized(node->src[0]->type)) ggml_backend_sched_set_tensor_backend(sched_, node, backend_->main());
-            }
-        }
         if (!ggml_backend_sched_alloc_graph(sched_, graph_)) {
             backend_->give_sched(sched_, shape_);
             sched_ = nullptr;
@@ -818,6 +898,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
     exports.Set("typeInfo", Napi::Function::New(env, TypeInfo));
     exports.Set("quantize", Napi::Function::New(env, Quantize));
+    exports.Set("int8Supported", Napi::Function::New(env, Int8Supported));
+    exports.Set("packQ8", Napi::Function::New(env, PackQ8));
     exports.Set("dequantize", Napi::Function::New(env, Dequantize));
     exports.Set("tensorInfo", Napi::Function::New(env, TensorInfo));
     exports.Set("setName", Napi::Function::New(env, SetName));

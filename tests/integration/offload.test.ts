@@ -58,6 +58,12 @@ describe('asynchronous file I/O', () => {
 });
 
 describe('streaming training', () => {
+  // streamed blocks run ggml's own Q8_0 kernels; the in-memory runs they are compared with must too
+  // (Hone's int8 kernels, tests/integration/int8.test.ts, quantize the input gradients as well)
+  let int8: string | undefined;
+  beforeAll(() => { int8 = process.env.HONE_INT8; process.env.HONE_INT8 = '0'; });
+  afterAll(() => { if (int8 === undefined) delete process.env.HONE_INT8; else process.env.HONE_INT8 = int8; });
+
   async function losses(model: string, data: string, over: Partial<TrainConfig>) {
     const out: number[] = [], val: number[] = [];
     const runDir = mkdtempSync(join(testDir, 'stream-run-'));

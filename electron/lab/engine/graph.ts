@@ -23,6 +23,13 @@ export class Tensor {
   copyTo(dst: Tensor): void { native().tensorCopy(this.h, dst.h); }
 }
 
+/** a Q8_0 weight W [k, n]'s int8 packs: of W, and of Wᵀ when n is a multiple of 32 */
+export interface Int8Pack { w: Tensor; wT: Tensor | null }
+export type Int8Packs = Map<Tensor, Int8Pack>;
+
+/** whether x can feed the int8 kernels: an F32 matrix with contiguous rows */
+export const int8Ready = (x: Tensor) => x.type === T.F32 && x.strides[0] === 4 && x.shape[2] === 1 && x.shape[3] === 1;
+
 export type Role = 'plain' | 'input' | 'param';
 const roles = { plain: 0, input: 1, param: 2 } as const;
 
@@ -30,6 +37,11 @@ export class GraphBuilder {
   readonly ctx: NativeContext;
   /** the graph will run where BLAS does the matmuls: builders may pick BLAS-friendly forms */
   blas = false;
+  /** int8 packs of Q8_0 frozen weights (model/int8-weights.ts): products through them take the
+   *  int8 kernels; the activations of each input are quantized once */
+  int8: Int8Packs | null = null;
+  private quantized = new WeakMap<Tensor, Tensor>();
+  private quantized2 = new WeakMap<Tensor, Tensor>();
   constructor(maxTensors = 1 << 15) {
     this.ctx = new (native().Context)(maxTensors);
   }
@@ -46,7 +58,25 @@ export class GraphBuilder {
   }
 
   // a [k, n], b [k, m] -> [n, m] (broadcast over dims 2, 3)
-  mulMat(a: Tensor, b: Tensor) { return this.op('mul_mat', [a, b]); }
+  mulMat(a: Tensor, b: Tensor) {
+    const pack = this.int8?.get(a);
+    if (pack && int8Ready(b)) return this.int8MatMul(pack.w, b, a.shape[1]);
+    return this.op('mul_mat', [a, b]);
+  }
+  /**
+   * pack (of a Q8_0 matrix with `rows` rows, reduction k) · x [k, m] → [rows, m], in int8. With
+   * `residual`, x's rounding errors are quantized again and multiplied too (twice the work; x then
+   * carries about 14 bits instead of 8).
+   */
+  int8MatMul(pack: Tensor, x: Tensor, rows: number, residual = false) {
+    const cache = residual ? this.quantized2 : this.quantized;
+    let xq = cache.get(x);
+    if (!xq) cache.set(x, (xq = this.op('q8_quantize', [x], [residual ? 1 : 0])));
+    const y = this.op('q8_gemm', [pack, xq], [rows]);
+    if (!residual) return y;
+    const m = x.shape[1];
+    return this.add(this.view(y, [rows, m], [rows * 4], 0), this.view(y, [rows, m], [rows * 4], rows * m * 4));
+  }
   outProd(a: Tensor, b: Tensor) { return this.op('out_prod', [a, b]); }
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }

@@ -51,6 +51,10 @@ export interface HoneNative {
   typeInfo(type: number): { name: string; blockSize: number; typeSize: number; quantized: boolean; canDequantize: boolean; needsImatrix: boolean } | null;
   quantize(type: number, src: Float32Array, nRows: number, nPerRow: number): Buffer;
   dequantize(type: number, src: Uint8Array, n: number): Float32Array;
+  /** whether this CPU runs the int8 kernels through Q8_0 weights (x86 AVX-512 VNNI) */
+  int8Supported(): boolean;
+  /** packs a Q8_0 matrix (or its transpose) for the int8 kernels; both tensors in host memory */
+  packQ8(src: External, dst: External, transposed: boolean): void;
   tensorInfo(t: External): [number, number, number, number, number, number, number, number, number, boolean];
   setName(t: External, name: string): void;
   markOutput(t: External): void;

@@ -3,6 +3,7 @@
 // what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
 import { GgufError, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 import { Graph, GraphBuilder, Tensor, allocStatic, type RopeParams } from '../engine/graph.js';
+import { int8Available, packInt8, type Int8Weights } from './int8-weights.js';
 import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
@@ -206,15 +207,18 @@ export class LlamaModel {
     private readonly builder: GraphBuilder,
     readonly bufferId: number,
     readonly engine: Engine,
+    /** int8 packs of the Q8_0 linear weights, when loaded with `int8` on an engine that runs them */
+    readonly int8: Int8Weights | null = null,
   ) {}
 
   /**
    * Reads the header, checks every tensor the graph needs, and loads the weights onto the engine's
    * device. With `master`, every weight is dequantized once to an F32 trainable tensor (full-
    * parameter training); otherwise weights keep the file's types, except NUPES power-grid weights
-   * (Hone's own GGUF variant, model/nupes-weights.ts), dequantized once to F16.
+   * (Hone's own GGUF variant, model/nupes-weights.ts), dequantized once to F16. With `int8`, Q8_0
+   * linear weights also get int8 packs where the engine runs them (model/int8-weights.ts).
    */
-  static load(path: string, engine: Engine, opts: { master?: boolean } = {}): LlamaModel {
+  static load(path: string, engine: Engine, opts: { master?: boolean; int8?: boolean } = {}): LlamaModel {
     const file = readGguf(path);
     const hp = hparamsOf(file);
     const plan = planWeights(file, hp);
@@ -241,10 +245,19 @@ export class LlamaModel {
       b.free();
       throw e;
     }
-    return new LlamaModel(file, hp, weights, b, bufferId, engine);
+    let int8: Int8Weights | null = null;
+    try {
+      if (opts.int8 && !opts.master && int8Available(engine)) int8 = packInt8(engine, weights, path);
+    } catch (e) {
+      engine.native.freeBuffer(bufferId);
+      b.free();
+      throw e;
+    }
+    return new LlamaModel(file, hp, weights, b, bufferId, engine, int8);
   }
 
   free() {
+    this.int8?.free();
     this.engine.native.freeBuffer(this.bufferId);
     this.builder.free();
   }

@@ -71,7 +71,7 @@ export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
   | ({ type: 'memory' } & MemoryPlan)
   | { type: 'offload'; streaming: boolean; plan: string; fits: boolean; device: number; ram: number; ssd: number; expectedStep: number }
-  | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; resumedFrom?: string }
+  | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; int8: boolean; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number; streamedBytes?: number }
   | { type: 'eval'; step: number; valLoss: number }
   | { type: 'checkpoint'; step: number; path: string }
@@ -159,7 +159,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const unsupported = method === 'perp' ? "PERP trains the norms inside the blocks, which streaming training does not yet" : method === 'natural-galore' ? 'Natural GaLore keeps a gradient history per weight that streaming training does not store yet' : null;
     if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
-  const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method) });
+  const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method), int8: true });
   const shape = model ?? ({ hp: hparamsOf(readGguf(cfg.model)) } as LlamaModel);
   let adapter: Adapter;
   try {
@@ -186,7 +186,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
       : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, weightHomes);
-    emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, resumedFrom });
+    emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, int8: !!model?.int8, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
     const t0 = Date.now();

@@ -139,6 +139,7 @@ export class Trainer {
   private lossGraph(m: number, backward: boolean): LossGraph {
     const b = new GraphBuilder();
     b.blas = this.engine.blas;
+    b.int8 = this.model.int8?.packs ?? null;
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, m);
     const model = { hp: this.model.hp, weights: this.adapter.weightsFor?.(this.model.weights) ?? this.model.weights };
