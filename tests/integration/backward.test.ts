@@ -12,7 +12,7 @@ import { MODULES, lowRankLinear, moduleDims } from '../../electron/lab/tune/lora
 import { addGrad, adapterHook, type TrainedLinear } from '../../electron/lab/tune/adapter.js';
 import { tinyModel } from '../helpers/models.js';
 
-function compare(engine: Engine, type: string) {
+function compare(engine: Engine, type: string, onEngine = false) {
   const model = LlamaModel.load(tinyModel({ type, nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 }), engine);
   const hp = model.hp;
   const nTok = 8, nSeq = 2, n = nTok * nSeq, r = 2;
@@ -52,7 +52,8 @@ function compare(engine: Engine, type: string) {
   const auto = new Map(params.map(([t]) => [t, gA.grad(t).get()]));
 
   // explicit: forward keeping activations, then blocks backward from dOut = R
-  const ge = new GraphBuilder();
+  // onEngine: the forms the trainer picks for this engine (BLAS outer products, Hone's CPU kernels)
+  const ge = onEngine ? new GraphBuilder().on(engine) : new GraphBuilder();
   const inE = forwardInputs(ge, nTok, nSeq);
   const acts: BlockActs[] = [];
   let xe = x0;
@@ -85,6 +86,7 @@ describe('explicit block backward equals autodiff', () => {
   for (const type of ['f32', 'f16', 'q8_0']) {
     it(type, () => expect(compare(engine, type)).toBeLessThan(type === 'f32' ? 1e-5 : 2e-3));
   }
+  it('f32, in the forms the trainer picks for the CPU engine (BLAS, attention kernel)', () => expect(compare(engine, 'f32', true)).toBeLessThan(1e-5));
 });
 
 describe('the trainer\'s explicit gradients equal autodiff of the same loss', () => {

@@ -51,7 +51,7 @@ export function calibrate(model: LlamaModel, seqs: Int32Array[], opts: { onProgr
   if (!seqs.length) throw new Error('calibration needs at least one sequence');
   const T = seqs[0].length;
   const b = new GraphBuilder();
-  b.blas = model.engine.blas;
+  b.on(model.engine);
   const inp = forwardInputs(b, T, 1);
   const stats = new Map<string, Tensor>();
   const logits = buildForward(b, model, inp, T, 1, (g, layer, module, W, x) => {

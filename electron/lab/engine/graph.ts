@@ -30,6 +30,9 @@ export type Int8Packs = Map<Tensor, Int8Pack>;
 /** whether x can feed the int8 kernels: an F32 matrix with contiguous rows */
 export const int8Ready = (x: Tensor) => x.type === T.F32 && x.strides[0] === 4 && x.shape[2] === 1 && x.shape[3] === 1;
 
+/** whether a [hd, T_q, G] can feed attnOuter on this CPU */
+export const attnOuterReady = (a: Tensor) => a.shape[0] % 16 === 0 && a.strides[0] === 4 && native().attnOuterSupported() && process.env.HONE_ATTN_OUTER !== '0';
+
 export type Role = 'plain' | 'input' | 'param';
 const roles = { plain: 0, input: 1, param: 2 } as const;
 
@@ -37,6 +40,8 @@ export class GraphBuilder {
   readonly ctx: NativeContext;
   /** the graph will run where BLAS does the matmuls: builders may pick BLAS-friendly forms */
   blas = false;
+  /** the graph will run on the CPU engine: builders may use Hone's CPU kernels (native/src) */
+  cpu = false;
   /** int8 packs of Q8_0 frozen weights (model/int8-weights.ts): products through them take the
    *  int8 kernels; the activations of each input are quantized once */
   int8: Int8Packs | null = null;
@@ -46,6 +51,8 @@ export class GraphBuilder {
     this.ctx = new (native().Context)(maxTensors);
   }
   free() { this.ctx.free(); }
+  /** for graphs that will run on `engine` (sets blas and cpu) */
+  on(engine: Engine): this { this.blas = engine.blas; this.cpu = engine.kind === 'cpu'; return this; }
 
   tensor(type: number, shape: number[], name: string, role: Role = 'plain'): Tensor {
     return new Tensor(this.ctx.newTensor(type, shape, name, roles[role]), name);
@@ -78,6 +85,11 @@ export class GraphBuilder {
     return this.add(this.view(y, [rows, m], [rows * 4], 0), this.view(y, [rows, m], [rows * 4], rows * m * 4));
   }
   outProd(a: Tensor, b: Tensor) { return this.op('out_prod', [a, b]); }
+  /**
+   * Σ over queries for each head, on the CPU (x86 AVX-512, native().attnOuterSupported()):
+   * a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]; `causal`: p is 0 where key > query (skipped)
+   */
+  attnOuter(a: Tensor, p: Tensor, causal: boolean) { return this.op('attn_outer', [a, p], [causal ? 1 : 0]); }
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }

@@ -2,7 +2,7 @@
 // ggml ops that all backends have (mul_mat against transposed copies instead of out_prod for the
 // frozen weights). ggml's autodiff stays the test oracle (tests/integration/backward.test.ts).
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
-import { int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
+import { attnOuterReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
 import { addGrad, type Grads, type TrainedLinear } from '../tune/adapter.js';
 import { blockForward, headLoss, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
@@ -82,10 +82,11 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
   const dQ3 = b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
   // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
-  // [T_k, T_q, G]: with BLAS (the CPU engine) as outer products, no transposed copy of those T×T
-  // tensors, which ggml's copy makes slowly, element by element; elsewhere as matmuls over
-  // transposed copies
-  const overQueries = (a: Tensor, p: Tensor) => b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p)); // a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]
+  // [T_k, T_q, G]: on CPUs with AVX-512 by Hone's kernel, which reads both as they lie and skips
+  // the causal mask's zeros (half the work); else with BLAS as outer products; elsewhere as matmuls
+  // over transposed copies (ggml copies transposes element by element, slowly)
+  const overQueries = (a: Tensor, p: Tensor) => // a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]
+    b.cpu && attnOuterReady(a) ? b.attnOuter(a, p, true) : b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p));
   const dV3 = sumGroups(b, overQueries(dO, s.probs), group); // [hd, T_k, Gkv]
   const dK3 = sumGroups(b, overQueries(s.q3, dS), group); // [hd, T_k, Gkv]
   const unheads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nTokens, nh, nSeq), 0, 2, 1, 3)), hd, nh, n);

@@ -188,14 +188,14 @@ export class StreamingTrainer {
     for (const ss of bySig.values()) this.slots.push(...ss);
     for (const slot of this.slots) this.slotGraphs(slot);
     const eb = new GraphBuilder(16);
-    eb.blas = engine.blas;
+    eb.on(engine);
     const tokens = eb.input(TYPES.I32, [n], 'tokens');
     const out = eb.getRows(this.resident.tokEmbd, tokens);
     this.embed = { b: eb, graph: new Graph(engine, eb, [out]), tokens, out };
     this.head = { train: this.headGraph(capacity.train, true), eval: this.headGraph(capacity.eval, false) };
     if (this.full) {
       const bb = new GraphBuilder(16);
-      bb.blas = engine.blas;
+      bb.on(engine);
       const tok = bb.input(TYPES.I32, [n], 'tokens'), dx = bb.input(TYPES.F32, [hp.nEmbd, n], 'd_x0'), keep = bb.input(TYPES.F32, [1], 'keep');
       const acc = this.accOf.get(this.full.resident.tokEmbd)!;
       const upd = accumulateInto(bb, acc, bb.getRowsBack(dx, tok, this.full.resident.tokEmbd), keep);
@@ -260,19 +260,19 @@ export class StreamingTrainer {
       return { b: g, graph: new Graph(this.engine, g, [dx, sumsq, ...[...slot.grads].map(([, t], i) => g.cpy(gs[i], t))]), dx, grads: [], sumsq };
     };
     const fb = new GraphBuilder();
-    fb.blas = this.engine.blas;
+    fb.on(this.engine);
     const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
     const keptActs = io.acts ? ACTS.map((k) => f[k]) : [];
     slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [f.out, ...keptActs]), out: f.out, acts: keptActs };
     const bb = new GraphBuilder();
-    bb.blas = this.engine.blas;
+    bb.on(this.engine);
     const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
     const grads = new Map<Tensor, Tensor>();
     const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(bb, m); return l && { linear: l }; }, grads, !!full);
     slot.bwd = backward(bb, dx, grads);
     if (io.acts) {
       const kb = new GraphBuilder();
-      kb.blas = this.engine.blas;
+      kb.on(this.engine);
       const given = Object.fromEntries(ACTS.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
       const kgrads = new Map<Tensor, Tensor>();
       const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, !!full);
@@ -282,7 +282,7 @@ export class StreamingTrainer {
 
   private headGraph(m: number, backward: boolean): HeadGraph {
     const b = new GraphBuilder();
-    b.blas = this.engine.blas;
+    b.on(this.engine);
     const x = b.input(TYPES.F32, [this.hp.nEmbd, this.T * this.batch], 'x_last');
     const loss = lossInputs(b, m);
     if (!backward) {

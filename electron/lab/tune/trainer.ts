@@ -138,7 +138,7 @@ export class Trainer {
    */
   private lossGraph(m: number, backward: boolean): LossGraph {
     const b = new GraphBuilder();
-    b.blas = this.engine.blas;
+    b.on(this.engine);
     b.int8 = this.model.int8?.packs ?? null;
     const inp = forwardInputs(b, this.T, this.batch);
     const loss = lossInputs(b, m);
