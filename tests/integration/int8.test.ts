@@ -129,6 +129,12 @@ describe.skipIf(!supported)('int8 products through Q8_0 weights (CPU, AVX-512 VN
     expect(fast.losses[19]).toBeLessThan(0.8 * fast.losses[0]);
   });
 
+  it('no packs where they would not fit in the memory allowed (the run then takes ggml\'s path)', () => {
+    const w = weight(64, 64, 9);
+    expect(packInt8(engine, { layers: [], output: w.W } as unknown as Weights, 'test', 1000)).toBeNull();
+    w.free();
+  });
+
   it('a weight whose rows are not a multiple of 32 gets no Wᵀ pack (its input gradient takes ggml\'s path)', () => {
     const w = weight(64, 40, 5);
     expect(w.pack.wT).toBeNull();
