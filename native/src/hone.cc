@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <unordered_map>
 #include <vector>
@@ -216,34 +217,42 @@ Napi::Value PackQ8(const Napi::CallbackInfo &info) {
     static_assert(sizeof(Block) == 34, "Q8_0 block layout");
     const Block *W = (const Block *)src->data;  // row r of W: k/32 blocks
     uint8_t *out = (uint8_t *)dst->data;
-    const int8_t zero[32] = {};
     const int64_t kb = k / q8::kBlock;  // blocks per row of W
-    float v[q8::kRows][32];
-    int8_t q[32];
-    for (int64_t g = 0; g < groups; g++) {
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *block = out + (g * nb + b) * q8::kGroupBytes;
-            if (!transposed) {
-                for (int rr = 0; rr < q8::kRows; rr++) {
-                    const int64_t r = g * q8::kRows + rr;
-                    if (r < rows) q8::putRow(block, rr, W[r * kb + b].q, ggml_fp16_to_fp32(W[r * kb + b].d));
-                    else q8::putRow(block, rr, zero, 0);
+    auto pack = [&](int64_t g0, int64_t g1) {
+        const int8_t zero[32] = {};
+        float v[q8::kRows][32];
+        int8_t q[32];
+        for (int64_t g = g0; g < g1; g++) {
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *block = out + (g * nb + b) * q8::kGroupBytes;
+                if (!transposed) {
+                    for (int rr = 0; rr < q8::kRows; rr++) {
+                        const int64_t r = g * q8::kRows + rr;
+                        if (r < rows) q8::putRow(block, rr, W[r * kb + b].q, ggml_fp16_to_fp32(W[r * kb + b].d));
+                        else q8::putRow(block, rr, zero, 0);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            // Wᵀ[r][32b + i] = W[32b + i][r]: the 16 rows of a group share one block of each row of W
-            for (int i = 0; i < 32; i++)
-                for (int rr = 0; rr < q8::kRows; rr++) {
-                    const int64_t r = g * q8::kRows + rr;
-                    const Block &wb = W[(32 * b + i) * kb + std::min(r, k - 1) / 32];
-                    v[rr][i] = r < rows ? ggml_fp16_to_fp32(wb.d) * wb.q[r % 32] : 0;
+                // Wᵀ[r][32b + i] = W[32b + i][r]: the 16 rows r of a group lie in one block of each row of W
+                const int64_t r0 = g * q8::kRows;
+                for (int i = 0; i < 32; i++) {
+                    const Block &wb = W[(32 * b + i) * kb + std::min(r0, k - 1) / 32];
+                    const float d = ggml_fp16_to_fp32(wb.d);
+                    for (int rr = 0; rr < q8::kRows; rr++) v[rr][i] = r0 + rr < rows ? d * wb.q[(r0 + rr) % 32] : 0;
                 }
-            for (int rr = 0; rr < q8::kRows; rr++) {
-                const float d = q8::quantizeBlock(v[rr], q);
-                q8::putRow(block, rr, q, d);
+                for (int rr = 0; rr < q8::kRows; rr++) {
+                    const float d = q8::quantizeBlock(v[rr], q);
+                    q8::putRow(block, rr, q, d);
+                }
             }
         }
-    }
+    };
+    // on every core: a 7B model's packs are some 14 billion values
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), groups / 4));
+    std::vector<std::thread> threads;
+    for (int64_t t = 1; t < nt; t++) threads.emplace_back(pack, groups * t / nt, groups * (t + 1) / nt);
+    pack(0, groups / nt);
+    for (auto &th : threads) th.join();
     return env.Undefined();
 }
 
