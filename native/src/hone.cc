@@ -256,25 +256,32 @@ Napi::Value PackQ8(const Napi::CallbackInfo &info) {
     return env.Undefined();
 }
 
-// dV and dK of the attention backward (outer_kernel.h): a [hd, T_q, G], p [T_k, T_q, G] ->
-// [hd, T_k, G], dst[i, j, g] = Σ_q a[i, q, g] · p[j, q, g]; `causal`: p[j, q] = 0 for j > q
-void AttnOuterOp(ggml_tensor *dst, int ith, int nth, void *userdata) {
+// Attention's causal sums over queries (dV, dK) or keys (O, dQ) on the CPU (outer_kernel.h):
+// over queries a [hd, T_q, Ga], p [T_k, T_q, G] -> [hd, T_k, G]; over keys a [hd, T_k, Ga],
+// p [T_k, T_q, G] -> [hd, T_q, G]; head g of p reads head g / (G / Ga) of a
+struct AttnSumParams { hone::outer::Over over; bool causal; };
+const AttnSumParams kAttnSum[2][2] = {{{hone::outer::Over::Queries, false}, {hone::outer::Over::Queries, true}}, {{hone::outer::Over::Keys, false}, {hone::outer::Over::Keys, true}}};
+
+void AttnSumOp(ggml_tensor *dst, int ith, int nth, void *userdata) {
     const ggml_tensor *a = dst->src[0], *p = dst->src[1];
-    hone::outer::run((const float *)a->data, a->nb[1] / sizeof(float), a->nb[2] / sizeof(float), (const float *)p->data, p->nb[1] / sizeof(float), p->nb[2] / sizeof(float),
-                     a->ne[0], p->ne[0], p->ne[1], p->ne[2], userdata != nullptr, (float *)dst->data, ith, nth);
+    const auto *prm = (const AttnSumParams *)userdata;
+    const bool overQueries = prm->over == hone::outer::Over::Queries;
+    hone::outer::run((const float *)a->data, a->nb[1] / sizeof(float), a->nb[2] / sizeof(float), a->ne[2], (const float *)p->data, p->nb[1] / sizeof(float), p->nb[2] / sizeof(float),
+                     a->ne[0], overQueries ? p->ne[0] : p->ne[1], overQueries ? p->ne[1] : p->ne[0], p->ne[2], prm->over, prm->causal, (float *)dst->data, ith, nth);
 }
 
-ggml_tensor *AttnOuter(Napi::Env env, ggml_context *c, ggml_tensor *a, ggml_tensor *p, bool causal) {
-    const bool ok = a->type == GGML_TYPE_F32 && p->type == GGML_TYPE_F32 && a->nb[0] == sizeof(float) && p->nb[0] == sizeof(float) && a->ne[1] == p->ne[1] &&
-                    a->ne[2] == p->ne[2] && a->ne[3] == 1 && p->ne[3] == 1 && hone::outer::fits(a->ne[0]) && a->nb[1] % sizeof(float) == 0 && a->nb[2] % sizeof(float) == 0 &&
-                    p->nb[1] % sizeof(float) == 0 && p->nb[2] % sizeof(float) == 0;
-    if (!ok) throw Napi::Error::New(env, "attn_outer: needs F32 [hd, T_q, G] (hd a multiple of 16) and [T_k, T_q, G] with contiguous rows");
+ggml_tensor *AttnSum(Napi::Env env, ggml_context *c, ggml_tensor *a, ggml_tensor *p, bool overKeys, bool causal) {
+    const int64_t nc = overKeys ? p->ne[0] : p->ne[1];
+    const bool ok = a->type == GGML_TYPE_F32 && p->type == GGML_TYPE_F32 && a->nb[0] == sizeof(float) && p->nb[0] == sizeof(float) && a->ne[1] == nc &&
+                    a->ne[2] > 0 && p->ne[2] % a->ne[2] == 0 && a->ne[3] == 1 && p->ne[3] == 1 && hone::outer::fits(a->ne[0]) && a->nb[1] % sizeof(float) == 0 &&
+                    a->nb[2] % sizeof(float) == 0 && p->nb[1] % sizeof(float) == 0 && p->nb[2] % sizeof(float) == 0;
+    if (!ok) throw Napi::Error::New(env, "attn_sum: needs F32 a [hd, T, Ga] (hd a multiple of 16) and p [T_k, T_q, G] (G a multiple of Ga) with contiguous rows");
     ggml_tensor *args[] = {a, p};
-    static int causalTag;
-    return ggml_custom_4d(c, GGML_TYPE_F32, a->ne[0], p->ne[0], p->ne[2], 1, args, 2, AttnOuterOp, GGML_N_TASKS_MAX, causal ? &causalTag : nullptr);
+    return ggml_custom_4d(c, GGML_TYPE_F32, a->ne[0], overKeys ? p->ne[1] : p->ne[0], p->ne[2], 1, args, 2, AttnSumOp, GGML_N_TASKS_MAX,
+                          (void *)&kAttnSum[overKeys ? 1 : 0][causal ? 1 : 0]);
 }
 
-Napi::Value AttnOuterSupported(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), hone::outer::supported()); }
+Napi::Value AttnSumSupported(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), hone::outer::supported()); }
 
 // ---------------------------------------------------------------------------------------------
 // Context: a ggml context (metadata only; data lives in backend buffers) and graph building
@@ -390,7 +397,7 @@ class Context : public Napi::ObjectWrap<Context> {
                 default: r = ggml_view_4d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), I(n, 5), I(n, 6), off); break;
             }
         } else if (op == "repeat") r = ggml_repeat(c, t(0), t(1));
-        else if (op == "attn_outer") r = AttnOuter(env, c, t(0), t(1), I(n, 0) != 0);
+        else if (op == "attn_sum") r = AttnSum(env, c, t(0), t(1), I(n, 0) != 0, I(n, 1) != 0);
         else if (op == "q8_quantize") r = Q8Quantize(env, c, t(0), n.Length() > 0 && I(n, 0) != 0);
         else if (op == "q8_gemm") r = Q8Gemm(env, c, t(0), t(1), I(n, 0));
         else if (op == "opt_step_adamw") r = ggml_opt_step_adamw(c, t(0), t(1), t(2), t(3), t(4));
@@ -931,7 +938,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("quantize", Napi::Function::New(env, Quantize));
     exports.Set("int8Supported", Napi::Function::New(env, Int8Supported));
     exports.Set("packQ8", Napi::Function::New(env, PackQ8));
-    exports.Set("attnOuterSupported", Napi::Function::New(env, AttnOuterSupported));
+    exports.Set("attnSumSupported", Napi::Function::New(env, AttnSumSupported));
     exports.Set("dequantize", Napi::Function::New(env, Dequantize));
     exports.Set("tensorInfo", Napi::Function::New(env, TensorInfo));
     exports.Set("setName", Napi::Function::New(env, SetName));

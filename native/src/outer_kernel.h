@@ -1,16 +1,21 @@
-// The attention backward's dV and dK on x86 CPUs with AVX-512: for each head g,
-//   dst[i, j, g] = Σ_q a[i, q, g] · p[j, q, g]      (ggml order: dim 0 first)
-// with a [hd, T_q] (dO or Q) and p [T_k, T_q] (the probabilities or dS). Both are read as they lie,
-// q-major, so no transposed copy is made (ggml copies transposes element by element), and under a
-// causal mask p[j, q] = 0 for j > q: a tile of keys j0.. starts its sum at q = j0, half the work.
-// ggml's own out_prod runs these at ~50 GFLOP/s with axpy loops; OpenBLAS takes single matrices
-// only through ggml-blas, and called per head from a ggml custom op it fights ggml's spinning
-// barrier. Pure functions; the ggml op is in hone.cc.
+// Attention's sums over keys or queries on x86 CPUs with AVX-512, for each head g:
+//   dst[i, n, g] = Σ_c a[i, c, g / (G / Ga)] · P(n, c, g)      (ggml order: dim 0 first)
+// with a [I, C, Ga] (I contiguous: hd) and P one of
+//   over queries (dV, dK): n a key, c a query, P(n, c) = p[n, c] with p [T_k, T_q] (probabilities, dS)
+//   over keys (O, dQ):     n a query, c a key, P(n, c) = p[c, n] with p [T_k, T_q], a [hd, T_k] (V, K)
+// Both are read as they lie, so no transposed copy is made (ggml copies transposes element by
+// element), and under the causal mask p[key, query] = 0 for key > query, so a tile sums only over
+// the keys ≤ its queries or the queries ≥ its keys: half the work. In 6 × 64 register tiles: ggml's
+// out_prod ran dV/dK at ~50 GFLOP/s with axpy loops; OpenBLAS takes single matrices only through
+// ggml-blas, and called per head from a ggml custom op it fights ggml's spinning barrier.
+// Pure functions; the ggml op is in hone.cc.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 
 namespace hone::outer {
+
+enum class Over { Queries = 0, Keys = 1 };
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -20,24 +25,25 @@ namespace hone::outer {
 #include <immintrin.h>
 namespace hone::outer {
 
-constexpr int kKeys = 6;  // keys per register tile (rows of the result block)
+constexpr int kRows = 6;  // result rows (n) per register tile
 
-// 16·V columns of dst rows j0..j0+J-1 (row stride ldd) of one head
+// 16·V columns of dst rows n0..n0+J-1 (row stride ldd) of one head, summed over c in [c0, c1);
+// P(n, c) = p[n·sn + c·sc]
 template <int J, int V>
-inline void tile(const float *a, int64_t lda, const float *p, int64_t ldp, int64_t nq, int64_t j0, int64_t q0, float *dst, int64_t ldd) {
+inline void tile(const float *a, int64_t lda, const float *p, int64_t sn, int64_t sc, int64_t n0, int64_t c0, int64_t c1, float *dst, int64_t ldd) {
     __m512 acc[J][V];
 #pragma GCC unroll 8
     for (int j = 0; j < J; j++)
 #pragma GCC unroll 4
         for (int v = 0; v < V; v++) acc[j][v] = _mm512_setzero_ps();
-    for (int64_t q = q0; q < nq; q++) {
-        const float *aq = a + q * lda, *pq = p + q * ldp + j0;
+    for (int64_t c = c0; c < c1; c++) {
+        const float *ac = a + c * lda, *pc = p + c * sc + n0 * sn;
         __m512 av[V];
 #pragma GCC unroll 4
-        for (int v = 0; v < V; v++) av[v] = _mm512_loadu_ps(aq + 16 * v);
+        for (int v = 0; v < V; v++) av[v] = _mm512_loadu_ps(ac + 16 * v);
 #pragma GCC unroll 8
         for (int j = 0; j < J; j++) {
-            const __m512 pj = _mm512_set1_ps(pq[j]);
+            const __m512 pj = _mm512_set1_ps(pc[j * sn]);
 #pragma GCC unroll 4
             for (int v = 0; v < V; v++) acc[j][v] = _mm512_fmadd_ps(pj, av[v], acc[j][v]);
         }
@@ -45,41 +51,47 @@ inline void tile(const float *a, int64_t lda, const float *p, int64_t ldp, int64
 #pragma GCC unroll 8
     for (int j = 0; j < J; j++)
 #pragma GCC unroll 4
-        for (int v = 0; v < V; v++) _mm512_storeu_ps(dst + (j0 + j) * ldd + 16 * v, acc[j][v]);
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(dst + (n0 + j) * ldd + 16 * v, acc[j][v]);
 }
 
 template <int V>
-inline void columns(const float *a, int64_t lda, const float *p, int64_t ldp, int64_t nk, int64_t nq, bool causal, float *dst, int64_t ldd, int64_t t) {
-    const int64_t j0 = t * kKeys, q0 = causal ? std::min(j0, nq) : 0;
-    switch (std::min<int64_t>(kKeys, nk - j0)) {
-        case 6: tile<6, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
-        case 5: tile<5, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
-        case 4: tile<4, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
-        case 3: tile<3, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
-        case 2: tile<2, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
-        case 1: tile<1, V>(a, lda, p, ldp, nq, j0, q0, dst, ldd); break;
+inline void rows(const float *a, int64_t lda, const float *p, int64_t sn, int64_t sc, int64_t nn, int64_t nc, Over over, bool causal, float *dst, int64_t ldd, int64_t t) {
+    const int64_t n0 = t * kRows, J = std::min<int64_t>(kRows, nn - n0);
+    // causal: over queries, key n needs queries c ≥ n; over keys, query n needs keys c ≤ n
+    const int64_t c0 = causal && over == Over::Queries ? std::min(n0, nc) : 0;
+    const int64_t c1 = causal && over == Over::Keys ? std::min(n0 + J, nc) : nc;
+    switch (J) {
+        case 6: tile<6, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
+        case 5: tile<5, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
+        case 4: tile<4, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
+        case 3: tile<3, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
+        case 2: tile<2, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
+        case 1: tile<1, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
         default: break;
     }
 }
 
 /**
- * Work items: heads × ceil(nk / 6) tiles of keys, dealt round-robin to the nth threads.
- * a: head g at a + g·strideA (rows of hd floats, q-major, row stride lda); p likewise (rows of nk);
- * dst: head g at dst + g·nk·hd, rows of hd. Under `causal`, p[j, q] must be 0 for j > q.
+ * Work items: heads × ceil(nn / 6) tiles of result rows, dealt round-robin to the nth threads.
+ * a: head ga at a + ga·strideA, rows (one per c) of ni floats at stride lda; p: head g at
+ * p + g·strideP, row stride ldp (rows along c when over queries, along n when over keys); dst:
+ * head g at dst + g·nn·ni, rows of ni. Heads g of p and dst share a's head g / (heads / headsA).
  */
-inline void run(const float *a, int64_t lda, int64_t strideA, const float *p, int64_t ldp, int64_t strideP, int64_t hd, int64_t nk, int64_t nq, int64_t heads, bool causal, float *dst, int ith, int nth) {
-    const int64_t tiles = (nk + kKeys - 1) / kKeys, items = heads * tiles;
-    // causal tiles differ in length (later keys sum over fewer queries): round-robin keeps threads even
+inline void run(const float *a, int64_t lda, int64_t strideA, int64_t headsA, const float *p, int64_t ldp, int64_t strideP, int64_t ni, int64_t nn, int64_t nc, int64_t heads,
+                Over over, bool causal, float *dst, int ith, int nth) {
+    const int64_t sn = over == Over::Queries ? 1 : ldp, sc = over == Over::Queries ? ldp : 1;
+    const int64_t tiles = (nn + kRows - 1) / kRows, items = heads * tiles, group = heads / headsA;
+    // causal tiles differ in length: round-robin keeps the threads even
     for (int64_t w = ith; w < items; w += nth) {
         const int64_t g = w % heads, t = w / heads;
-        const float *ag = a + g * strideA, *pg = p + g * strideP;
-        float *dg = dst + g * nk * hd;
-        for (int64_t i0 = 0; i0 < hd; i0 += 64) {  // 64 columns at a time: 24 accumulators
-            switch (std::min<int64_t>(4, (hd - i0) / 16)) {
-                case 1: columns<1>(ag + i0, lda, pg, ldp, nk, nq, causal, dg + i0, hd, t); break;
-                case 2: columns<2>(ag + i0, lda, pg, ldp, nk, nq, causal, dg + i0, hd, t); break;
-                case 3: columns<3>(ag + i0, lda, pg, ldp, nk, nq, causal, dg + i0, hd, t); break;
-                case 4: columns<4>(ag + i0, lda, pg, ldp, nk, nq, causal, dg + i0, hd, t); break;
+        const float *ag = a + (g / group) * strideA, *pg = p + g * strideP;
+        float *dg = dst + g * nn * ni;
+        for (int64_t i0 = 0; i0 < ni; i0 += 64) {  // 64 columns at a time: 24 accumulators
+            switch (std::min<int64_t>(4, (ni - i0) / 16)) {
+                case 1: rows<1>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
+                case 2: rows<2>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
+                case 3: rows<3>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
+                case 4: rows<4>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
                 default: break;
             }
         }
@@ -94,10 +106,10 @@ inline bool supported() {
 }
 #else
 inline bool supported() { return false; }
-inline void run(const float *, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, float *, int, int) {}
+inline void run(const float *, int64_t, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, Over, bool, float *, int, int) {}
 #endif
 
-/** whether `run` takes heads of this size (a multiple of 16 floats) */
-inline bool fits(int64_t hd) { return hd % 16 == 0 && hd > 0; }
+/** whether `run` takes rows of this size (a multiple of 16 floats) */
+inline bool fits(int64_t ni) { return ni % 16 == 0 && ni > 0; }
 
 }  // namespace hone::outer

@@ -30,8 +30,8 @@ export type Int8Packs = Map<Tensor, Int8Pack>;
 /** whether x can feed the int8 kernels: an F32 matrix with contiguous rows */
 export const int8Ready = (x: Tensor) => x.type === T.F32 && x.strides[0] === 4 && x.shape[2] === 1 && x.shape[3] === 1;
 
-/** whether a [hd, T_q, G] can feed attnOuter on this CPU */
-export const attnOuterReady = (a: Tensor) => a.shape[0] % 16 === 0 && a.strides[0] === 4 && native().attnOuterSupported() && process.env.HONE_ATTN_OUTER !== '0';
+/** whether attnSum serves a graph of `b` with heads of hd values (HONE_ATTN_KERNEL=0 turns it off) */
+export const attnSumReady = (b: GraphBuilder, hd: number) => b.cpu && hd % 16 === 0 && process.env.HONE_ATTN_KERNEL !== '0' && native().attnSumSupported();
 
 export type Role = 'plain' | 'input' | 'param';
 const roles = { plain: 0, input: 1, param: 2 } as const;
@@ -86,10 +86,12 @@ export class GraphBuilder {
   }
   outProd(a: Tensor, b: Tensor) { return this.op('out_prod', [a, b]); }
   /**
-   * Σ over queries for each head, on the CPU (x86 AVX-512, native().attnOuterSupported()):
-   * a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]; `causal`: p is 0 where key > query (skipped)
+   * Attention's sums for each head on the CPU (x86 AVX-512: attnSumReady), p [T_k, T_q, G] being
+   * probabilities or their gradient: over queries a [hd, T_q, G] → [hd, T_k, G] (dV, dK), over keys
+   * a [hd, T_k, Ga] → [hd, T_q, G] (O, dQ; head g reads a's head g / (G / Ga)). `causal`: p is 0
+   * where key > query, and those terms are skipped.
    */
-  attnOuter(a: Tensor, p: Tensor, causal: boolean) { return this.op('attn_outer', [a, p], [causal ? 1 : 0]); }
+  attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys', causal = true) { return this.op('attn_sum', [a, p], [over === 'keys' ? 1 : 0, causal ? 1 : 0]); }
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }

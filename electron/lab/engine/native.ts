@@ -55,8 +55,8 @@ export interface HoneNative {
   int8Supported(): boolean;
   /** packs a Q8_0 matrix (or its transpose) for the int8 kernels; both tensors in host memory */
   packQ8(src: External, dst: External, transposed: boolean): void;
-  /** whether this CPU runs the attention backward's outer-product kernel (x86 AVX-512) */
-  attnOuterSupported(): boolean;
+  /** whether this CPU runs attention's causal sums over keys or queries (x86 AVX-512) */
+  attnSumSupported(): boolean;
   tensorInfo(t: External): [number, number, number, number, number, number, number, number, number, boolean];
   setName(t: External, name: string): void;
   markOutput(t: External): void;

@@ -2,7 +2,7 @@
 // ggml ops that all backends have (mul_mat against transposed copies instead of out_prod for the
 // frozen weights). ggml's autodiff stays the test oracle (tests/integration/backward.test.ts).
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
-import { attnOuterReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
+import { attnSumReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
 import { addGrad, type Grads, type TrainedLinear } from '../tune/adapter.js';
 import { blockForward, headLoss, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
@@ -78,15 +78,16 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   // attention: x1 = x + Wo·attn
   const dAttn = linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads); // [hd·heads, n]
   const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
-  const dP = b.mulMat(tr(b, s.vT), dO); // [T_k, T_q, G]
+  const kernel = attnSumReady(b, hd);
+  const dP = b.mulMat(s.v3, dO); // [T_k, T_q, G]
   const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
-  const dQ3 = b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
+  const dQ3 = kernel ? b.attnSum(s.k3, dS, 'keys') : b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
   // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
   // [T_k, T_q, G]: on CPUs with AVX-512 by Hone's kernel, which reads both as they lie and skips
   // the causal mask's zeros (half the work); else with BLAS as outer products; elsewhere as matmuls
   // over transposed copies (ggml copies transposes element by element, slowly)
   const overQueries = (a: Tensor, p: Tensor) => // a [hd, T_q, G], p [T_k, T_q, G] → [hd, T_k, G]
-    b.cpu && attnOuterReady(a) ? b.attnOuter(a, p, true) : b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p));
+    kernel ? b.attnSum(a, p, 'queries') : b.blas ? b.outProd(a, p) : b.mulMat(tr(b, a), tr(b, p));
   const dV3 = sumGroups(b, overQueries(dO, s.probs), group); // [hd, T_k, Gkv]
   const dK3 = sumGroups(b, overQueries(s.q3, dS), group); // [hd, T_k, Gkv]
   const unheads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nTokens, nh, nSeq), 0, 2, 1, 3)), hd, nh, n);

@@ -2,7 +2,7 @@
 // parameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
 // what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
 import { GgufError, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
-import { Graph, GraphBuilder, Tensor, allocStatic, type RopeParams } from '../engine/graph.js';
+import { Graph, GraphBuilder, Tensor, allocStatic, attnSumReady, type RopeParams } from '../engine/graph.js';
 import { int8Available, packInt8, type Int8Weights } from './int8-weights.js';
 import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
@@ -313,7 +313,7 @@ export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x
 
 /** A block's activations, kept for its explicit backward (model/backward.ts). */
 export interface BlockActs {
-  x: Tensor; h: Tensor; q3: Tensor; k3: Tensor; vT: Tensor; probs: Tensor; attn: Tensor;
+  x: Tensor; h: Tensor; q3: Tensor; k3: Tensor; v3: Tensor; probs: Tensor; attn: Tensor;
   x1: Tensor; h2: Tensor; gate: Tensor; up: Tensor; act: Tensor; out: Tensor;
 }
 
@@ -332,15 +332,17 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
   k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
   // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
-  // q, k [hd, T, heads·B]; v^T [T, hd, kvHeads·B]. Matmul broadcasting then pairs q head h of
-  // sequence s with kv head h/(heads/kvHeads) of s (GQA), and ggml's backward supports it (it does
-  // not support broadcasting with a 4th dimension).
+  // q, k, v [hd, T, heads·B]. Matmul broadcasting then pairs q head h of sequence s with kv head
+  // h/(heads/kvHeads) of s (GQA), and ggml's backward supports it (it does not support
+  // broadcasting with a 4th dimension).
   const heads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nh, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nh * nSeq);
   const q3 = heads(q, nHead);
   const k3 = heads(k, nHeadKv);
-  const vT = b.reshape(b.cont(b.permute(b.reshape(v, hd, nHeadKv, nTokens, nSeq), 1, 2, 0, 3)), nTokens, hd, nHeadKv * nSeq);
+  const v3 = heads(v, nHeadKv);
   const kq = b.softMaxExt(b.mulMat(k3, q3), inp.mask, 1 / Math.sqrt(hd)); // [T_k, T_q, heads·B]
-  const kqv = b.reshape(b.mulMat(vT, kq), hd, nTokens, nHead, nSeq); // [hd, T_q, heads, B]
+  // Σ over keys of v·p: on CPUs with AVX-512 by Hone's causal kernel, else against vᵀ [T, hd, kvHeads·B]
+  const o3 = attnSumReady(b, hd) ? b.attnSum(v3, kq, 'keys') : b.mulMat(b.cont(b.transpose(v3)), kq);
+  const kqv = b.reshape(o3, hd, nTokens, nHead, nSeq); // [hd, T_q, heads, B]
   const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
   const x1 = b.add(x, linear('o', L.wo, attn, L.bo));
 
@@ -348,7 +350,7 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const gate = linear('gate', L.wGate, h2);
   const up = linear('up', L.wUp, h2);
   const act = b.mul(b.silu(gate), up);
-  return { x, h, q3, k3, vT, probs: kq, attn, x1, h2, gate, up, act, out: b.add(x1, linear('down', L.wDown, act)) };
+  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out: b.add(x1, linear('down', L.wDown, act)) };
 }
 
 /**

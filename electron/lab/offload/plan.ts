@@ -77,7 +77,7 @@ const F32 = 4;
 /** the bytes each block's backward needs kept from its forward (model/llama.ts BlockActs), F32 */
 export function blockActivationBytes(hp: Hparams, batch: number, seq: number): number {
   const n = batch * seq, d = hp.nEmbd, kv = hp.nHeadKv * hp.headDim, q = hp.nHead * hp.headDim;
-  // x, h, x1, h2, out [d]; q3, attn [q]; k3, vT [kv]; gate, up, act [ff]; probs [T, T, heads·B]
+  // x, h, x1, h2, out [d]; q3, attn [q]; k3, v3 [kv]; gate, up, act [ff]; probs [T, T, heads·B]
   return F32 * (n * (5 * d + 2 * q + 2 * kv + 3 * hp.nFf) + seq * seq * hp.nHead * batch);
 }
 

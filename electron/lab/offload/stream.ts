@@ -67,7 +67,7 @@ interface Slot {
 }
 
 /** the activations a block's backward reads (model/llama.ts BlockActs), in a fixed order */
-const ACTS = ['h', 'q3', 'k3', 'vT', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 'act'] as const;
+const ACTS = ['h', 'q3', 'k3', 'v3', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 'act'] as const;
 
 /** the block graphs' inputs, static and shared by every slot */
 interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; acts?: Tensor[] }
