@@ -121,7 +121,7 @@ function nodeFlops(op: string, operands: string): number {
   // Hone's int8 product (q8_gemm): pack [576, blocks, groups of 16 rows] × quantized x [40·blocks, m]
   if (op === 'Q8_GEMM') return 2 * 16 * a[2] * 32 * a[1] * b[1];
   // a [hd, T_q, G] · p [T_k, T_q, G]: the dense count (the causal kernel does half)
-  if (op === 'ATTN_OUTER') return 2 * a[0] * b[0] * a[1] * (a[2] || 1);
+  if (op === 'ATTN_SUM') return 2 * a[0] * b[0] * a[1] * (a[2] || 1);
   return 0;
 }
 
@@ -138,8 +138,8 @@ function breakdown(trainer: Trainer, windows: Window[], stepMs: number, label: s
   const rows = trainer.profile(windows);
   const groups = new Map<string, { us: number; n: number; flops: number }>();
   for (const [op, , us, operands] of rows) {
-    // Hone's custom ops (native/src): the int8 product, the activations' quantization, dV/dK
-    const custom = operands.startsWith('i8[576,') ? 'Q8_GEMM' : operands.includes(' x ') ? 'ATTN_OUTER' : 'Q8_QUANTIZE';
+    // Hone's custom ops (native/src): the int8 product, the activations' quantization, attention's sums
+    const custom = operands.startsWith('i8[576,') ? 'Q8_GEMM' : operands.includes(' x ') ? 'ATTN_SUM' : 'Q8_QUANTIZE';
     const key = `${op === 'CUSTOM' ? custom : op} ${operands}`;
     const g = groups.get(key) ?? { us: 0, n: 0, flops: 0 };
     g.us += us; g.n++; g.flops += nodeFlops(key.split(' ')[0], operands);
