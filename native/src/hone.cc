@@ -2,7 +2,8 @@
 //
 // JavaScript builds graphs once (electron/lab/model) and computes them many times; this file only
 // forwards to ggml. Tensors cross the boundary as Napi::External<ggml_tensor>, valid while the
-// Context that made them lives. Nothing here loops over elements except the file loader.
+// Context that made them lives. Nothing here loops over elements except the file loader, the
+// packing of Q8_0 weights, and the CPU kernels of q8_gemm.h and outer_kernel.h.
 
 #include <napi.h>
 
@@ -259,26 +260,24 @@ Napi::Value PackQ8(const Napi::CallbackInfo &info) {
 // Attention's causal sums over queries (dV, dK) or keys (O, dQ) on the CPU (outer_kernel.h):
 // over queries a [hd, T_q, Ga], p [T_k, T_q, G] -> [hd, T_k, G]; over keys a [hd, T_k, Ga],
 // p [T_k, T_q, G] -> [hd, T_q, G]; head g of p reads head g / (G / Ga) of a
-struct AttnSumParams { hone::outer::Over over; bool causal; };
-const AttnSumParams kAttnSum[2][2] = {{{hone::outer::Over::Queries, false}, {hone::outer::Over::Queries, true}}, {{hone::outer::Over::Keys, false}, {hone::outer::Over::Keys, true}}};
+const hone::outer::Over kOver[2] = {hone::outer::Over::Queries, hone::outer::Over::Keys};
 
 void AttnSumOp(ggml_tensor *dst, int ith, int nth, void *userdata) {
     const ggml_tensor *a = dst->src[0], *p = dst->src[1];
-    const auto *prm = (const AttnSumParams *)userdata;
-    const bool overQueries = prm->over == hone::outer::Over::Queries;
+    const hone::outer::Over over = *(const hone::outer::Over *)userdata;
+    const bool overQueries = over == hone::outer::Over::Queries;
     hone::outer::run((const float *)a->data, a->nb[1] / sizeof(float), a->nb[2] / sizeof(float), a->ne[2], (const float *)p->data, p->nb[1] / sizeof(float), p->nb[2] / sizeof(float),
-                     a->ne[0], overQueries ? p->ne[0] : p->ne[1], overQueries ? p->ne[1] : p->ne[0], p->ne[2], prm->over, prm->causal, (float *)dst->data, ith, nth);
+                     a->ne[0], overQueries ? p->ne[0] : p->ne[1], overQueries ? p->ne[1] : p->ne[0], p->ne[2], over, (float *)dst->data, ith, nth);
 }
 
-ggml_tensor *AttnSum(Napi::Env env, ggml_context *c, ggml_tensor *a, ggml_tensor *p, bool overKeys, bool causal) {
+ggml_tensor *AttnSum(Napi::Env env, ggml_context *c, ggml_tensor *a, ggml_tensor *p, bool overKeys) {
     const int64_t nc = overKeys ? p->ne[0] : p->ne[1];
     const bool ok = a->type == GGML_TYPE_F32 && p->type == GGML_TYPE_F32 && a->nb[0] == sizeof(float) && p->nb[0] == sizeof(float) && a->ne[1] == nc &&
                     a->ne[2] > 0 && p->ne[2] % a->ne[2] == 0 && a->ne[3] == 1 && p->ne[3] == 1 && hone::outer::fits(a->ne[0]) && a->nb[1] % sizeof(float) == 0 &&
                     a->nb[2] % sizeof(float) == 0 && p->nb[1] % sizeof(float) == 0 && p->nb[2] % sizeof(float) == 0;
     if (!ok) throw Napi::Error::New(env, "attn_sum: needs F32 a [hd, T, Ga] (hd a multiple of 16) and p [T_k, T_q, G] (G a multiple of Ga) with contiguous rows");
     ggml_tensor *args[] = {a, p};
-    return ggml_custom_4d(c, GGML_TYPE_F32, a->ne[0], overKeys ? p->ne[1] : p->ne[0], p->ne[2], 1, args, 2, AttnSumOp, GGML_N_TASKS_MAX,
-                          (void *)&kAttnSum[overKeys ? 1 : 0][causal ? 1 : 0]);
+    return ggml_custom_4d(c, GGML_TYPE_F32, a->ne[0], overKeys ? p->ne[1] : p->ne[0], p->ne[2], 1, args, 2, AttnSumOp, GGML_N_TASKS_MAX, (void *)&kOver[overKeys ? 1 : 0]);
 }
 
 Napi::Value AttnSumSupported(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), hone::outer::supported()); }
@@ -397,7 +396,7 @@ class Context : public Napi::ObjectWrap<Context> {
                 default: r = ggml_view_4d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), I(n, 5), I(n, 6), off); break;
             }
         } else if (op == "repeat") r = ggml_repeat(c, t(0), t(1));
-        else if (op == "attn_sum") r = AttnSum(env, c, t(0), t(1), I(n, 0) != 0, I(n, 1) != 0);
+        else if (op == "attn_sum") r = AttnSum(env, c, t(0), t(1), I(n, 0) != 0);
         else if (op == "q8_quantize") r = Q8Quantize(env, c, t(0), n.Length() > 0 && I(n, 0) != 0);
         else if (op == "q8_gemm") r = Q8Gemm(env, c, t(0), t(1), I(n, 0));
         else if (op == "opt_step_adamw") r = ggml_opt_step_adamw(c, t(0), t(1), t(2), t(3), t(4));

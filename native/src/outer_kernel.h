@@ -4,8 +4,8 @@
 //   over queries (dV, dK): n a key, c a query, P(n, c) = p[n, c] with p [T_k, T_q] (probabilities, dS)
 //   over keys (O, dQ):     n a query, c a key, P(n, c) = p[c, n] with p [T_k, T_q], a [hd, T_k] (V, K)
 // Both are read as they lie, so no transposed copy is made (ggml copies transposes element by
-// element), and under the causal mask p[key, query] = 0 for key > query, so a tile sums only over
-// the keys ≤ its queries or the queries ≥ its keys: half the work. In 6 × 64 register tiles: ggml's
+// element). The mask is causal: p[key, query] = 0 for key > query, so a tile sums only over the
+// keys ≤ its queries or the queries ≥ its keys: half the work. In 6 × 64 register tiles: ggml's
 // out_prod ran dV/dK at ~50 GFLOP/s with axpy loops; OpenBLAS takes single matrices only through
 // ggml-blas, and called per head from a ggml custom op it fights ggml's spinning barrier.
 // Pure functions; the ggml op is in hone.cc.
@@ -55,11 +55,11 @@ inline void tile(const float *a, int64_t lda, const float *p, int64_t sn, int64_
 }
 
 template <int V>
-inline void rows(const float *a, int64_t lda, const float *p, int64_t sn, int64_t sc, int64_t nn, int64_t nc, Over over, bool causal, float *dst, int64_t ldd, int64_t t) {
+inline void rows(const float *a, int64_t lda, const float *p, int64_t sn, int64_t sc, int64_t nn, int64_t nc, Over over, float *dst, int64_t ldd, int64_t t) {
     const int64_t n0 = t * kRows, J = std::min<int64_t>(kRows, nn - n0);
     // causal: over queries, key n needs queries c ≥ n; over keys, query n needs keys c ≤ n
-    const int64_t c0 = causal && over == Over::Queries ? std::min(n0, nc) : 0;
-    const int64_t c1 = causal && over == Over::Keys ? std::min(n0 + J, nc) : nc;
+    const int64_t c0 = over == Over::Queries ? std::min(n0, nc) : 0;
+    const int64_t c1 = over == Over::Keys ? std::min(n0 + J, nc) : nc;
     switch (J) {
         case 6: tile<6, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
         case 5: tile<5, V>(a, lda, p, sn, sc, n0, c0, c1, dst, ldd); break;
@@ -76,9 +76,10 @@ inline void rows(const float *a, int64_t lda, const float *p, int64_t sn, int64_
  * a: head ga at a + ga·strideA, rows (one per c) of ni floats at stride lda; p: head g at
  * p + g·strideP, row stride ldp (rows along c when over queries, along n when over keys); dst:
  * head g at dst + g·nn·ni, rows of ni. Heads g of p and dst share a's head g / (heads / headsA).
+ * p must be 0 where key > query (a causal mask).
  */
 inline void run(const float *a, int64_t lda, int64_t strideA, int64_t headsA, const float *p, int64_t ldp, int64_t strideP, int64_t ni, int64_t nn, int64_t nc, int64_t heads,
-                Over over, bool causal, float *dst, int ith, int nth) {
+                Over over, float *dst, int ith, int nth) {
     const int64_t sn = over == Over::Queries ? 1 : ldp, sc = over == Over::Queries ? ldp : 1;
     const int64_t tiles = (nn + kRows - 1) / kRows, items = heads * tiles, group = heads / headsA;
     // causal tiles differ in length: round-robin keeps the threads even
@@ -88,10 +89,10 @@ inline void run(const float *a, int64_t lda, int64_t strideA, int64_t headsA, co
         float *dg = dst + g * nn * ni;
         for (int64_t i0 = 0; i0 < ni; i0 += 64) {  // 64 columns at a time: 24 accumulators
             switch (std::min<int64_t>(4, (ni - i0) / 16)) {
-                case 1: rows<1>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
-                case 2: rows<2>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
-                case 3: rows<3>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
-                case 4: rows<4>(ag + i0, lda, pg, sn, sc, nn, nc, over, causal, dg + i0, ni, t); break;
+                case 1: rows<1>(ag + i0, lda, pg, sn, sc, nn, nc, over, dg + i0, ni, t); break;
+                case 2: rows<2>(ag + i0, lda, pg, sn, sc, nn, nc, over, dg + i0, ni, t); break;
+                case 3: rows<3>(ag + i0, lda, pg, sn, sc, nn, nc, over, dg + i0, ni, t); break;
+                case 4: rows<4>(ag + i0, lda, pg, sn, sc, nn, nc, over, dg + i0, ni, t); break;
                 default: break;
             }
         }
@@ -106,7 +107,7 @@ inline bool supported() {
 }
 #else
 inline bool supported() { return false; }
-inline void run(const float *, int64_t, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, Over, bool, float *, int, int) {}
+inline void run(const float *, int64_t, int64_t, int64_t, const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, Over, float *, int, int) {}
 #endif
 
 /** whether `run` takes rows of this size (a multiple of 16 floats) */

@@ -88,10 +88,10 @@ export class GraphBuilder {
   /**
    * Attention's sums for each head on the CPU (x86 AVX-512: attnSumReady), p [T_k, T_q, G] being
    * probabilities or their gradient: over queries a [hd, T_q, G] → [hd, T_k, G] (dV, dK), over keys
-   * a [hd, T_k, Ga] → [hd, T_q, G] (O, dQ; head g reads a's head g / (G / Ga)). `causal`: p is 0
-   * where key > query, and those terms are skipped.
+   * a [hd, T_k, Ga] → [hd, T_q, G] (O, dQ; head g reads a's head g / (G / Ga)). The mask is causal:
+   * p is 0 where key > query, and those terms are skipped.
    */
-  attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys', causal = true) { return this.op('attn_sum', [a, p], [over === 'keys' ? 1 : 0, causal ? 1 : 0]); }
+  attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys') { return this.op('attn_sum', [a, p], [over === 'keys' ? 1 : 0]); }
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }

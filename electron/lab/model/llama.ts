@@ -232,6 +232,7 @@ export class LlamaModel {
       return t;
     });
     const bufferId = allocStatic(engine, b, `${opts.master ? 'F32 master weights' : 'weights'} of ${path}`);
+    let int8: Int8Weights | null = null;
     try {
       for (const [t, info] of loaded) {
         if (isNupesTensor(file, info.name)) {
@@ -240,13 +241,6 @@ export class LlamaModel {
         } else if (t.type === info.type) t.loadFromFile(path, info.offset);
         else t.set(dequantizeFromFile(path, info));
       }
-    } catch (e) {
-      engine.native.freeBuffer(bufferId);
-      b.free();
-      throw e;
-    }
-    let int8: Int8Weights | null = null;
-    try {
       if (opts.int8 && !opts.master && int8Available(engine)) int8 = packInt8(engine, weights, path);
     } catch (e) {
       engine.native.freeBuffer(bufferId);
