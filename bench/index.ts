@@ -251,7 +251,8 @@ if (what === 'all' || what === 'train') {
     ['B d=512 L=8 h=8 ff=1376 T=256 B=4 r=16', { d: 512, layers: 8, heads: 8, ff: 1376, seq: 256, batch: 4, rank: 16 }],
   ];
   /** one config in its own process; its lines are printed, and its tokens/s returned */
-  // a type "q8_0:ggml" is Q8_0 with Hone's int8 kernels off (HONE_INT8=0): ggml's own Q8_0 kernels
+  // a type "q8_0:ggml" is Q8_0 with Hone's int8 kernels off (HONE_INT8=0): ggml's path (with BLAS, the
+  // weight dequantized to F32 for each product)
   const trainOne = (name: string, spec: { type: string; [k: string]: unknown }): number | null => {
     const [type, kernels] = spec.type.split(':');
     const env = kernels === 'ggml' ? { ...process.env, HONE_INT8: '0' } : process.env;
