@@ -61,6 +61,4 @@ export const LAB_METHODS = [
   'inspectModel', 'addModel', 'listModels', 'discoverModels', 'previewDataset', 'startRun', 'pauseRun', 'resumeRun', 'cancelRun',
   'listRuns', 'runMetrics', 'exportRun', 'startCompression', 'compressionReport', 'chat', 'importFile', 'devices',
 ] as const satisfies readonly (keyof LabApi)[];
-/** which argument of each method is a file path the user must have chosen */
-export const PATH_ARGS: Partial<Record<keyof LabApi, number[]>> = { inspectModel: [0], addModel: [0], previewDataset: [0, 1], chat: [0, 2] };
 

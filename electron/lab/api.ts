@@ -40,6 +40,8 @@ function findGguf(dir: string, depth = 4): string[] {
 }
 
 export interface Lab extends LabApi {
+  /** Hone's data folder: the store, runs, imports, compressed models */
+  home: string;
   store: Store;
   jobs: JobManager;
   on(listener: (e: LabEvent) => void): () => void;
@@ -59,6 +61,7 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     return r;
   };
   return {
+    home,
     store,
     jobs,
     on(listener) {

@@ -2,8 +2,10 @@
 // lab API (`lab:<method>`); lab events go to the window as `lab:event`. Thin.
 import { app, BrowserWindow, Menu, dialog, ipcMain, session, utilityProcess } from 'electron';
 import { join } from 'node:path';
-import { LAB_METHODS, createLab, type Lab } from '../lab/api.js';
+import { createLab, type Lab } from '../lab/api.js';
 import { lastLines, type JobProcess } from '../lab/jobs/manager.js';
+import { PathPolicy } from '../lab/path-policy.js';
+import { serveLab } from './ipc.js';
 
 /** job processes as Electron utility processes running the bundled worker (out/main/worker.js) */
 function utilitySpawner(): JobProcess {
@@ -16,13 +18,6 @@ function utilitySpawner(): JobProcess {
     kill: (signal) => { if (child.pid) process.kill(child.pid, signal); },
     on: ((event: string, f: (...a: unknown[]) => void) => event === 'exit' ? child.on('exit', (code: number) => f(code, null)) : child.on('message', f)) as JobProcess['on'],
   };
-}
-
-/** every LabApi method becomes an IPC channel `lab:<method>`; errors travel back as messages */
-export function serveLab(lab: Lab, handle: (channel: string, f: (...args: unknown[]) => Promise<unknown>) => void) {
-  for (const method of LAB_METHODS) {
-    handle(`lab:${method}`, (...args) => (lab[method] as (...a: unknown[]) => Promise<unknown>)(...args));
-  }
 }
 
 function createWindow(lab: Lab) {
@@ -54,10 +49,30 @@ app.whenReady().then(async () => {
     });
   });
   const lab = await createLab({ spawner: utilitySpawner });
-  serveLab(lab, (channel, f) => ipcMain.handle(channel, (_event, ...args) => f(...args)));
+  // the window may use Hone's data folder, the models the user added before, and what the user
+  // picks in a dialog or drops on the window in this session
+  const policy = new PathPolicy({
+    home: lab.home,
+    howToShare: 'choose it with the Open button or drop it on the window',
+    alsoReadable: () => lab.store.data.models.map((m) => m.path),
+  });
+  serveLab(lab, policy, (channel, f) => ipcMain.handle(channel, (_event, ...args) => f(...args)));
   ipcMain.handle('dialog:open', async (_e, filters: { name: string; extensions: string[] }[]) => {
     const r = await dialog.showOpenDialog({ properties: ['openFile'], filters });
-    return r.canceled ? null : r.filePaths[0];
+    if (r.canceled) return null;
+    policy.share(r.filePaths[0], 'read');
+    return r.filePaths[0];
+  });
+  ipcMain.handle('dialog:folder', async () => {
+    const r = await dialog.showOpenDialog({ properties: ['openDirectory', 'createDirectory'] });
+    if (r.canceled) return null;
+    policy.share(r.filePaths[0], 'write');
+    return r.filePaths[0];
+  });
+  // a file dropped on the window: the preload reads its path from the File (webUtils, which gives
+  // nothing for a File the page made itself) and shares it here; the page cannot reach this channel
+  ipcMain.handle('share:dropped', (_e, path: unknown) => {
+    if (typeof path === 'string' && path) policy.share(path, 'read');
   });
   Menu.setApplicationMenu(Menu.buildFromTemplate([
     { role: 'fileMenu' }, { role: 'editMenu' }, { role: 'viewMenu' }, { role: 'windowMenu' },

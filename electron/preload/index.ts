@@ -13,5 +13,11 @@ contextBridge.exposeInMainWorld('hone', {
     return () => ipcRenderer.off('lab:event', f);
   },
   openFile: (filters: { name: string; extensions: string[] }[]) => ipcRenderer.invoke('dialog:open', filters) as Promise<string | null>,
-  pathForFile: (file: File) => webUtils.getPathForFile(file),
+  openFolder: () => ipcRenderer.invoke('dialog:folder') as Promise<string | null>,
+  /** a dropped file's path, shared with the lab for reading */
+  async pathForFile(file: File) {
+    const path = webUtils.getPathForFile(file);
+    if (path) await ipcRenderer.invoke('share:dropped', path);
+    return path;
+  },
 });

@@ -3,11 +3,12 @@
 // start (a cookie set by the first page load, a Bearer header, or ?token=); without it: 401. Paths
 // given to the API must lie in the folders shared with the server; others: 403.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, join, normalize } from 'node:path';
 import { WebSocketServer } from 'ws';
-import { LAB_METHODS, PATH_ARGS, type Lab, type LabApi } from '../lab/api.js';
+import { LAB_METHODS, type Lab, type LabApi } from '../lab/api.js';
+import { PathPolicy, PathRefused, callConfined } from '../lab/path-policy.js';
 
 export interface ServeOptions {
   lab: Lab;
@@ -43,24 +44,9 @@ function same(a: string | null, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** true when `path` (after resolving links) lies inside one of `roots` */
-export function insideRoots(path: string, roots: string[]): boolean {
-  let real: string;
-  try {
-    real = realpathSync(resolve(path));
-  } catch {
-    real = resolve(path);
-  }
-  return roots.some((r) => {
-    let root: string;
-    try { root = realpathSync(r); } catch { root = resolve(r); }
-    return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
-  });
-}
-
 export async function serve(opts: ServeOptions): Promise<Served> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const roots = [...opts.allow, opts.lab.store.path.replace(/[/\\][^/\\]+$/, '')];
+  const policy = new PathPolicy({ shared: opts.allow, home: opts.lab.home, howToShare: 'start hone serve with --allow <folder> for the folder that holds it' });
   const json = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
@@ -84,16 +70,10 @@ export async function serve(opts: ServeOptions): Promise<Served> {
       } catch (e) {
         return json(res, 400, { error: (e as Error).message });
       }
-      for (const i of PATH_ARGS[method] ?? []) {
-        const p = args[i];
-        if (p === undefined || p === null) continue;
-        if (typeof p !== 'string' || !insideRoots(p, roots)) return json(res, 403, { error: `${String(p)} is outside the folders shared with this server (${opts.allow.join(', ')}); start hone serve with --allow <folder>` });
-      }
       try {
-        const value = await (opts.lab[method] as (...a: unknown[]) => Promise<unknown>)(...args);
-        return json(res, 200, { value });
+        return json(res, 200, { value: await callConfined(opts.lab, policy, method, args) });
       } catch (e) {
-        return json(res, 500, { error: (e as Error).message });
+        return json(res, e instanceof PathRefused ? 403 : 500, { error: (e as Error).message });
       }
     }
 

@@ -11,6 +11,7 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #ifdef HONE_BLAS
+#include "ggml-backend-impl.h"
 #include "ggml-blas.h"
 #endif
 #include "outer_kernel.h"
@@ -437,6 +438,26 @@ struct Buffer {
     std::string label;
 };
 
+#ifdef HONE_BLAS
+// ggml's BLAS backend would take every large product, a quantized or F16 weight included, by
+// dequantizing the weight and multiplying in F32. llama.cpp (node-llama-cpp's builds have no BLAS)
+// multiplies those weights with its own kernels on activations rounded to the weight's dot type, so
+// Hone's logits would differ from llama.cpp's, and from Hone's own build without OpenBLAS. Each
+// engine therefore sees the BLAS device through this copy, which leaves products of non-F32 weights
+// to ggml's CPU kernels unless the engine asks for BLAS on them (HONE_BLAS_WEIGHTS=any: measured).
+struct BlasDevice {
+    ggml_backend_device dev;  // first: ggml passes &dev back to supports_op
+    bool any_weights;
+    bool (*blas_supports_op)(ggml_backend_dev_t, const ggml_tensor *);
+};
+
+bool blas_supports_op(ggml_backend_dev_t dev, const ggml_tensor *op) {
+    const BlasDevice *d = reinterpret_cast<const BlasDevice *>(dev);
+    if (op->op == GGML_OP_MUL_MAT && op->src[0]->type != GGML_TYPE_F32 && !d->any_weights) return false;
+    return d->blas_supports_op(dev, op);
+}
+#endif
+
 class Backend : public Napi::ObjectWrap<Backend> {
   public:
     static Napi::Function Init(Napi::Env env) {
@@ -467,7 +488,15 @@ class Backend : public Napi::ObjectWrap<Backend> {
         // new Backend(name, { blas: false }): an engine of its own for work that computes beside the
         // main one (the CPU optimizer of streamed full-parameter training), off OpenBLAS's one pool
         bool want_blas = !(info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("blas") && !info[1].As<Napi::Object>().Get("blas").ToBoolean());
-        if (!cpu_ && want_blas && !(use && std::string(use) == "0")) blas_ = ggml_backend_blas_init();
+        if (!cpu_ && want_blas && !(use && std::string(use) == "0")) {
+            blas_ = ggml_backend_blas_init();
+            const char *weights = getenv("HONE_BLAS_WEIGHTS");
+            blas_dev_.dev = *blas_->device;
+            blas_dev_.blas_supports_op = blas_->device->iface.supports_op;
+            blas_dev_.dev.iface.supports_op = blas_supports_op;
+            blas_dev_.any_weights = weights && std::string(weights) == "any";
+            blas_->device = &blas_dev_.dev;
+        }
 #endif
     }
     ~Backend() override { Release(); }
@@ -501,8 +530,11 @@ class Backend : public Napi::ObjectWrap<Backend> {
         }
         return h;
     }
-    ggml_backend_sched_t take_sched(ggml_cgraph *graph, uint64_t *shape) {
-        *shape = shape_of(graph);
+    // `exact`: the graph computes as llama.cpp does (evaluation, perplexity), so OpenBLAS takes no
+    // product: its F32 sums round differently from ggml's kernels, which attention's softmax can
+    // amplify (measured: 1e-2 in a log-probability on a random Q4_K model against 2e-5 without)
+    ggml_backend_sched_t take_sched(ggml_cgraph *graph, uint64_t *shape, bool exact) {
+        *shape = shape_of(graph) ^ (exact ? 0x9e3779b97f4a7c15ull : 0);
         for (size_t i = 0; i < free_scheds_.size(); i++) {
             if (free_scheds_[i].second != *shape) continue;
             ggml_backend_sched_t s = free_scheds_[i].first;
@@ -511,7 +543,7 @@ class Backend : public Napi::ObjectWrap<Backend> {
         }
         std::vector<ggml_backend_t> backends = {main_};
         std::vector<ggml_backend_buffer_type_t> bufts = {ggml_backend_get_default_buffer_type(main_)};
-        if (blas_) {
+        if (blas_ && !exact) {
             // BLAS first: the scheduler gives it the ops it supports (host memory, no copies)
             backends.insert(backends.begin(), blas_);
             bufts.insert(bufts.begin(), ggml_backend_get_default_buffer_type(main_));
@@ -550,6 +582,9 @@ class Backend : public Napi::ObjectWrap<Backend> {
 
   private:
     ggml_backend_t main_ = nullptr, cpu_ = nullptr, blas_ = nullptr;
+#ifdef HONE_BLAS
+    BlasDevice blas_dev_{};
+#endif
     std::vector<Buffer> buffers_;
     std::vector<std::pair<ggml_backend_sched_t, uint64_t>> free_scheds_;
     std::vector<ggml_backend_sched_t> all_scheds_;
@@ -764,7 +799,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
                                InstanceMethod("free", &Graph::Free),
                            });
     }
-    // new Graph(backend, ctx, outputs[], { backward: bool, maxNodes })
+    // new Graph(backend, ctx, outputs[], { backward: bool, maxNodes, exact: bool })
     explicit Graph(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Graph>(info) {
         Napi::Env env = info.Env();
         backend_ = Napi::ObjectWrap<Backend>::Unwrap(info[0].As<Napi::Object>());
@@ -812,7 +847,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
             }
         }
         size_t before = backend_->sched_bytes();
-        sched_ = backend_->take_sched(graph_, &shape_);
+        sched_ = backend_->take_sched(graph_, &shape_, opts.Has("exact") && opts.Get("exact").ToBoolean());
         backend_->note_sched(sched_);
         if (!ggml_backend_sched_alloc_graph(sched_, graph_)) {
             backend_->give_sched(sched_, shape_);

@@ -1,7 +1,7 @@
 // A dropped or picked file's path: Electron gives the real path; a browser cannot, so the file's
 // bytes go to the lab's imports folder (hone serve) and that copy's path is used.
 export async function pathOf(file: File): Promise<string> {
-  const p = window.hone.pathForFile(file);
+  const p = await window.hone.pathForFile(file);
   if (p && (p.includes("/") || p.includes("\\"))) return p;
   const bytes = new Uint8Array(await file.arrayBuffer());
   let bin = '';

@@ -25,6 +25,6 @@ export function httpLab(): Window['hone'] {
       return () => listeners.delete(listener);
     },
     openFile: async () => null,
-    pathForFile: (file: File) => (file as File & { path?: string }).path ?? file.name,
+    pathForFile: async (file: File) => (file as File & { path?: string }).path ?? file.name,
   };
 }

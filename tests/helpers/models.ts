@@ -8,7 +8,10 @@ import { readGguf } from '../../electron/lab/model/gguf.js';
 import { native, projectRoot } from '../../electron/lab/engine/native.js';
 import type { RefLayer, RefModel } from './reference.js';
 
+/** the suite's scratch folder, under this run's TMPDIR; made here, so every test that imports it
+ *  finds it whatever ran before (a fresh machine has no leftovers to lean on) */
 export const testDir = join(tmpdir(), 'hone-tests');
+mkdirSync(testDir, { recursive: true });
 
 /** cached models are keyed by the factory's own source, so a change to it makes new ones */
 const factoryVersion = createHash('sha256')

@@ -32,7 +32,8 @@ export interface Engine {
 const preference: BackendKind[] = ['cuda', 'metal', 'vulkan', 'cpu'];
 
 /** Opens the compute device. `want` (or HONE_BACKEND) forces a kind; otherwise the best one found. */
-export function openEngine(opts: { backend?: BackendKind; threads?: number } = {}): Engine {
+/** the best device, or `backend`; `blas: false` keeps a CPU engine off OpenBLAS (tests compare both) */
+export function openEngine(opts: { backend?: BackendKind; threads?: number; blas?: boolean } = {}): Engine {
   const want = opts.backend ?? (process.env.HONE_BACKEND as BackendKind | undefined) ?? undefined;
   if (want && !BACKEND_KINDS.includes(want)) throw new Error(`HONE_BACKEND="${want}" is not a backend; use one of ${BACKEND_KINDS.join(', ')}`);
   const devices = listDevices();
@@ -51,7 +52,7 @@ export function openEngine(opts: { backend?: BackendKind; threads?: number } = {
     }
   }
   if (!device) throw new Error('no compute device found, not even the CPU; reinstall node-llama-cpp');
-  const nb = new (native().Backend)(device.name);
+  const nb = new (native().Backend)(device.name, { blas: opts.blas ?? true });
   const threads = opts.threads ?? Number(process.env.HONE_THREADS ?? 0) ?? 0;
   const n = threads > 0 ? threads : availableParallelism();
   nb.setThreads(n);

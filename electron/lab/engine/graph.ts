@@ -159,8 +159,10 @@ export function allocStatic(engine: Engine, b: GraphBuilder, label: string): num
 
 export class Graph {
   readonly native: NativeGraph;
-  /** with `backward`, outputs[0] is the loss and ggml's autodiff adds the gradients (the test oracle) */
-  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number } = {}) {
+  /** with `backward`, outputs[0] is the loss and ggml's autodiff adds the gradients (the test oracle);
+   *  with `exact`, every product runs on ggml's own kernels as in llama.cpp, none on OpenBLAS
+   *  (evaluation: Hone's log-probs then equal llama.cpp's whether or not OpenBLAS is installed) */
+  constructor(engine: Engine, b: GraphBuilder, outputs: Tensor[], opts: { backward?: boolean; maxNodes?: number; exact?: boolean } = {}) {
     this.native = new (native().Graph)(engine.native, b.ctx, outputs.map((t) => t.h), opts);
   }
   compute() { this.native.compute(); }

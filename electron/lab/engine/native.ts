@@ -66,7 +66,7 @@ export interface HoneNative {
   tensorCopy(src: External, dst: External): void;
   Context: new (maxTensors: number) => NativeContext;
   Backend: new (deviceName: string, opts?: { blas?: boolean }) => NativeBackend;
-  Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number }) => NativeGraph;
+  Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number; exact?: boolean }) => NativeGraph;
 }
 
 /** The folder holding Hone's package.json, found from this module upward (source or bundled). */

@@ -430,7 +430,9 @@ export class ForwardPass {
   constructor(readonly model: LlamaModel, readonly nTokens: number, readonly nSeq = 1) {
     this.inp = forwardInputs(this.b, nTokens, nSeq);
     this.logits = buildForward(this.b, model, this.inp, nTokens, nSeq);
-    this.graph = new Graph(model.engine, this.b, [this.logits]);
+    // llama.cpp's arithmetic: ggml's kernels only (no OpenBLAS, no Hone kernels: the builder is
+    // not put `on` the engine), so evaluation equals llama.cpp's in every build
+    this.graph = new Graph(model.engine, this.b, [this.logits], { exact: true });
   }
   /** logits [nVocab × T·B] for the given tokens (length T·B) */
   run(tokens: Int32Array): Float32Array {
