@@ -650,11 +650,13 @@ class Backend : public Napi::ObjectWrap<Backend> {
     }
 
     Napi::Value AllocContext(const Napi::CallbackInfo &info) {
-        // allocContext(ctx, label, onHost) -> buffer id. Allocates every tensor of ctx that has no data.
+        // allocContext(ctx, label, onHost, zero) -> buffer id. Allocates every tensor of ctx that has
+        // no data; with `zero`, the buffer starts as zeros (state that is read before it is written).
         Napi::Env env = info.Env();
         Context *c = Napi::ObjectWrap<Context>::Unwrap(info[0].As<Napi::Object>());
         std::string label = info[1].As<Napi::String>();
-        bool host = info.Length() > 2 && info[2].As<Napi::Boolean>();
+        bool host = info.Length() > 2 && info[2].ToBoolean();
+        bool zero = info.Length() > 3 && info[3].ToBoolean();
         ggml_backend_buffer_type_t buft = host ? ggml_backend_get_default_buffer_type(cpu()) : ggml_backend_get_default_buffer_type(main_);
         ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors_from_buft(c->ctx(), buft);
         if (!buf) {
@@ -663,6 +665,7 @@ class Backend : public Napi::ObjectWrap<Backend> {
             throw Napi::Error::New(env, "out of memory on " + std::string(ggml_backend_name(main_)) + ": " + label + " needs " + std::to_string(need >> 20) + " MiB");
         }
         ggml_backend_buffer_set_usage(buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+        if (zero) ggml_backend_buffer_clear(buf, 0);
         size_t bytes = ggml_backend_buffer_get_size(buf);
         buffers_.push_back({buf, bytes, label});
         account(bytes, true);

@@ -152,9 +152,10 @@ export interface RopeParams {
   betaSlow: number;
 }
 
-/** Allocates every tensor of `b` that has no memory yet in one static buffer on the engine's device. */
-export function allocStatic(engine: Engine, b: GraphBuilder, label: string): number {
-  return engine.native.allocContext(b.ctx, label);
+/** Allocates every tensor of `b` that has no memory yet in one static buffer on the engine's device;
+ *  with `zero`, its bytes start as zeros (state a graph reads before anything wrote it) */
+export function allocStatic(engine: Engine, b: GraphBuilder, label: string, opts: { zero?: boolean } = {}): number {
+  return engine.native.allocContext(b.ctx, label, false, opts.zero ?? false);
 }
 
 export class Graph {

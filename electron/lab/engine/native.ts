@@ -24,7 +24,7 @@ export interface NativeContext {
 
 export interface NativeBackend {
   setThreads(n: number): void;
-  allocContext(ctx: NativeContext, label: string, onHost?: boolean): number;
+  allocContext(ctx: NativeContext, label: string, onHost?: boolean, zero?: boolean): number;
   freeBuffer(id: number): void;
   memory(): { current: number; peak: number; buffers: { label: string; bytes: number }[] };
   name(): string;

@@ -130,8 +130,10 @@ export class TrainableStore {
     return param;
   }
 
+  /** the accumulators and moments start as zeros: a fresh accumulation computes acc·0 + g, which a
+   *  NaN left in unwritten memory would poison */
   alloc(engine: Engine, label: string) {
-    this.bufferId = allocStatic(engine, this.b, label);
+    this.bufferId = allocStatic(engine, this.b, label, { zero: true });
   }
 
   /** zero accumulators and moments */
