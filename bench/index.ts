@@ -1,4 +1,5 @@
-// `npm run bench [-- engine|train|methods|compress|offload]`: figures, printed as tables (see docs/benchmarks.md).
+// `npm run bench [-- engine|train|methods|compress|offload|defaults]`: figures, printed as tables (see docs/benchmarks.md).
+//   defaults: the learning-rate sweep behind the settings table's per-method defaults (bench/defaults.ts)
 //   compress: pruning and quantization on a tiny model the bench trains (bench/compress.ts)
 //   offload: LoRA and GaLore training in memory and streamed block by block, Fuyou-style (bench/offload.ts)
 //   methods: LoRA, HUT and MoS on one tiny task (bench/methods.ts)
@@ -218,6 +219,11 @@ if (process.argv[2] === 'offload') {
 if (process.argv[2] === 'compress') {
   const { compressBench } = await import('./compress.js');
   await compressBench();
+  process.exit(0);
+}
+if (process.argv[2] === 'defaults') {
+  const { defaultsSweep } = await import('./defaults.js');
+  await defaultsSweep();
   process.exit(0);
 }
 if (process.argv[2] === 'methods') {

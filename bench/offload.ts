@@ -18,7 +18,8 @@ import { readGguf } from '../electron/lab/model/gguf.js';
 import { LlamaModel, hparamsOf } from '../electron/lab/model/llama.js';
 import { makeTiny } from '../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../electron/lab/tune/lora.js';
-import { FullModel, GALORE_DEFAULTS } from '../electron/lab/tune/galore.js';
+import { FullModel } from '../electron/lab/tune/galore.js';
+import { trainDefaults } from '../electron/lab/tune/settings.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../electron/lab/tune/trainer.js';
 import { StreamingTrainer } from '../electron/lab/offload/stream.js';
 import { BlockStates, StreamedFullModel } from '../electron/lab/offload/block-state.js';
@@ -31,7 +32,7 @@ const MODELS = {
   galore: { nEmbd: 1024, nLayer: 8, nHead: 8, nHeadKv: 8, nFf: 2816, type: 'f16', tied: true, nCtx: 256 },
 };
 const STEPS = 6, SEQ = 128, BATCH = 2;
-const GALORE = { method: 'galore' as const, rank: 128, updateGap: GALORE_DEFAULTS.updateGap, scale: GALORE_DEFAULTS.scale, history: 0, damping: 0 };
+const GALORE = { method: 'galore' as const, rank: 128, updateGap: trainDefaults('galore').galoreGap!, scale: trainDefaults('galore').galoreScale!, history: 0, damping: 0 };
 const CONFIGS = [
   'LoRA in memory', 'LoRA streamed, buffered (page cache), activations kept', 'LoRA streamed, O_DIRECT, activations kept', 'LoRA streamed, O_DIRECT, activations recomputed',
   'GaLore in memory', 'GaLore streamed, state in RAM', 'GaLore streamed, state in RAM, optimizer on a second CPU engine beside the compute', 'GaLore streamed, state on the SSD (O_DIRECT)',

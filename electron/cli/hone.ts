@@ -9,7 +9,7 @@ import { ggmlTypeName } from '../lab/engine/types.js';
 import { tokenize } from '../lab/eval/llamacpp.js';
 import { perplexity } from '../lab/eval/perplexity.js';
 import { readGguf } from '../lab/model/gguf.js';
-import { LlamaModel, describe } from '../lab/model/llama.js';
+import { LlamaModel, describe, hparamsOf } from '../lab/model/llama.js';
 import { describePlan, gib } from '../lab/offload/plan.js';
 import { parseBytes } from '../lab/offload/measure.js';
 import { TINY_DEFAULTS, makeTiny } from '../lab/model/tiny.js';
@@ -20,11 +20,11 @@ import type { LongPolicy } from '../lab/data/pack.js';
 import type { Module } from '../lab/model/llama.js';
 import { MODULES } from '../lab/tune/adapter.js';
 import { METHODS, isFullParameter, type MethodName } from '../lab/tune/methods.js';
-import { GALORE_DEFAULTS } from '../lab/tune/galore.js';
 import { HUT_FORMS, type HutForm } from '../lab/tune/hut.js';
-import { MOS_DEFAULTS } from '../lab/tune/mos.js';
 import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
-import { TRAIN_DEFAULTS, planRun, runTraining, type TrainConfig } from '../lab/tune/run.js';
+import { planRun, runTraining, type TrainConfig } from '../lab/tune/run.js';
+import { usageText } from '../lab/tune/settings.js';
+import { trainConfigFromArgs } from './train-args.js';
 import { EXPORT_FORMATS, loadTrainedRun, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
 import { COMPRESS_DEFAULTS, runCompression, type CompressConfig, type PatternName, type PruneMethod } from '../lab/compress/job.js';
@@ -45,18 +45,12 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
 
-  hone train --model <gguf> --data <file> --out <dir> [--method lora|hut|mos|galore|natural-galore|full] [--steps N | --epochs N]
-      [--lr 2e-4] [--rank 8] [--alpha 16] [--dropout 0] [--targets q,k,v,o,gate,up,down] [--seq 256] [--batch 4]
-      [--hut-form scaling|hadamard] [--mos-budget 2] [--mos-shards 2] [--mos-private 0] [--mos-no-subset]
-      [--mos-no-dissociate] [--galore-gap 200] [--galore-scale 0.25] [--natural-history 20] [--natural-damping 1e-3]
-      (galore, natural-galore and full train every weight: --rank is GaLore's projection rank, default 64;
-      their default --lr is 1e-4 for GaLore and 2e-5 for full)
-      [--accum 1] [--schedule constant|cosine|wsd] [--warmup N] [--eval-every 50] [--save-every 100]
-      [--val 0.1] [--format chat|instruction|completion|text] [--long drop|truncate] [--pad] [--seed 1]
-      [--resume] [--json] [--gpu-mem 6G] [--ram 8G] [--ssd <folder>] [--offload]
+  hone train --model <gguf> --data <file> --out <dir> [--resume] [--json] [settings]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one;
       with budgets, a memory plan decides whether blocks stream from the model file (--offload forces it;
-      LoRA, HUT, MoS, GaLore and full stream; GaLore/full keep each block's F32 state in RAM or in --ssd)
+      LoRA, HUT, MoS, GaLore and full stream; GaLore/full keep each block's F32 state in RAM or in --ssd).
+      Settings (electron/lab/tune/settings.ts; the app's Train page reads the same table):
+${usageText()}
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]
   hone compress --model <gguf or run folder> --out <dir> [--prune magnitude|wanda|perp|icbs|structured] [--sparsity 0.5]
       [--pattern unstructured|2:4|4:8] [--per row|matrix|global] [--score wanda|magnitude] [--heads 0] [--recover]
@@ -175,68 +169,8 @@ async function tiny(argv: string[]) {
 }
 
 async function train(argv: string[]) {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, method: { type: 'string' },
-      steps: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' },
-      targets: { type: 'string' }, seq: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' }, schedule: { type: 'string' },
-      warmup: { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, val: { type: 'string' },
-      format: { type: 'string' }, long: { type: 'string' }, seed: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, pad: { type: 'boolean' },
-      offload: { type: 'boolean' }, 'gpu-mem': { type: 'string' }, ram: { type: 'string' }, ssd: { type: 'string' },
-      'max-grad-norm': { type: 'string' }, 'weight-decay': { type: 'string' },
-      'hut-form': { type: 'string' }, 'mos-budget': { type: 'string' }, 'mos-shards': { type: 'string' }, 'mos-private': { type: 'string' },
-      'mos-no-subset': { type: 'boolean' }, 'mos-no-dissociate': { type: 'boolean' },
-      'galore-gap': { type: 'string' }, 'galore-scale': { type: 'string' }, 'natural-history': { type: 'string' }, 'natural-damping': { type: 'string' },
-    },
-  });
-  const out = values.out ?? fail('--out <dir> is required');
-  if (!values.resume) {
-    if (!values.model) fail('--model <model.gguf> is required');
-    if (!values.data) fail('--data <file> is required');
-  }
-  if (values.method && !METHODS.includes(values.method as MethodName)) fail(`--method must be one of ${METHODS.join(', ')}`);
-  if (values['hut-form'] && !HUT_FORMS.includes(values['hut-form'] as HutForm)) fail(`--hut-form must be ${HUT_FORMS.join(' or ')}`);
-  if (values.schedule && !SCHEDULES.includes(values.schedule as ScheduleName)) fail(`--schedule must be one of ${SCHEDULES.join(', ')}`);
-  if (values.format && !SHAPES.includes(values.format as Shape)) fail(`--format must be one of ${SHAPES.join(', ')}`);
-  if (values.long && !['drop', 'truncate'].includes(values.long)) fail('--long must be drop or truncate');
-  const targets = values.targets?.split(',').map((t) => t.trim()) as Module[] | undefined;
-  if (targets?.some((t) => !MODULES.includes(t))) fail(`--targets must be a comma list of ${MODULES.join(',')}`);
-  if (values.steps && values.epochs) fail('give --steps or --epochs, not both');
-  const dropout = num(values.dropout, 'dropout');
-  if (dropout !== undefined && !(dropout >= 0 && dropout < 1)) fail('--dropout must be in [0, 1)');
-  const d = TRAIN_DEFAULTS;
-  const cfg: TrainConfig = {
-    ...d,
-    model: values.model ?? '', data: values.data ?? '',
-    steps: num(values.steps, 'steps'), epochs: num(values.epochs, 'epochs'),
-    lr: num(values.lr, 'lr') ?? d.lr, rank: num(values.rank, 'rank') ?? d.rank, alpha: num(values.alpha, 'alpha') ?? d.alpha, dropout: num(values.dropout, 'dropout') ?? d.dropout,
-    targets: targets ?? d.targets, seq: num(values.seq, 'seq') ?? d.seq, batch: num(values.batch, 'batch') ?? d.batch,
-    accum: num(values.accum, 'accum') ?? d.accum, schedule: (values.schedule as ScheduleName) ?? d.schedule,
-    warmup: num(values.warmup, 'warmup') ?? d.warmup, evalEvery: num(values['eval-every'], 'eval-every') ?? d.evalEvery,
-    saveEvery: num(values['save-every'], 'save-every') ?? d.saveEvery, seed: num(values.seed, 'seed') ?? d.seed,
-    valFraction: num(values.val, 'val') ?? d.valFraction, format: values.format as Shape | undefined, long: (values.long as LongPolicy) ?? d.long, pack: !values.pad,
-    maxGradNorm: num(values['max-grad-norm'], 'max-grad-norm') ?? d.maxGradNorm, weightDecay: num(values['weight-decay'], 'weight-decay') ?? d.weightDecay,
-    method: (values.method as MethodName) ?? d.method,
-  };
-  if (isFullParameter(cfg.method)) {
-    if (values.lr === undefined) cfg.lr = cfg.method === 'full' ? 2e-5 : 1e-4;
-    if (values.rank === undefined) cfg.rank = GALORE_DEFAULTS.rank;
-    Object.assign(cfg, {
-      galoreGap: num(values['galore-gap'], 'galore-gap') ?? GALORE_DEFAULTS.updateGap, galoreScale: num(values['galore-scale'], 'galore-scale') ?? GALORE_DEFAULTS.scale,
-      naturalHistory: num(values['natural-history'], 'natural-history') ?? GALORE_DEFAULTS.history, naturalDamping: num(values['natural-damping'], 'natural-damping') ?? GALORE_DEFAULTS.damping,
-    });
-  }
-  if (values.offload || values['gpu-mem'] || values.ram || values.ssd) {
-    cfg.offload = { force: values.offload, gpuMem: values['gpu-mem'] ? parseBytes(values['gpu-mem']) : undefined, ram: values.ram ? parseBytes(values.ram) : undefined, ssd: values.ssd };
-  }
-  if (cfg.method === 'hut') cfg.hutForm = (values['hut-form'] as HutForm) ?? 'scaling';
-  if (cfg.method === 'mos') {
-    Object.assign(cfg, {
-      mosBudget: num(values['mos-budget'], 'mos-budget') ?? MOS_DEFAULTS.budget, mosShards: num(values['mos-shards'], 'mos-shards') ?? MOS_DEFAULTS.shards,
-      mosPrivate: num(values['mos-private'], 'mos-private') ?? MOS_DEFAULTS.privateRank, mosSubset: !values['mos-no-subset'], mosDissociate: !values['mos-no-dissociate'],
-    });
-  }
+  const { cfg, out, resume, json } = trainConfigFromArgs(argv);
+  const values = { resume, json };
   const stop = new AbortController();
   process.on('SIGINT', () => {
     if (stop.signal.aborted) process.exit(130);
@@ -247,7 +181,7 @@ async function train(argv: string[]) {
   let lastVal = '';
   await runTraining(cfg, {
     runDir: out,
-    resume: values.resume,
+    resume,
     signal: stop.signal,
     onEvent: (e) => {
       if (values.json) console.log(JSON.stringify(e));

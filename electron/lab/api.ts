@@ -12,9 +12,10 @@ import { JobManager, type Spawner } from './jobs/manager.js';
 import { COMPRESS_DEFAULTS, checkCompressConfig, type CompressConfig, type StageRecord } from './compress/job.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
 import { readGguf } from './model/gguf.js';
-import { describe } from './model/llama.js';
+import { describe, hparamsOf } from './model/llama.js';
 import { Store, dataFolder, fingerprint, type ModelRecord } from './store/store.js';
-import { TRAIN_DEFAULTS, type TrainConfig } from './tune/run.js';
+import type { TrainConfig } from './tune/run.js';
+import { resolveTrainConfig } from './tune/settings.js';
 
 export * from './api-contract.js';
 
@@ -94,7 +95,8 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     async previewDataset(path, modelPath, format) { return previewDataset(path, modelPath, { format }); },
     async startRun(partial) {
       const id = `run-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`;
-      const config: TrainConfig = { ...TRAIN_DEFAULTS, ...partial };
+      // the same check and defaults as `hone train` (tune/settings.ts), before the job starts
+      const config: TrainConfig = resolveTrainConfig(partial, { nLayer: hparamsOf(readGguf(partial.model)).nLayer });
       await jobs.startTraining(id, join(runsFolder, id), config);
       return run(id);
     },

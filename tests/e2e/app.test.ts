@@ -69,15 +69,20 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     await page.getByRole('button', { name: 'Train' }).click();
     // each method shows its own settings
     await page.getByLabel('Method').selectOption('mos');
-    await page.getByLabel('Budget rank').waitFor();
+    await page.getByLabel('MoS budget').waitFor();
     await page.getByLabel('Method').selectOption('hut');
     await page.getByLabel('HUT form').waitFor();
-    expect(await page.getByLabel('Budget rank').count()).toBe(0);
+    expect(await page.getByLabel('MoS budget').count()).toBe(0);
     await page.getByLabel('Method').selectOption('natural-galore');
-    await page.getByLabel('History').waitFor();
+    await page.getByLabel('Fisher history').waitFor();
+    expect(await page.getByLabel('Learning rate').inputValue()).toBe('0.001'); // natural-galore's own default
     await page.getByLabel('Method').selectOption('lora');
     expect(await page.getByLabel('HUT form').count()).toBe(0);
+    expect(await page.getByLabel('Learning rate').inputValue()).toBe('0.0002'); // LoRA's
+    // a tiny random model learns the facts in 40 steps only at a high rate and short windows
     await page.getByLabel('Steps').fill('40');
+    await page.getByLabel('Learning rate').fill('3e-3');
+    await page.getByLabel('Sequence').fill('64');
     await page.getByRole('button', { name: 'Train', exact: true }).last().click();
     const points = async () => Number(await page.locator('.chart').getAttribute('data-points'));
     await expect.poll(points, { timeout: 90_000 }).toBeGreaterThan(3);

@@ -8,7 +8,8 @@ import type { AdapterHook, Hparams, Module, Weights } from '../model/llama.js';
 
 export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore' | 'perp';
 
-export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+import { MODULES } from './method-info.js';
+export { MODULES };
 
 /** llama.cpp's tensor name of each module's weight */
 export const GGUF_NAMES: Record<Module, string> = {

@@ -42,7 +42,6 @@ export interface GaloreConfig {
   damping: number;
 }
 
-export const GALORE_DEFAULTS = { rank: 64, updateGap: 200, scale: 0.25, history: 20, damping: 1e-3 } as const;
 
 /** every weight of the model with its name, in a fixed order */
 export function namedWeights(w: Weights): Tensor[] {

@@ -1,6 +1,10 @@
 // The training methods' names and one-line descriptions: plain data, shared by the CLI and the app's
 // renderer (which must not import the engine).
+import type { Module } from '../model/llama.js';
+
 export type MethodName = 'lora' | 'hut' | 'mos' | 'galore' | 'natural-galore' | 'full' | 'perp';
+/** the linear layers of a block that adapters can target */
+export const MODULES: Module[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
 /** the methods a user picks on the Train page and in `hone train` (PERP runs inside compression jobs) */
 export const METHODS: MethodName[] = ['lora', 'hut', 'mos', 'galore', 'natural-galore', 'full'];
 

@@ -1,13 +1,14 @@
 // The training methods by name, their settings, and the adapter each builds on a loaded model.
 import type { Engine } from '../engine/backend.js';
 import type { LlamaModel } from '../model/llama.js';
-import { FullModel, GALORE_DEFAULTS } from './galore.js';
+import { FullModel } from './galore.js';
 import type { OptimizerConfig } from './trainer.js';
 import type { Adapter } from './adapter.js';
 import { HUT_FORMS, Hut, type HutForm } from './hut.js';
 import { Lora } from './lora.js';
 import { Perp } from './perp.js';
-import { MOS_DEFAULTS, Mos } from './mos.js';
+import { Mos } from './mos.js';
+import { trainDefaults } from './settings.js';
 import { METHODS, type MethodName } from './method-info.js';
 
 export { METHODS, METHOD_INFO, type MethodName } from './method-info.js';
@@ -40,18 +41,22 @@ export interface MethodConfig {
 /** methods that train every weight: the model is loaded with F32 master weights */
 export const isFullParameter = (m: MethodName) => m === 'full' || m === 'galore' || m === 'natural-galore';
 
+/** GaLore's settings from a run config; missing ones from the settings table */
 export function galoreSettings(c: MethodConfig) {
+  const d = trainDefaults(c.method);
   return {
-    method: c.method as 'full' | 'galore' | 'natural-galore', rank: c.rank, updateGap: c.galoreGap ?? GALORE_DEFAULTS.updateGap,
-    scale: c.galoreScale ?? GALORE_DEFAULTS.scale, history: c.naturalHistory ?? GALORE_DEFAULTS.history, damping: c.naturalDamping ?? GALORE_DEFAULTS.damping,
+    method: c.method as 'full' | 'galore' | 'natural-galore', rank: c.rank, updateGap: c.galoreGap ?? d.galoreGap!,
+    scale: c.galoreScale ?? d.galoreScale!, history: c.naturalHistory ?? d.naturalHistory!, damping: c.naturalDamping ?? d.naturalDamping!,
   };
 }
 
+/** MoS's settings from a run config; missing ones from the settings table (on a 32-layer model) */
 export function mosSettings(c: MethodConfig) {
+  const d = trainDefaults('mos');
   return {
     rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout,
-    budget: c.mosBudget ?? MOS_DEFAULTS.budget, shards: c.mosShards ?? MOS_DEFAULTS.shards, privateRank: c.mosPrivate ?? MOS_DEFAULTS.privateRank,
-    subset: c.mosSubset ?? MOS_DEFAULTS.subset, dissociate: c.mosDissociate ?? MOS_DEFAULTS.dissociate,
+    budget: c.mosBudget ?? d.mosBudget!, shards: c.mosShards ?? d.mosShards!, privateRank: c.mosPrivate ?? d.mosPrivate!,
+    subset: c.mosSubset ?? d.mosSubset!, dissociate: c.mosDissociate ?? d.mosDissociate!,
   };
 }
 

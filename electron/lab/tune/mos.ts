@@ -35,7 +35,6 @@ export interface MosConfig {
   dropout?: number;
 }
 
-export const MOS_DEFAULTS = { rank: 8, budget: 2, shards: 2, privateRank: 0, subset: true, dissociate: true } as const;
 
 /** Why a configuration cannot be built on this model, or null. */
 export function mosConfigError(hp: Hparams, c: MosConfig): string | null {

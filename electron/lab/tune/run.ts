@@ -19,6 +19,7 @@ import { fullMemoryPlan, type MemoryPlan } from './galore.js';
 import { readGguf } from '../model/gguf.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
+import { resolveTrainConfig, trainDefaults } from './settings.js';
 
 export interface TrainConfig extends MethodConfig {
   model: string;
@@ -62,10 +63,8 @@ export interface OffloadConfig {
   overlap?: boolean;
 }
 
-export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
-  method: 'lora', lr: 2e-4, rank: 8, alpha: 16, dropout: 0, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seq: 256, batch: 4, accum: 1,
-  schedule: 'cosine', warmup: 0, evalEvery: 50, saveEvery: 100, seed: 1, valFraction: 0.1, long: 'drop', pack: true, maxGradNorm: 1, weightDecay: 0,
-};
+/** LoRA's defaults from the settings table (tune/settings.ts), for callers that build a config in code */
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = trainDefaults('lora');
 
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
@@ -124,6 +123,10 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   } else if (listCheckpoints(runDir).length || existsSync(configFile)) {
     throw new Error(`${runDir} already holds a run; resume it with --resume or choose another --out`);
   }
+  // before anything is written or opened natively: the model through Hone's own reader (a broken or
+  // untrainable file is named here, not by an abort inside llama.cpp), then every setting in range
+  const hp = hparamsOf(readGguf(cfg.model));
+  if (!opts.resume) cfg = resolveTrainConfig(cfg as unknown as Record<string, unknown>, { nLayer: hp.nLayer });
   const emit = (e: TrainEvent) => {
     opts.onEvent?.(e);
     if (e.type === 'step' || e.type === 'eval') appendFileSync(join(runDir, 'metrics.jsonl'), `${JSON.stringify({ ...e, time: Date.now() })}\n`);
@@ -137,7 +140,6 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   });
   const perStep = cfg.batch * cfg.accum;
   const totalSteps = cfg.steps ?? Math.max(1, Math.ceil(((cfg.epochs ?? 1) * ds.train.length) / perStep));
-  if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
 
   const method = cfg.method ?? 'lora';
   const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
@@ -160,7 +162,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
   const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method), int8: true });
-  const shape = model ?? ({ hp: hparamsOf(readGguf(cfg.model)) } as LlamaModel);
+  const shape = model ?? ({ hp } as LlamaModel);
   let adapter: Adapter;
   try {
     if (streaming && isFullParameter(method)) {
@@ -174,6 +176,8 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     engine.free();
     throw e;
   }
+  // the run exists from here on: a run refused above leaves no config.json that would block a rerun
+  if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
   adapter.init(cfg.seed);
   let trainer: Trainer | StreamingTrainer | null = null;
   try {
