@@ -21,8 +21,8 @@ import { Lora, MODULES } from '../electron/lab/tune/lora.js';
 import { FullModel } from '../electron/lab/tune/galore.js';
 import { trainDefaults } from '../electron/lab/tune/settings.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../electron/lab/tune/trainer.js';
-import { StreamingTrainer } from '../electron/lab/offload/stream.js';
-import { BlockStates, StreamedFullModel } from '../electron/lab/offload/block-state.js';
+import { StreamingTrainer } from '../electron/lab/tune/streaming-trainer.js';
+import { BlockStates, StreamedFullModel } from '../electron/lab/tune/block-state.js';
 import { AsyncFiles } from '../electron/lab/offload/io.js';
 import { peakRss } from '../electron/lab/offload/measure.js';
 

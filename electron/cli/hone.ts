@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { openEngine } from '../lab/engine/backend.js';
 import { ggmlTypeName } from '../lab/engine/types.js';
-import { tokenize } from '../lab/eval/llamacpp.js';
+import { tokenize } from '../lab/engine/llamacpp.js';
 import { perplexity } from '../lab/eval/perplexity.js';
 import { readGguf } from '../lab/model/gguf.js';
 import { LlamaModel, describe, hparamsOf } from '../lab/model/llama.js';

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { projectRoot } from '../../electron/lab/engine/native.js';
-import type { LlamaCppGpu } from '../../electron/lab/eval/llamacpp.js';
+import type { LlamaCppGpu } from '../../electron/lab/engine/llamacpp.js';
 
 export function llamaCppLogprobsApart(modelPath: string, tokens: number[], gpu: LlamaCppGpu): Float64Array {
   const main = join(projectRoot, 'tests/helpers/llamacpp-logprobs-main.ts');

@@ -15,7 +15,7 @@ mkdirSync(testDir, { recursive: true });
 
 /** cached models are keyed by the factory's own source, so a change to it makes new ones */
 const factoryVersion = createHash('sha256')
-  .update(['model/tiny.ts', 'model/vocab.ts', 'export/gguf-writer.ts'].map((f) => readFileSync(join(projectRoot, 'electron/lab', f), 'utf8')).join())
+  .update(['model/tiny.ts', 'model/vocab.ts', 'model/gguf-writer.ts'].map((f) => readFileSync(join(projectRoot, 'electron/lab', f), 'utf8')).join())
   .digest('hex')
   .slice(0, 10);
 

@@ -6,7 +6,7 @@
 // note in tests/helpers/gradcheck.ts.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
-import { tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { adapterGradients } from '../helpers/adapter-grad.js';
 import { trainerGradients } from '../helpers/trainer-grad.js';
 import { checkAgainstFiniteDifferences, testAdapters } from '../helpers/gradcheck.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine } from '../../electron/lab/engine/backend.js';
 import { native } from '../../electron/lab/engine/native.js';
 import { openChat } from '../../electron/lab/eval/chat.js';
-import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { llamaCppLogprobs, tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { loadDataset } from '../../electron/lab/data/dataset.js';
 import { readGguf } from '../../electron/lab/model/gguf.js';
 import { ForwardPass, LlamaModel } from '../../electron/lab/model/llama.js';

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder } from '../../electron/lab/engine/graph.js';
-import { tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { buildLossAndGrads } from '../../electron/lab/model/backward.js';
 import { LlamaModel, buildLoss, forwardInputs, lossInputs, setForwardInputs, setLossInputs, type Module } from '../../electron/lab/model/llama.js';
 import { randn } from '../../electron/lab/model/tiny.js';
@@ -15,7 +15,7 @@ import { Lora } from '../../electron/lab/tune/lora.js';
 import { Mos, mosConfigError } from '../../electron/lab/tune/mos.js';
 import { Perp } from '../../electron/lab/tune/perp.js';
 import { GGUF_NAMES } from '../../electron/lab/tune/adapter.js';
-import { writeMasks } from '../../electron/lab/compress/masks.js';
+import { writeMasks } from '../../electron/lab/model/masks.js';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { SAMPLE_TEXT, refModelOf, testDir, tinyModel } from '../helpers/models.js';

@@ -4,7 +4,7 @@
 // 32 tokens, heads of 64) that OpenBLAS would take the products if an evaluation graph let it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
-import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { llamaCppLogprobs, tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { perplexity, perplexityFromLogprobs, perplexityWindows } from '../../electron/lab/eval/perplexity.js';
 import { LlamaModel } from '../../electron/lab/model/llama.js';
 import type { TinySpec } from '../../electron/lab/model/tiny.js';

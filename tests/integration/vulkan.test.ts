@@ -4,7 +4,7 @@
 process.env.GGML_VK_VISIBLE_DEVICES ??= '0'; // ggml ignores CPU-type Vulkan devices unless listed
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listDevices, openEngine, type Engine } from '../../electron/lab/engine/backend.js';
-import { llamaCppLogprobs, tokenize } from '../../electron/lab/eval/llamacpp.js';
+import { llamaCppLogprobs, tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { trainerGradients } from '../helpers/trainer-grad.js';
 import { checkAgainstFiniteDifferences, testAdapters } from '../helpers/gradcheck.js';
 import { llamaCppLogprobsApart } from '../helpers/llamacpp-process.js';

@@ -4,7 +4,7 @@ import { copyFileSync, mkdirSync, openSync, readFileSync, truncateSync, writeFil
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GgufError, GgufValueType, readGguf } from '../../electron/lab/model/gguf.js';
-import { writeGguf, kv } from '../../electron/lab/export/gguf-writer.js';
+import { writeGguf, kv } from '../../electron/lab/model/gguf-writer.js';
 import { LlamaModel, describe as describeModel } from '../../electron/lab/model/llama.js';
 import { openEngine } from '../../electron/lab/engine/backend.js';
 import { T } from '../../electron/lab/engine/types.js';

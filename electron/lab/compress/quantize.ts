@@ -4,11 +4,11 @@
 import { T, ggmlTypeName } from '../engine/types.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { NUPES_BITS_KEY, nupesExponentName, nupesScaleName, packNibbles } from '../model/nupes-weights.js';
-import { kv, type GgufTensorOut } from '../export/gguf-writer.js';
+import { kv, type GgufTensorOut } from '../model/gguf-writer.js';
 import { gramOf, linearOf, type Calibration } from './calibrate.js';
 import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, roundHalf, type LearnableType } from './grid.js';
 import { learnCodes, outputError } from './learn-codes.js';
-import { f32Bytes, encode, modelName, readValues, rewriteModel } from './model-file.js';
+import { f32Bytes, encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
 import { powerGrid, searchExponentData, searchExponentDataFree } from './nupes.js';
 import { applyMask } from './prune.js';
 import type { Quant } from './compress-info.js';

@@ -10,9 +10,9 @@
 import { T } from '../engine/types.js';
 import { readGguf, type GgufFile, type GgufTensorInfo } from '../model/gguf.js';
 import { hparamsOf, type Hparams } from '../model/llama.js';
-import { kv, type GgufTensorOut } from '../export/gguf-writer.js';
+import { kv, type GgufTensorOut } from '../model/gguf-writer.js';
 import { inputNormSq, type Calibration } from './calibrate.js';
-import { encode, modelName, readValues, rewriteModel } from './model-file.js';
+import { encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
 
 export interface StructuredTargets {
   /** fraction of FFN channels removed */

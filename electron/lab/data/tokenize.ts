@@ -2,7 +2,7 @@
 // wrapper, resolved from the GGUF's template), and which tokens are trained: assistant answers and
 // their end-of-turn token for chats, the completion for prompt/completion pairs, everything for text.
 import { resolveChatWrapper, type ChatHistoryItem, type ChatWrapper, type LlamaModel } from 'node-llama-cpp';
-import { llamaCpp } from '../eval/llamacpp.js';
+import { llamaCpp } from '../engine/llamacpp.js';
 import type { Example, Message } from './shape.js';
 
 export interface Encoded {

@@ -8,11 +8,11 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { LlamaChatSession } from 'node-llama-cpp';
-import { llamaCpp } from './llamacpp.js';
+import { llamaCpp } from '../engine/llamacpp.js';
 import { readGguf } from '../model/gguf.js';
 import { isNupesFile, isNupesTensor, nupesShape } from '../model/nupes-weights.js';
 import { T } from '../engine/types.js';
-import { encode, readValues, rewriteModel } from '../compress/model-file.js';
+import { encode, readValues, rewriteModel } from '../model/rewrite.js';
 
 /**
  * The file llama.cpp can load for `path`: the file itself, or for Hone's NUPES variant (which

@@ -11,10 +11,10 @@ import { listCheckpoints } from '../tune/checkpoint.js';
 import { GGUF_NAMES, moduleDims } from '../tune/adapter.js';
 import { isFullParameter, mosSettings } from '../tune/methods.js';
 import { assembleRows } from '../tune/mos.js';
-import { readMasks } from '../compress/masks.js';
+import { readMasks } from '../model/masks.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { TrainConfig } from '../tune/run.js';
-import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
+import { kv, writeGguf, type GgufTensorOut } from '../model/gguf-writer.js';
 
 export type ExportFormat = 'adapter' | 'merged' | 'peft' | 'ollama';
 export const EXPORT_FORMATS: ExportFormat[] = ['adapter', 'merged', 'peft', 'ollama'];

@@ -4,10 +4,10 @@
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
 import { attnSumReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
-import { addGrad, type Grads, type TrainedLinear } from '../tune/adapter.js';
+import { addGrad, type Grads, type TrainedLinear } from './linear.js';
 import { blockForward, headLoss, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
-export type { Grads } from '../tune/adapter.js';
+export type { Grads } from './linear.js';
 /** the trained linear on (layer, module) and the dropout mask on its adapter's input, if any */
 export type LinearOf = (layer: number, module: Module) => { linear: TrainedLinear; mask?: Tensor } | undefined;
 

@@ -2,7 +2,7 @@
 // real tokenizer vocabulary, in any weight type ggml can quantize to. Tests and the demo use it.
 import { GgufValueType, readGguf, type GgufValue } from './gguf.js';
 import { VOCABS, vocabPath, type VocabName } from './vocab.js';
-import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
+import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 import { native } from '../engine/native.js';
 import { GGML_TYPES, T, ggmlTypeByName } from '../engine/types.js';
 import { WEIGHT_TYPES } from './llama.js';

@@ -5,6 +5,8 @@
 import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import type { AdapterHook, Hparams, Module, Weights } from '../model/llama.js';
+import { addGrad, type Grads, type TrainedLinear } from '../model/linear.js';
+export { addGrad, type Grads, type TrainedLinear };
 
 export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore' | 'perp';
 
@@ -46,24 +48,8 @@ export interface Trainable {
   v: Tensor;
 }
 
-/** gradients of trainable tensors, in graph order */
-export type Grads = Map<Tensor, Tensor>;
-
-export function addGrad(b: GraphBuilder, grads: Grads, p: Tensor, g: Tensor) {
-  const prev = grads.get(p);
-  grads.set(p, prev ? b.add(prev, g) : g);
-}
-
-/** One adapted linear layer inside one graph. `mask` is the dropout mask on the adapter's input. */
-export interface TrainedLinear {
-  /** W'x, before any bias */
-  forward(b: GraphBuilder, W: Tensor, x: Tensor, mask?: Tensor): Tensor;
-  /** dx given dy; adds the method's parameter gradients to `grads` */
-  backward(b: GraphBuilder, W: Tensor, x: Tensor, dy: Tensor, grads: Grads, mask?: Tensor): Tensor;
-}
-
 /**
- * How a method's adapters stream with the blocks (offload/stream.ts): the tensors that are one
+ * How a method's adapters stream with the blocks (tune/streaming-trainer.ts): the tensors that are one
  * layer's own (copied into a slot's stand-ins before that layer's block computes; the trained ones
  * get their gradients added back), and the linear over such stand-ins. Its gradients are keyed by
  * the stand-ins, or by tensors every layer shares (MoS's shard pools), which stay resident.

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { GgufValueType, readGguf, readTensorBytes, type GgufTensorInfo } from '../model/gguf.js';
-import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
+import { kv, writeGguf, type GgufTensorOut } from '../model/gguf-writer.js';
 import { T } from '../engine/types.js';
 import type { Tensor } from '../engine/graph.js';
 import { native } from '../engine/native.js';

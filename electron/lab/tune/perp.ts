@@ -5,14 +5,14 @@
 //   - the RMSNorm gains and the biases (the paper's SelectivePEFT; the head is left out here: with a
 //     32k vocabulary it alone is far more than 1% of a small model).
 // A rank of 0 trains the norms and biases only. The masks come from the pruning stage's file
-// (compress/masks.ts), never from W ≠ 0. ggml order: W, M [in, out]; A [in, r]; B [r, out].
+// (model/masks.ts), never from W ≠ 0. ggml order: W, M [in, out]; A [in, r]; B [r, out].
 import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import type { Hparams, Layer, Module, Weights } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
 import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
-import { readMasks } from '../compress/masks.js';
+import { readMasks } from '../model/masks.js';
 import { lowRankLinear } from './lora.js';
 
 export interface PerpConfig {

@@ -7,7 +7,7 @@ import type { Shape } from '../data/shape.js';
 import type { LongPolicy } from '../data/pack.js';
 import type { Module } from '../model/llama.js';
 import type { ActivationChoice } from '../offload/plan.js';
-import type { StateHome } from '../offload/block-state.js';
+import type { StateHome } from './block-state.js';
 import type { ScheduleName } from './schedule.js';
 import { HUT_FORM_INFO, METHODS, MODULES, type MethodName } from './method-info.js';
 import type { OffloadConfig, TrainConfig } from './run.js';

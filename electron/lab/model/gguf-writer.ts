@@ -2,7 +2,7 @@
 // Written to a temporary file beside the target, fsynced and renamed, so a crash never leaves a
 // half-written model under the user's chosen name.
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { GGUF_MAGIC, GgufValueType, type GgufScalar, type GgufValue } from '../model/gguf.js';
+import { GGUF_MAGIC, GgufValueType, type GgufScalar, type GgufValue } from './gguf.js';
 import { rowBytes } from '../engine/types.js';
 
 export interface GgufTensorOut {

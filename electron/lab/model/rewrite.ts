@@ -4,10 +4,10 @@
 import { basename } from 'node:path';
 import { native } from '../engine/native.js';
 import { T } from '../engine/types.js';
-import { readTensorBytes, type GgufFile, type GgufTensorInfo, type GgufValue } from '../model/gguf.js';
-import { dequantizeFromFile } from '../model/llama.js';
-import { dequantizeNupes, isNupesTensor, nupesShape } from '../model/nupes-weights.js';
-import { kv, writeGguf, type GgufTensorOut } from '../export/gguf-writer.js';
+import { readTensorBytes, type GgufFile, type GgufTensorInfo, type GgufValue } from './gguf.js';
+import { dequantizeFromFile } from './llama.js';
+import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
+import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 
 /** a tensor's values as F32 (ggml's dequantizer, or Hone's for NUPES codes) */
 export function readValues(f: GgufFile, info: GgufTensorInfo): Float32Array {

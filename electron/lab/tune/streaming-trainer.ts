@@ -30,12 +30,12 @@ import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { LAYER_FIELDS, blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerField, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
-import { MODULES, PerGraph, type Adapter, type Grads, type Layerwise, type TrainedLinear } from '../tune/adapter.js';
-import { AdapterOptimizer, accumulateInto, batchTokens, clipScale, type OptimizerConfig } from '../tune/trainer.js';
+import { MODULES, PerGraph, type Adapter, type Grads, type Layerwise, type TrainedLinear } from './adapter.js';
+import { AdapterOptimizer, accumulateInto, batchTokens, clipScale, type OptimizerConfig } from './trainer.js';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AsyncFiles, alignUp, explainIoError } from './io.js';
-import type { ActivationChoice, WeightHome } from './plan.js';
+import { AsyncFiles, alignUp, explainIoError } from '../offload/io.js';
+import type { ActivationChoice, WeightHome } from '../offload/plan.js';
 import { StreamedFullModel } from './block-state.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
 

@@ -20,13 +20,13 @@ import { openHostEngine, type Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
 import { LAYER_FIELDS, dequantizeFromFile, planWeights, type Hparams, type Layer, type LayerField } from '../model/llama.js';
-import { TrainableStore, type Adapter, type Trainable, type TrainedLinear } from '../tune/adapter.js';
+import { TrainableStore, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
-import { topSingularVectors } from '../tune/svd.js';
-import { FULL_LINEAR, adamwUpdate, galoreUpdate, setUpdateInputs, updateInputs, type GaloreConfig, type UpdateInputs } from '../tune/galore.js';
-import type { OptimizerConfig } from '../tune/trainer.js';
-import { AsyncFiles, alignUp, explainIoError } from './io.js';
+import { topSingularVectors } from './svd.js';
+import { FULL_LINEAR, adamwUpdate, galoreUpdate, setUpdateInputs, updateInputs, type GaloreConfig, type UpdateInputs } from './galore.js';
+import type { OptimizerConfig } from './trainer.js';
+import { AsyncFiles, alignUp, explainIoError } from '../offload/io.js';
 
 type Kind = 'w' | 'g' | 'm' | 'v' | 'p';
 
