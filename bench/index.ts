@@ -257,11 +257,12 @@ if (what === 'all' || what === 'train') {
     ['B d=512 L=8 h=8 ff=1376 T=256 B=4 r=16', { d: 512, layers: 8, heads: 8, ff: 1376, seq: 256, batch: 4, rank: 16 }],
   ];
   /** one config in its own process; its lines are printed, and its tokens/s returned */
-  // a type "q8_0:ggml" is Q8_0 with Hone's int8 kernels off (HONE_INT8=0): ggml's path (with BLAS, the
-  // weight dequantized to F32 for each product)
+  // a type "q8_0:ggml" is Q8_0 with Hone's int8 kernels off (HONE_INT8=0): ggml's own Q8_0 kernels
+  // (OpenBLAS takes F32 weights only; "q8_0:blas" lets it take the Q8_0 products too, dequantizing the
+  // weight to F32 for each, as before session 7)
   const trainOne = (name: string, spec: { type: string; [k: string]: unknown }): number | null => {
     const [type, kernels] = spec.type.split(':');
-    const env = kernels === 'ggml' ? { ...process.env, HONE_INT8: '0' } : process.env;
+    const env = kernels === 'ggml' ? { ...process.env, HONE_INT8: '0' } : kernels === 'blas' ? { ...process.env, HONE_INT8: '0', HONE_BLAS_WEIGHTS: 'any' } : process.env;
     const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'train-one', JSON.stringify([name, { ...spec, type }]), String(ceiling)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     let tps: number | null = null;
     for (const line of (r.stdout ?? '').split('\n')) {
@@ -272,7 +273,7 @@ if (what === 'all' || what === 'train') {
   };
   const ratios: string[] = [];
   for (const [name, spec] of configs) {
-    const hone = (process.env.BENCH_TYPES ?? 'f32,q8_0,q8_0:ggml').split(',').map((type) => [type, trainOne(name, { ...spec, type })] as const);
+    const hone = (process.env.BENCH_TYPES ?? 'f32,q8_0,q8_0:ggml,q8_0:blas').split(',').map((type) => [type, trainOne(name, { ...spec, type })] as const);
     if (!torchPython) continue;
     const t = torchBench(spec);
     console.log(t ? `  ${name} torch ${t.torch} ${t.tokensPerSecond.toFixed(0).padStart(8)} tok/s ${t.ms.toFixed(0).padStart(7)} ms/step   peak RSS ${t.peakRssMiB.toFixed(0)} MiB` : `  ${name}: the PyTorch run failed`);

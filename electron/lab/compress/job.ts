@@ -3,6 +3,7 @@
 // settings skips the stages already done (resumable at stage boundaries; PERP's retraining also
 // resumes from its own checkpoints); the input model is only ever read.
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { makeFolder } from '../store/folders.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { openEngine } from '../engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
@@ -171,7 +172,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       for (const f of ['retrain', 'masks.gguf']) rmSync(join(out, f), { recursive: true, force: true });
     } else throw new Error(`${out} holds a compression job with other settings; choose another --out, or restart it (--restart deletes that job's files)`);
   }
-  mkdirSync(out, { recursive: true });
+  makeFolder(out, 'the output folder');
   const save = () => writeFileAtomic(statePath, Buffer.from(JSON.stringify(state, null, 2)));
   const done = (name: StageName) => state.stages.find((s) => s.stage === name && existsSync(s.file));
 

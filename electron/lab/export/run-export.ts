@@ -2,6 +2,7 @@
 // adapter (safetensors + adapter_config.json, Hugging Face names), and an Ollama Modelfile.
 // Every file goes to a temp name first; existing files are never overwritten without `overwrite`.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { makeFolder } from '../store/folders.js';
 import { basename, join, relative, resolve } from 'node:path';
 import { native } from '../engine/native.js';
 import { T } from '../engine/types.js';
@@ -206,7 +207,7 @@ export function hfRowOfGguf(g: number, headDim: number): number {
 /** PEFT adapter: adapter_model.safetensors + adapter_config.json, as PEFT writes them for a llama model. */
 export function exportPeft(l: TrainedRun, dir: string, overwrite = false) {
   needsPairs(l, 'PEFT adapter');
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir, 'the export folder');
   const files = [join(dir, 'adapter_model.safetensors'), join(dir, 'adapter_config.json')];
   for (const f of files) if (!overwrite && existsSync(f)) throw new Error(`${f} already exists; choose another folder or remove it first`);
   const r = l.config.rank;
@@ -272,7 +273,7 @@ export function exportModelfile(l: TrainedRun, dir: string, ggufPath: string, ki
  * same type already there.
  */
 export function writeExport(l: TrainedRun, dir: string, format: ExportFormat, type: MergedType, overwrite: boolean): string[] {
-  mkdirSync(dir, { recursive: true });
+  makeFolder(dir, 'the export folder');
   const merged = join(dir, `model-${type}.gguf`);
   switch (format) {
     case 'adapter': {

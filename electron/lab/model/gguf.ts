@@ -1,6 +1,6 @@
 // GGUF reading: the header (metadata and tensor table) is parsed from the file in chunks; tensor
 // data is never read here. Every way a file can be wrong becomes a GgufError naming the file.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { GGML_TYPES, ggmlTypeName, rowBytes } from '../engine/types.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
@@ -107,6 +107,15 @@ function readScalar(c: FileCursor, type: GgufValueType): GgufScalar {
 /** Reads a GGUF file's header. Throws GgufError with the file name and what is wrong. */
 export function readGguf(path: string): GgufFile {
   let fd: number;
+  // stat first: opening a pipe would wait for a writer forever, a folder fails with a bare EISDIR
+  let kind: string | null = null;
+  try {
+    const st = statSync(path);
+    kind = st.isDirectory() ? 'a folder' : st.isFile() ? null : 'not a regular file (a pipe, device or socket)';
+  } catch (e) {
+    throw new GgufError(path, `cannot open: ${(e as Error).message}`);
+  }
+  if (kind) throw new GgufError(path, `is ${kind}; give the path of a .gguf model file`);
   try {
     fd = openSync(path, 'r');
   } catch (e) {

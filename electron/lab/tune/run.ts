@@ -1,6 +1,6 @@
 // A training run from start (or its last checkpoint) to the end: data, adapter, steps, validation,
 // checkpoints, metrics. Emits typed events; the CLI, the app's job runner and tests listen.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
@@ -20,6 +20,7 @@ import { readGguf } from '../model/gguf.js';
 import { lrAt, type ScheduleName } from './schedule.js';
 import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
 import { resolveTrainConfig, trainDefaults } from './settings.js';
+import { makeFolder } from '../store/folders.js';
 
 export interface TrainConfig extends MethodConfig {
   model: string;
@@ -102,6 +103,14 @@ export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | '
   const file = readGguf(cfg.model);
   const hp = hparamsOf(file);
   const o = cfg.offload ?? {};
+  if (o.ssd) {
+    // a folder the user names for swapped state is made when missing, as an output folder is
+    try {
+      makeFolder(o.ssd, 'the SSD folder');
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; choose a folder on a local disk (--ssd)`);
+    }
+  }
   const budgets = defaultBudgets(engine, o.ssd);
   if (o.gpuMem) budgets.device = o.gpuMem;
   if (o.ram) budgets.ram = o.ram;
@@ -114,6 +123,7 @@ export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | '
 export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise<{ step: number; stopped: boolean; dataset: Dataset }> {
   const runDir = resolve(opts.runDir);
   const configFile = join(runDir, 'config.json');
+  if (existsSync(runDir) && !statSync(runDir).isDirectory()) throw new Error(`${runDir} is a file, not a folder: choose a new folder for the run (--out)`);
   let cfg = cfgIn;
   if (opts.resume) {
     if (!existsSync(configFile)) throw new Error(`${runDir} has no run to resume (config.json is missing)`);
@@ -131,7 +141,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     opts.onEvent?.(e);
     if (e.type === 'step' || e.type === 'eval') appendFileSync(join(runDir, 'metrics.jsonl'), `${JSON.stringify({ ...e, time: Date.now() })}\n`);
   };
-  mkdirSync(runDir, { recursive: true });
+  makeFolder(runDir, 'the run folder');
 
   const ds = await loadDataset(cfg.data, cfg.model, { seq: cfg.seq, format: cfg.format, valFraction: cfg.valFraction, seed: cfg.seed, long: cfg.long, pack: cfg.pack ?? true });
   emit({
