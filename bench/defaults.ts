@@ -29,8 +29,13 @@ const CANDIDATES: Record<string, number[]> = {
   full: [1e-4, 3e-4],
 };
 
-/** the key word of each fact's answer, and its first question */
-const FACT_CHECKS = SAMPLE_FACTS.map((f) => ({ question: f.asks[0].replace('{s}', f.subject), key: f.answer.match(/Quxville|412|tinkerers/)![0] }));
+/** steps of each sweep run (and of the test that holds the defaults to it) */
+export const SWEEP_STEPS = 300;
+
+/** each fact's first question, and the word of its answer that shows it was learned */
+export function factChecks() {
+  return SAMPLE_FACTS.map((f) => ({ question: f.asks[0].replace('{s}', f.subject), key: f.answer.match(/Quxville|412|tinkerers/)![0] }));
+}
 
 export async function defaultsSweep() {
   const dir = join(tmpdir(), 'hone-bench-defaults');
@@ -38,10 +43,10 @@ export async function defaultsSweep() {
   const model = join(dir, 'llama-3l.gguf');
   makeTiny(model, { ...SWEEP_MODEL, type: 'q8_0' }, { overwrite: true });
   const data = writeSampleChat(join(dir, 'facts.jsonl'));
-  const steps = Number(process.env.BENCH_STEPS ?? 300);
+  const steps = Number(process.env.BENCH_STEPS ?? SWEEP_STEPS);
   const methods = (process.env.BENCH_METHODS?.split(',') ?? METHODS) as MethodName[];
   const lrs = { ...CANDIDATES, ...(process.env.BENCH_LRS ? JSON.parse(process.env.BENCH_LRS) : {}) } as Record<string, number[]>;
-  console.log(`defaults sweep: ${steps} steps on a 3-layer llama (d 128, Q8_0), ${FACT_CHECKS.length} facts\n`);
+  console.log(`defaults sweep: ${steps} steps on a 3-layer llama (d 128, Q8_0), ${factChecks().length} facts\n`);
   console.log('method          lr        loss@1   loss@end  recalled  seconds');
   for (const method of methods) {
     for (const lr of lrs[method]) {
@@ -54,12 +59,12 @@ export async function defaultsSweep() {
       const merged = join(runDir, 'merged.gguf');
       exportMergedGguf(loadTrainedRun(runDir), merged, 'f16', true);
       let recalled = 0;
-      for (const f of FACT_CHECKS) {
+      for (const f of factChecks()) {
         const chat = await openChat(merged);
         if ((await chat.ask(f.question, 24)).includes(f.key)) recalled++;
         await chat.dispose();
       }
-      console.log(`${method.padEnd(15)} ${lr.toExponential(0).padEnd(9)} ${losses[0].toFixed(3).padStart(7)} ${losses[losses.length - 1].toFixed(3).padStart(9)}  ${recalled}/${FACT_CHECKS.length}       ${secs.toFixed(0)}`);
+      console.log(`${method.padEnd(15)} ${lr.toExponential(0).padEnd(9)} ${losses[0].toFixed(3).padStart(7)} ${losses[losses.length - 1].toFixed(3).padStart(9)}  ${recalled}/${factChecks().length}       ${secs.toFixed(0)}`);
       rmSync(runDir, { recursive: true, force: true });
     }
   }

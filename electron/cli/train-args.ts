@@ -27,7 +27,11 @@ export function trainConfigFromArgs(argv: string[]): { cfg: TrainConfig; out: st
   }
   if (!values.model) fail('--model <model.gguf> is required');
   if (!values.data) fail('--data <file> is required');
+  // the settings first (no file needed to refuse a bad value), then the model's depth for the
+  // defaults that follow it
+  const withPaths = { ...given, model: values.model, data: values.data };
+  resolveTrainConfig(withPaths);
   const nLayer = hparamsOf(readGguf(values.model)).nLayer;
-  return { cfg: resolveTrainConfig({ ...given, model: values.model, data: values.data }, { nLayer }), out, resume: false, json: !!values.json };
+  return { cfg: resolveTrainConfig(withPaths, { nLayer }), out, resume: false, json: !!values.json };
 }
 

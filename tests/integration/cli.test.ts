@@ -33,9 +33,9 @@ describe('hone CLI', () => {
 
   it('bad arguments get one clear line', () => {
     const cases: [string[], RegExp][] = [
-      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--schedule', 'steep'], /--schedule must be one of constant, cosine, wsd/],
-      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--targets', 'q,x'], /--targets must be a comma list of q,k,v,o,gate,up,down/],
-      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--lr', 'fast'], /--lr must be a number, got "fast"/],
+      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--schedule', 'steep'], /Schedule \(--schedule\) must be one of constant, cosine, wsd/],
+      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--targets', 'q,x'], /Targets \(--targets\): "x" is not one of q, k, v, o, gate, up, down/],
+      [['train', '--out', run, '--model', 'm.gguf', '--data', 'd.jsonl', '--lr', 'fast'], /Learning rate \(--lr\) must be a number, got "fast"/],
       [['export', '--run', run, '--format', 'zip'], /--format must be one of adapter, merged, peft, ollama/],
       [['train', '--out', run, '--model', tinyModel({}), '--data', join(dir, 'facts.jsonl')], /already holds a run; resume it with --resume or choose another --out/],
     ];

@@ -235,6 +235,12 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         if (step > startStep && !hasCheckpoint() && whole) { try { await save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
         throw e;
       }
+      if (!Number.isFinite(lossSum)) {
+        // no update from it and no checkpoint of it: the weights would be NaN from here on
+        throw new Error(`step ${step + 1}: the loss is ${lossSum / targets}, so the run stopped before updating anything. ${step === 0
+          ? `The model's weights or the data give a non-finite loss from the start: check ${cfg.model} (a broken or NaN-filled file) and try a lower --lr.`
+          : `The last checkpoint is kept: lower the learning rate (--lr ${cfg.lr} now) or raise --max-grad-norm's clipping, then resume.`}`);
+      }
       step++;
       const gradNorm = await trainer.step(step, lr, cfg.accum);
       const elapsed = (Date.now() - t0) / 1000;
