@@ -75,7 +75,7 @@ describe.skipIf(why !== null)('the app in a browser', () => {
     expect(await page.getByLabel('MoS budget').count()).toBe(0);
     await page.getByLabel('Method').selectOption('natural-galore');
     await page.getByLabel('Fisher history').waitFor();
-    expect(await page.getByLabel('Learning rate').inputValue()).toBe('0.001'); // natural-galore's own default
+    expect(await page.getByLabel('Learning rate').inputValue()).toBe('0.0003'); // natural-galore's own default
     await page.getByLabel('Method').selectOption('lora');
     expect(await page.getByLabel('HUT form').count()).toBe(0);
     expect(await page.getByLabel('Learning rate').inputValue()).toBe('0.0002'); // LoRA's
