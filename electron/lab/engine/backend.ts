@@ -31,8 +31,8 @@ export interface Engine {
 
 const preference: BackendKind[] = ['cuda', 'metal', 'vulkan', 'cpu'];
 
-/** Opens the compute device. `want` (or HONE_BACKEND) forces a kind; otherwise the best one found. */
-/** the best device, or `backend`; `blas: false` keeps a CPU engine off OpenBLAS (tests compare both) */
+/** Opens the compute device. `backend` (or HONE_BACKEND) forces a kind; otherwise the best one found.
+ *  `blas: false` keeps a CPU engine off OpenBLAS (the parity tests compare both). */
 export function openEngine(opts: { backend?: BackendKind; threads?: number; blas?: boolean } = {}): Engine {
   const want = opts.backend ?? (process.env.HONE_BACKEND as BackendKind | undefined) ?? undefined;
   if (want && !BACKEND_KINDS.includes(want)) throw new Error(`HONE_BACKEND="${want}" is not a backend; use one of ${BACKEND_KINDS.join(', ')}`);

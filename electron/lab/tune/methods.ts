@@ -41,9 +41,10 @@ export interface MethodConfig {
 /** methods that train every weight: the model is loaded with F32 master weights */
 export const isFullParameter = (m: MethodName) => m === 'full' || m === 'galore' || m === 'natural-galore';
 
-/** GaLore's settings from a run config; missing ones from the settings table */
+/** GaLore's settings from a run config; missing ones from the settings table (Natural GaLore's
+ *  defaults hold all four, so full AdamW gets numbers there too, unused) */
 export function galoreSettings(c: MethodConfig) {
-  const d = trainDefaults(c.method);
+  const d = trainDefaults('natural-galore');
   return {
     method: c.method as 'full' | 'galore' | 'natural-galore', rank: c.rank, updateGap: c.galoreGap ?? d.galoreGap!,
     scale: c.galoreScale ?? d.galoreScale!, history: c.naturalHistory ?? d.naturalHistory!, damping: c.naturalDamping ?? d.naturalDamping!,

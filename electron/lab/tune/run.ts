@@ -135,7 +135,8 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   }
   // before anything is written or opened natively: the model through Hone's own reader (a broken or
   // untrainable file is named here, not by an abort inside llama.cpp), then every setting in range
-  const hp = hparamsOf(readGguf(cfg.model));
+  const file = readGguf(cfg.model); // the header, read once for the whole run
+  const hp = hparamsOf(file);
   if (!opts.resume) cfg = resolveTrainConfig(cfg as unknown as Record<string, unknown>, { nLayer: hp.nLayer });
   const emit = (e: TrainEvent) => {
     opts.onEvent?.(e);
@@ -153,7 +154,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
 
   const method = cfg.method ?? 'lora';
   const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
-  if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(readGguf(cfg.model), galoreSettings({ ...cfg, method })) });
+  if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(file, galoreSettings({ ...cfg, method })) });
   const engine = openEngine();
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
@@ -177,7 +178,6 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   try {
     if (streaming && isFullParameter(method)) {
       // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
-      const file = readGguf(cfg.model);
       const blocks = new BlockStates(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
       adapter = new StreamedFullModel(engine, file, blocks);
     } else adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
@@ -199,7 +199,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, readGguf(cfg.model), shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, weightHomes);
+      : new StreamingTrainer(engine, file, shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, weightHomes);
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, int8: !!model?.int8, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
