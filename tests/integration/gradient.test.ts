@@ -52,12 +52,14 @@ describe('the trainer\'s gradients through frozen weights equal finite differenc
       const adapters = testAdapters(ref.d, ref.nHead * ref.hd, ref.nHeadKv * ref.hd);
       const trained = trainerGradients(engine, path, tokens, adapters);
       checkAgainstFiniteDifferences(path, tokens, trained.grads, trained.loss, spec.nEmbd === 256 ? 6 : 16, mode);
-      // the same function differentiated by ggml: equal up to float32 sums (the 8-bit rounding of
-      // the forward is the same on both sides; BF16 cannot go through autodiff at all)
+      // the same function differentiated by ggml: equal up to float32 sums for F32 weights; through
+      // F16 and 8-bit weights the backward's products round their input (dy) to the weight's dot type
+      // where autodiff's out_prod does not (measured 5e-4 for F16 without OpenBLAS, which otherwise
+      // takes those products in F32). BF16 cannot go through autodiff at all.
       if (name !== 'BF16') {
         const auto = adapterGradients(engine, path, tokens, adapters);
         expect(Math.abs(trained.loss - auto.loss) / auto.loss).toBeLessThan(1e-5);
-        expect(worstRelative(trained.grads, auto.grads)).toBeLessThan(mode === 'exact' ? 1e-4 : 2e-3);
+        expect(worstRelative(trained.grads, auto.grads)).toBeLessThan(name === 'F32' ? 1e-4 : 2e-3);
       }
     });
   }
