@@ -17,7 +17,7 @@ import { Rng, type Window } from '../electron/lab/data/pack.js';
 import { LlamaModel } from '../electron/lab/model/llama.js';
 import { makeTiny } from '../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../electron/lab/tune/lora.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../electron/lab/tune/trainer.js';
 import { openEngine, type Engine } from '../electron/lab/engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../electron/lab/engine/graph.js';
 import { native } from '../electron/lab/engine/native.js';
@@ -132,7 +132,7 @@ function nodeFlops(op: string, operands: string): number {
  * matrix products; the rest of the step (inputs from JavaScript, gradient norm, AdamW) is the step
  * time minus the graph's.
  */
-function breakdown(trainer: Trainer, windows: Window[], stepMs: number, label: string) {
+function breakdown(trainer: InMemoryTrainer, windows: Window[], stepMs: number, label: string) {
   const t0 = performance.now();
   trainer.accumulate(windows, true);
   const graphMs = performance.now() - t0;
@@ -181,7 +181,7 @@ async function trainBench(engine: Engine, ceiling: number, name: string, spec: {
     trained: Uint8Array.from({ length: T }, (_, i) => (i >= T * (1 - (spec.answers ?? 1)) ? 1 : 0)),
   }));
   const capacity = targetCapacity(windows, B);
-  const trainer = new Trainer(engine, model, lora, B, T, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
+  const trainer = new InMemoryTrainer(engine, model, lora, B, T, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
   let step = 0;
   if (spec.loss50) {
     // the loss after 50 steps at lr 2e-4 from the same start, to compare weight types on the same data

@@ -20,7 +20,7 @@ import { makeTiny } from '../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../electron/lab/tune/lora.js';
 import { FullModel } from '../electron/lab/tune/galore.js';
 import { trainDefaults } from '../electron/lab/tune/settings.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../electron/lab/tune/trainer.js';
 import { StreamingTrainer } from '../electron/lab/tune/streaming-trainer.js';
 import { BlockStates, StreamedFullModel } from '../electron/lab/tune/block-state.js';
 import { AsyncFiles } from '../electron/lab/offload/io.js';
@@ -48,23 +48,23 @@ async function one(config: Config, model: string, data: string) {
   const direct = !config.includes('buffered');
   const inMemory = config.endsWith('in memory');
   const opt = { ...OPTIMIZER_DEFAULTS, maxGradNorm: 1 };
-  let t: Trainer | StreamingTrainer;
+  let t: InMemoryTrainer | StreamingTrainer;
   let blocks: BlockStates | null = null;
   if (config.startsWith('LoRA')) {
     const lora = new Lora(engine, hp, { rank: 8, alpha: 16, targets: MODULES });
     lora.init(1);
     const acts = Array(hp.nLayer).fill(config.includes('kept') ? 'keep' : 'recompute');
-    t = inMemory ? new Trainer(engine, LlamaModel.load(model, engine), lora, BATCH, SEQ, cap, opt) : new StreamingTrainer(engine, file, hp, lora, BATCH, SEQ, cap, opt, files, direct, acts);
+    t = inMemory ? new InMemoryTrainer(engine, LlamaModel.load(model, engine), lora, BATCH, SEQ, cap, opt) : new StreamingTrainer(engine, file, hp, lora, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, direct, activations: acts });
   } else if (inMemory) {
     const m = LlamaModel.load(model, engine, { master: true });
     const full = new FullModel(engine, m, GALORE, opt);
     full.init();
-    t = new Trainer(engine, m, full, BATCH, SEQ, cap, opt);
+    t = new InMemoryTrainer(engine, m, full, BATCH, SEQ, cap, opt);
   } else {
     blocks = new BlockStates(engine, file, hp, GALORE, opt, { home: config.includes('SSD') ? 'ssd' : 'ram', files, ssdDir: dir, direct: true, overlap: config.includes('beside'), hostThreads: Math.max(1, engine.threads >> 1) });
     const full = new StreamedFullModel(engine, file, blocks);
     full.init();
-    t = new StreamingTrainer(engine, file, hp, full, BATCH, SEQ, cap, opt, files, true, Array(hp.nLayer).fill('keep'), dir);
+    t = new StreamingTrainer(engine, file, hp, full, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, activations: Array(hp.nLayer).fill('keep'), ssdDir: dir });
   }
   const batch = (i: number) => Array.from({ length: BATCH }, (_, k) => ds.train[(i * BATCH + k) % ds.train.length]);
   // the first step also refreshes GaLore's projectors (an SVD per weight, every 200 steps): warm-up

@@ -19,13 +19,13 @@ import { SHAPES, type Shape } from '../lab/data/shape.js';
 import type { LongPolicy } from '../lab/data/pack.js';
 import type { Module } from '../lab/model/llama.js';
 import { MODULES } from '../lab/tune/adapter.js';
-import { METHODS, isFullParameter, type MethodName } from '../lab/tune/methods.js';
+import { METHODS, type MethodName } from '../lab/tune/methods.js';
 import { HUT_FORMS, type HutForm } from '../lab/tune/hut.js';
 import { SCHEDULES, type ScheduleName } from '../lab/tune/schedule.js';
 import { planRun, runTraining, type TrainConfig } from '../lab/tune/run.js';
 import { usageText } from '../lab/tune/settings.js';
 import { trainConfigFromArgs } from './train-args.js';
-import { EXPORT_FORMATS, loadTrainedRun, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
+import { EXPORT_FORMATS, withTrainedRun, writeExport, type ExportFormat, type MergedType } from '../lab/export/run-export.js';
 import { openChat } from '../lab/eval/chat.js';
 import { COMPRESS_DEFAULTS, runCompression, type CompressConfig, type PatternName, type PruneMethod } from '../lab/compress/job.js';
 import type { PruneScore } from '../lab/compress/prune.js';
@@ -223,7 +223,7 @@ async function exportCmd(argv: string[]) {
   if (!EXPORT_FORMATS.includes(format)) fail(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
   const type = (values.type ?? 'f16') as MergedType;
   if (!['f16', 'f32', 'q8_0'].includes(type)) fail('--type must be f16, f32 or q8_0');
-  const written = writeExport(loadTrainedRun(run), values.out ?? join(run, 'export'), format, type, values.force ?? false);
+  const written = withTrainedRun(run, (l) => writeExport(l, values.out ?? join(run, 'export'), format, type, values.force ?? false));
   for (const f of written) console.log(`${f}  ${(statSync(f).size / 2 ** 20).toFixed(2)} MiB`);
 }
 

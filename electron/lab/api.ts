@@ -7,7 +7,7 @@ import { previewDataset } from './data/dataset.js';
 import { ggmlTypeName } from './engine/types.js';
 import { openChat, type Chat } from './eval/chat.js';
 import { EventEmitter } from 'node:events';
-import { loadTrainedRun, writeExport } from './export/run-export.js';
+import { withTrainedRun, writeExport } from './export/run-export.js';
 import { JobManager, type Spawner } from './jobs/manager.js';
 import { COMPRESS_DEFAULTS, checkCompressConfig, type CompressConfig, type StageRecord } from './compress/job.js';
 import type { LabApi, LabEvent, ModelSummary } from './api-contract.js';
@@ -127,8 +127,7 @@ export async function createLab(opts: { home?: string; spawner?: Spawner } = {})
     async exportRun(id, format, type) {
       type ??= 'f16'; // null from JSON too
       const r = run(id);
-      const l = loadTrainedRun(r.dir);
-      const out = writeExport(l, join(r.dir, 'export'), format, type, true);
+      const out = withTrainedRun(r.dir, (l) => writeExport(l, join(r.dir, 'export'), format, type, true));
       const artifacts = out.map((path) => ({ path, bytes: statSync(path).size }));
       await store.upsertRun({ id, artifacts: [...r.artifacts.filter((a) => !out.includes(a.path)), ...artifacts.map((a) => ({ ...a, format }))] });
       return artifacts;

@@ -284,6 +284,126 @@ ggml_tensor *AttnSum(Napi::Env env, ggml_context *c, ggml_tensor *a, ggml_tensor
 Napi::Value AttnSumSupported(const Napi::CallbackInfo &info) { return Napi::Boolean::New(info.Env(), hone::outer::supported()); }
 
 // ---------------------------------------------------------------------------------------------
+// The op table: each op's tensor operands (in order; optional ones passed as null) and its named
+// numbers. A call with another count of tensors, a missing number or an unknown one is refused.
+
+struct OpArgs {
+    Napi::Env env;
+    std::string op;
+    Napi::Array ts;
+    Napi::Object ns;
+    ggml_tensor *t(uint32_t i) const { return TorNull(ts.Get(i)); }
+    Napi::Value arg(const char *name) const {
+        Napi::Value v = ns.Get(name);
+        if (v.IsUndefined()) throw Napi::TypeError::New(env, op + " needs the argument '" + name + "'");
+        return v;
+    }
+    double num(const char *name) const {
+        Napi::Value v = arg(name);
+        if (!v.IsNumber()) throw Napi::TypeError::New(env, op + ": '" + name + "' must be a number");
+        return v.As<Napi::Number>().DoubleValue();
+    }
+    float f(const char *name) const { return (float)num(name); }
+    int64_t i(const char *name) const { return (int64_t)num(name); }
+    std::vector<int64_t> ints(const char *name) const {
+        Napi::Value v = arg(name);
+        if (!v.IsArray()) throw Napi::TypeError::New(env, op + ": '" + name + "' must be an array of numbers");
+        Napi::Array arr = v.As<Napi::Array>();
+        std::vector<int64_t> out(arr.Length());
+        for (uint32_t k = 0; k < arr.Length(); k++) out[k] = I(arr, k);
+        return out;
+    }
+};
+
+struct OpSpec {
+    uint32_t tensors;
+    std::vector<const char *> numbers;
+    ggml_tensor *(*make)(ggml_context *c, const OpArgs &a);
+};
+
+ggml_tensor *RopeOp(ggml_context *c, const OpArgs &a, bool back) {
+    auto fn = back ? ggml_rope_ext_back : ggml_rope_ext;
+    return fn(c, a.t(0), a.t(1), a.t(2), (int)a.i("n_dims"), (int)a.i("mode"), (int)a.i("n_ctx_orig"), a.f("freq_base"), a.f("freq_scale"),
+              a.f("ext_factor"), a.f("attn_factor"), a.f("beta_fast"), a.f("beta_slow"));
+}
+
+ggml_tensor *ReshapeOp(ggml_context *c, const OpArgs &a) {
+    std::vector<int64_t> ne = a.ints("ne");
+    switch (ne.size()) {
+        case 1: return ggml_reshape_1d(c, a.t(0), ne[0]);
+        case 2: return ggml_reshape_2d(c, a.t(0), ne[0], ne[1]);
+        case 3: return ggml_reshape_3d(c, a.t(0), ne[0], ne[1], ne[2]);
+        case 4: return ggml_reshape_4d(c, a.t(0), ne[0], ne[1], ne[2], ne[3]);
+        default: throw Napi::RangeError::New(a.env, "reshape takes 1 to 4 dimensions");
+    }
+}
+
+ggml_tensor *ViewOp(ggml_context *c, const OpArgs &a) {
+    // ne: 1-4 dims; nb: the byte strides of dims 1.. (one fewer); offset in bytes
+    std::vector<int64_t> ne = a.ints("ne"), nb = a.ints("nb");
+    size_t off = (size_t)a.i("offset");
+    if (ne.empty() || ne.size() > 4 || nb.size() + 1 != ne.size()) throw Napi::RangeError::New(a.env, "view takes 1 to 4 dims in ne and one stride fewer in nb");
+    ggml_tensor *t = a.t(0);
+    switch (ne.size()) {
+        case 1: return ggml_view_1d(c, t, ne[0], off);
+        case 2: return ggml_view_2d(c, t, ne[0], ne[1], nb[0], off);
+        case 3: return ggml_view_3d(c, t, ne[0], ne[1], ne[2], nb[0], nb[1], off);
+        default: return ggml_view_4d(c, t, ne[0], ne[1], ne[2], ne[3], nb[0], nb[1], nb[2], off);
+    }
+}
+
+const std::unordered_map<std::string, OpSpec> &OpTable() {
+    using A = const OpArgs &;
+    using C = ggml_context *;
+    static const std::unordered_map<std::string, OpSpec> table = {
+        {"mul_mat", {2, {}, [](C c, A a) { return ggml_mul_mat(c, a.t(0), a.t(1)); }}},
+        {"out_prod", {2, {}, [](C c, A a) { return ggml_out_prod(c, a.t(0), a.t(1)); }}},
+        {"add", {2, {}, [](C c, A a) { return ggml_add(c, a.t(0), a.t(1)); }}},
+        {"sub", {2, {}, [](C c, A a) { return ggml_sub(c, a.t(0), a.t(1)); }}},
+        {"mul", {2, {}, [](C c, A a) { return ggml_mul(c, a.t(0), a.t(1)); }}},
+        {"div", {2, {}, [](C c, A a) { return ggml_div(c, a.t(0), a.t(1)); }}},
+        {"scale", {1, {"s"}, [](C c, A a) { return ggml_scale(c, a.t(0), a.f("s")); }}},
+        {"scale_bias", {1, {"s", "bias"}, [](C c, A a) { return ggml_scale_bias(c, a.t(0), a.f("s"), a.f("bias")); }}},
+        {"sqr", {1, {}, [](C c, A a) { return ggml_sqr(c, a.t(0)); }}},
+        {"sqrt", {1, {}, [](C c, A a) { return ggml_sqrt(c, a.t(0)); }}},
+        {"log", {1, {}, [](C c, A a) { return ggml_log(c, a.t(0)); }}},
+        {"sum", {1, {}, [](C c, A a) { return ggml_sum(c, a.t(0)); }}},
+        {"sum_rows", {1, {}, [](C c, A a) { return ggml_sum_rows(c, a.t(0)); }}},
+        {"silu", {1, {}, [](C c, A a) { return ggml_silu(c, a.t(0)); }}},
+        {"silu_back", {2, {}, [](C c, A a) { return ggml_silu_back(c, a.t(0), a.t(1)); }}},
+        {"swiglu", {2, {}, [](C c, A a) { return ggml_swiglu_split(c, a.t(0), a.t(1)); }}},
+        {"rms_norm", {1, {"eps"}, [](C c, A a) { return ggml_rms_norm(c, a.t(0), a.f("eps")); }}},
+        {"rms_norm_back", {2, {"eps"}, [](C c, A a) { return ggml_rms_norm_back(c, a.t(0), a.t(1), a.f("eps")); }}},
+        {"get_rows", {2, {}, [](C c, A a) { return ggml_get_rows(c, a.t(0), a.t(1)); }}},
+        {"set_rows", {3, {}, [](C c, A a) { return ggml_set_rows(c, a.t(0), a.t(1), a.t(2)); }}},
+        {"get_rows_back", {3, {}, [](C c, A a) { return ggml_get_rows_back(c, a.t(0), a.t(1), a.t(2)); }}},
+        {"soft_max", {1, {}, [](C c, A a) { return ggml_soft_max(c, a.t(0)); }}},
+        {"soft_max_ext", {2, {"scale", "max_bias"}, [](C c, A a) { return ggml_soft_max_ext(c, a.t(0), a.t(1), a.f("scale"), a.f("max_bias")); }}},
+        {"soft_max_ext_back", {2, {"scale", "max_bias"}, [](C c, A a) { return ggml_soft_max_ext_back(c, a.t(0), a.t(1), a.f("scale"), a.f("max_bias")); }}},
+        {"rope_ext", {3, {"n_dims", "mode", "n_ctx_orig", "freq_base", "freq_scale", "ext_factor", "attn_factor", "beta_fast", "beta_slow"}, [](C c, A a) { return RopeOp(c, a, false); }}},
+        {"rope_ext_back", {3, {"n_dims", "mode", "n_ctx_orig", "freq_base", "freq_scale", "ext_factor", "attn_factor", "beta_fast", "beta_slow"}, [](C c, A a) { return RopeOp(c, a, true); }}},
+        {"cross_entropy_loss", {2, {}, [](C c, A a) { return ggml_cross_entropy_loss(c, a.t(0), a.t(1)); }}},
+        {"cont", {1, {}, [](C c, A a) { return ggml_cont(c, a.t(0)); }}},
+        {"cast", {1, {"type"}, [](C c, A a) { return ggml_cast(c, a.t(0), (ggml_type)a.i("type")); }}},
+        {"cpy", {2, {}, [](C c, A a) { return ggml_cpy(c, a.t(0), a.t(1)); }}},
+        {"transpose", {1, {}, [](C c, A a) { return ggml_transpose(c, a.t(0)); }}},
+        {"permute", {1, {"axes"}, [](C c, A a) {
+             std::vector<int64_t> p = a.ints("axes");
+             if (p.size() != 4) throw Napi::RangeError::New(a.env, "permute takes 4 axes");
+             return ggml_permute(c, a.t(0), (int)p[0], (int)p[1], (int)p[2], (int)p[3]);
+         }}},
+        {"reshape", {1, {"ne"}, ReshapeOp}},
+        {"view", {1, {"ne", "nb", "offset"}, ViewOp}},
+        {"repeat", {2, {}, [](C c, A a) { return ggml_repeat(c, a.t(0), a.t(1)); }}},
+        {"attn_sum", {2, {"over_keys"}, [](C c, A a) { return AttnSum(a.env, c, a.t(0), a.t(1), a.i("over_keys") != 0); }}},
+        {"q8_quantize", {1, {"residual"}, [](C c, A a) { return Q8Quantize(a.env, c, a.t(0), a.i("residual") != 0); }}},
+        {"q8_gemm", {2, {"rows"}, [](C c, A a) { return Q8Gemm(a.env, c, a.t(0), a.t(1), a.i("rows")); }}},
+        {"opt_step_adamw", {5, {}, [](C c, A a) { return ggml_opt_step_adamw(c, a.t(0), a.t(1), a.t(2), a.t(3), a.t(4)); }}},
+    };
+    return table;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Context: a ggml context (metadata only; data lives in backend buffers) and graph building
 
 class Context : public Napi::ObjectWrap<Context> {
@@ -329,80 +449,25 @@ class Context : public Napi::ObjectWrap<Context> {
         return Wrap(info.Env(), t);
     }
 
-    // op(name, tensors[], numbers[]) -> tensor. One dispatcher keeps the binding short; the typed
-    // wrappers live in electron/lab/engine/graph.ts.
+    // op(name, tensors[], numbers{}) -> tensor, through the op table below; the typed wrappers with
+    // their shape contracts live in electron/lab/engine/graph.ts.
     Napi::Value Op(const Napi::CallbackInfo &info) {
         Napi::Env env = info.Env();
-        std::string op = info[0].As<Napi::String>();
-        Napi::Array ts = info[1].As<Napi::Array>();
-        Napi::Array n = info[2].As<Napi::Array>();
-        auto t = [&](uint32_t i) { return TorNull(ts.Get(i)); };
-        ggml_context *c = ctx_;
-        ggml_tensor *r = nullptr;
-        if (op == "mul_mat") r = ggml_mul_mat(c, t(0), t(1));
-        else if (op == "mul_mat_f32") { r = ggml_mul_mat(c, t(0), t(1)); ggml_mul_mat_set_prec(r, GGML_PREC_F32); }
-        else if (op == "out_prod") r = ggml_out_prod(c, t(0), t(1));
-        else if (op == "add") r = ggml_add(c, t(0), t(1));
-        else if (op == "sub") r = ggml_sub(c, t(0), t(1));
-        else if (op == "mul") r = ggml_mul(c, t(0), t(1));
-        else if (op == "scale") r = ggml_scale(c, t(0), F(n, 0));
-        else if (op == "scale_bias") r = ggml_scale_bias(c, t(0), F(n, 0), F(n, 1));
-        else if (op == "sqr") r = ggml_sqr(c, t(0));
-        else if (op == "sqrt") r = ggml_sqrt(c, t(0));
-        else if (op == "div") r = ggml_div(c, t(0), t(1));
-        else if (op == "sum") r = ggml_sum(c, t(0));
-        else if (op == "sum_rows") r = ggml_sum_rows(c, t(0));
-        else if (op == "mean") r = ggml_mean(c, t(0));
-        else if (op == "log") r = ggml_log(c, t(0));
-        else if (op == "exp") r = ggml_exp(c, t(0));
-        else if (op == "neg") r = ggml_neg(c, t(0));
-        else if (op == "silu") r = ggml_silu(c, t(0));
-        else if (op == "silu_back") r = ggml_silu_back(c, t(0), t(1));
-        else if (op == "swiglu") r = ggml_swiglu_split(c, t(0), t(1));
-        else if (op == "rms_norm") r = ggml_rms_norm(c, t(0), F(n, 0));
-        else if (op == "rms_norm_back") r = ggml_rms_norm_back(c, t(0), t(1), F(n, 0));
-        else if (op == "get_rows") r = ggml_get_rows(c, t(0), t(1));
-        else if (op == "set_rows") r = ggml_set_rows(c, t(0), t(1), t(2));
-        else if (op == "get_rows_back") r = ggml_get_rows_back(c, t(0), t(1), t(2));
-        else if (op == "soft_max") r = ggml_soft_max(c, t(0));
-        else if (op == "soft_max_ext") r = ggml_soft_max_ext(c, t(0), t(1), F(n, 0), F(n, 1));
-        else if (op == "soft_max_ext_back") r = ggml_soft_max_ext_back(c, t(0), t(1), F(n, 0), F(n, 1));
-        else if (op == "rope_ext" || op == "rope_ext_back") {
-            auto fn = op == "rope_ext" ? ggml_rope_ext : ggml_rope_ext_back;
-            r = fn(c, t(0), t(1), t(2), (int)I(n, 0), (int)I(n, 1), (int)I(n, 2), F(n, 3), F(n, 4), F(n, 5), F(n, 6), F(n, 7), F(n, 8));
+        OpArgs a{env, info[0].As<Napi::String>(), info[1].As<Napi::Array>(), info[2].As<Napi::Object>()};
+        const auto &table = OpTable();
+        auto it = table.find(a.op);
+        if (it == table.end()) throw Napi::Error::New(env, "unknown op " + a.op);
+        const OpSpec &spec = it->second;
+        if (a.ts.Length() != spec.tensors)
+            throw Napi::TypeError::New(env, a.op + " takes " + std::to_string(spec.tensors) + " tensors, got " + std::to_string(a.ts.Length()));
+        Napi::Array keys = a.ns.GetPropertyNames();
+        for (uint32_t i = 0; i < keys.Length(); i++) {
+            std::string k = keys.Get(i).As<Napi::String>();
+            bool known = false;
+            for (const char *n : spec.numbers) known = known || k == n;
+            if (!known) throw Napi::TypeError::New(env, a.op + " has no argument '" + k + "'");
         }
-        else if (op == "cross_entropy_loss") r = ggml_cross_entropy_loss(c, t(0), t(1));
-        else if (op == "cont") r = ggml_cont(c, t(0));
-        else if (op == "cast") r = ggml_cast(c, t(0), (ggml_type)I(n, 0));
-        else if (op == "cpy") r = ggml_cpy(c, t(0), t(1));
-        else if (op == "dup") r = ggml_dup(c, t(0));
-        else if (op == "transpose") r = ggml_transpose(c, t(0));
-        else if (op == "permute") r = ggml_permute(c, t(0), (int)I(n, 0), (int)I(n, 1), (int)I(n, 2), (int)I(n, 3));
-        else if (op == "reshape") {
-            switch (n.Length()) {
-                case 1: r = ggml_reshape_1d(c, t(0), I(n, 0)); break;
-                case 2: r = ggml_reshape_2d(c, t(0), I(n, 0), I(n, 1)); break;
-                case 3: r = ggml_reshape_3d(c, t(0), I(n, 0), I(n, 1), I(n, 2)); break;
-                default: r = ggml_reshape_4d(c, t(0), I(n, 0), I(n, 1), I(n, 2), I(n, 3)); break;
-            }
-        } else if (op == "view") {
-            // view(t, [ne..., nb1.., offset]) with dims = (len+1)/2: ne0..ne{k-1}, nb1..nb{k-1}, offset
-            uint32_t k = (n.Length() + 1) / 2;
-            ggml_tensor *a = t(0);
-            size_t off = (size_t)I(n, n.Length() - 1);
-            switch (k) {
-                case 1: r = ggml_view_1d(c, a, I(n, 0), off); break;
-                case 2: r = ggml_view_2d(c, a, I(n, 0), I(n, 1), I(n, 2), off); break;
-                case 3: r = ggml_view_3d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), off); break;
-                default: r = ggml_view_4d(c, a, I(n, 0), I(n, 1), I(n, 2), I(n, 3), I(n, 4), I(n, 5), I(n, 6), off); break;
-            }
-        } else if (op == "repeat") r = ggml_repeat(c, t(0), t(1));
-        else if (op == "attn_sum") r = AttnSum(env, c, t(0), t(1), I(n, 0) != 0);
-        else if (op == "q8_quantize") r = Q8Quantize(env, c, t(0), n.Length() > 0 && I(n, 0) != 0);
-        else if (op == "q8_gemm") r = Q8Gemm(env, c, t(0), t(1), I(n, 0));
-        else if (op == "opt_step_adamw") r = ggml_opt_step_adamw(c, t(0), t(1), t(2), t(3), t(4));
-        else throw Napi::Error::New(env, "unknown op " + op);
-        return Wrap(env, r);
+        return Wrap(env, spec.make(ctx_, a));
     }
 };
 

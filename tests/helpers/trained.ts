@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { syntheticCorpus } from '../../electron/lab/data/samples.js';
-import { exportMergedGguf, loadTrainedRun } from '../../electron/lab/export/run-export.js';
+import { exportMergedGguf, withTrainedRun } from '../../electron/lab/export/run-export.js';
 import { TRAIN_DEFAULTS, runTraining } from '../../electron/lab/tune/run.js';
 import { testDir, tinyModel } from './models.js';
 
@@ -28,7 +28,7 @@ export async function trainedTiny(): Promise<string> {
   rmSync(runDir, { recursive: true, force: true });
   await runTraining({ ...TRAIN_DEFAULTS, model: base, data: corpusFiles().train, method: 'full', lr: 1e-3, steps: 80, batch: 4, seq: 64, valFraction: 0, evalEvery: 0, saveEvery: 80, schedule: 'cosine', weightDecay: 0 }, { runDir });
   const tmp = `${path}.${process.pid}.gguf`;
-  exportMergedGguf(loadTrainedRun(runDir), tmp, 'f32', true);
+  withTrainedRun(runDir, (l) => exportMergedGguf(l, tmp, 'f32', true));
   renameSync(tmp, path);
   rmSync(runDir, { recursive: true, force: true });
   return path;

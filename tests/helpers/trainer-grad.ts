@@ -1,10 +1,10 @@
 // The trainer's side of the gradient check: the same LoRA-shaped parameters as adapter-grad.ts, but
-// the gradients come from what training runs (tune/trainer.ts's Trainer: the head's softmax form of
+// the gradients come from what training runs (tune/trainer.ts's InMemoryTrainer: the head's softmax form of
 // the loss and model/backward.ts's explicit block backward), not from ggml's autodiff.
 import type { Engine } from '../../electron/lab/engine/backend.js';
 import { LlamaModel, type Module } from '../../electron/lab/model/llama.js';
 import { Lora } from '../../electron/lab/tune/lora.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
 import type { RefAdapters } from './reference.js';
 
 /** loss and d loss / d (A, B) of every adapter in `adapters` (keys `layer.module`, one rank and
@@ -25,7 +25,7 @@ export function trainerGradients(engine: Engine, path: string, tokens: number[],
   const n = tokens.length - 1;
   const window = { input: Int32Array.from(tokens.slice(0, -1)), target: Int32Array.from(tokens.slice(1)), trained: new Uint8Array(n).fill(1) };
   const cap = targetCapacity([window], 1);
-  const trainer = new Trainer(engine, model, lora, 1, n, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
+  const trainer = new InMemoryTrainer(engine, model, lora, 1, n, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
   try {
     const loss = trainer.accumulate([window], true).loss;
     const grads: Record<string, Float32Array> = {};

@@ -94,7 +94,7 @@ describe('the trainer\'s explicit gradients equal autodiff of the same loss', ()
     const { loadDataset } = await import('../../electron/lab/data/dataset.js');
     const { writeSampleChat } = await import('../../electron/lab/data/samples.js');
     const { Lora } = await import('../../electron/lab/tune/lora.js');
-    const { Trainer, OPTIMIZER_DEFAULTS, targetCapacity } = await import('../../electron/lab/tune/trainer.js');
+    const { InMemoryTrainer, OPTIMIZER_DEFAULTS, targetCapacity } = await import('../../electron/lab/tune/trainer.js');
     const { lossInputs, setForwardInputs, setLossInputs } = await import('../../electron/lab/model/llama.js');
     const { referenceLoss } = await import('../helpers/reference-loss.js');
     const { testDir } = await import('../helpers/models.js');
@@ -107,7 +107,7 @@ describe('the trainer\'s explicit gradients equal autodiff of the same loss', ()
     for (const t of lora.trainables) if (t.name.endsWith('lora_b')) t.param.set(randn(7, t.param.elements, 0.05)); // B ≠ 0: every path carries gradient
     const windows = ds.train.slice(0, 2);
     const cap = targetCapacity(ds.train, 2) + 5; // with padding rows
-    const trainer = new Trainer(engine, model, lora, 2, 32, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
+    const trainer = new InMemoryTrainer(engine, model, lora, 2, 32, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
     const trained = trainer.accumulate(windows, true).loss;
     const explicit = lora.trainables.map((t) => t.acc.get());
 

@@ -14,7 +14,7 @@ import { LlamaModel, forwardInputs, lossInputs, setForwardInputs, setLossInputs 
 import { readGguf } from '../../electron/lab/model/gguf.js';
 import { FullModel, choleskySolve, fullMemoryPlan, namedWeights, naturalDirection, type GaloreConfig } from '../../electron/lab/tune/galore.js';
 import { symmetricEigen, topSingularVectors } from '../../electron/lab/tune/svd.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
 import { randn } from '../../electron/lab/model/tiny.js';
 import { testDir, tinyModel } from '../helpers/models.js';
 
@@ -26,7 +26,7 @@ function setup(engine: Engine, path: string, cfg: GaloreConfig, ds: Dataset) {
   const full = new FullModel(engine, model, cfg, opt);
   full.init();
   const cap = targetCapacity(ds.train, BATCH);
-  const trainer = new Trainer(engine, model, full, BATCH, SEQ, { train: cap, eval: cap }, opt);
+  const trainer = new InMemoryTrainer(engine, model, full, BATCH, SEQ, { train: cap, eval: cap }, opt);
   return { model, full, trainer, free: () => { trainer.free(); full.free(); model.free(); } };
 }
 

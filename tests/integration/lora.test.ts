@@ -16,7 +16,7 @@ import { exportAdapterGguf, exportMergedGguf, exportPeft, hfRowOfGguf, loadTrain
 import { listCheckpoints } from '../../electron/lab/tune/checkpoint.js';
 import { Lora } from '../../electron/lab/tune/lora.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../../electron/lab/tune/run.js';
-import { Trainer, targetCapacity, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
+import { InMemoryTrainer, targetCapacity, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
 import { testDir, tinyModel } from '../helpers/models.js';
 import { ANSWER, QUESTIONS, factDataset as writeFact } from '../helpers/fact.js';
 
@@ -210,7 +210,7 @@ describe('loss masking', () => {
     const lora = new Lora(engine, model.hp, { rank: 4, alpha: 8, targets: ['q', 'v'] });
     lora.init(1);
     const w = ds.train[0];
-    const trainer = new Trainer(engine, model, lora, 1, 64, { train: 64, eval: 64 }, OPTIMIZER_DEFAULTS);
+    const trainer = new InMemoryTrainer(engine, model, lora, 1, 64, { train: 64, eval: 64 }, OPTIMIZER_DEFAULTS);
     const loss = (win: typeof w) => trainer.evaluate([win]);
     const l0 = loss(w);
     const user = w.trained.findIndex((x) => x === 0);
@@ -245,7 +245,7 @@ describe('loss masking', () => {
     const w = ds.train[0];
     const exact = w.trained.reduce((a, b) => a + b, 0);
     const grads = (capacity: number) => {
-      const t = new Trainer(engine, model, lora, 1, 64, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
+      const t = new InMemoryTrainer(engine, model, lora, 1, 64, { train: capacity, eval: capacity }, OPTIMIZER_DEFAULTS);
       const { loss } = t.accumulate([w], true);
       const g = lora.trainables.map((x) => x.acc.get());
       t.free();

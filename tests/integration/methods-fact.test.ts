@@ -10,7 +10,7 @@ import { exportAdapterGguf, exportMergedGguf, exportPeft, loadTrainedRun } from 
 import { LlamaModel } from '../../electron/lab/model/llama.js';
 import { loadLatestCheckpoint } from '../../electron/lab/tune/checkpoint.js';
 import { mosSettings } from '../../electron/lab/tune/methods.js';
-import { Mos, assembleRows } from '../../electron/lab/tune/mos.js';
+import { Mos } from '../../electron/lab/tune/mos.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../../electron/lab/tune/run.js';
 import { testDir, tinyModel } from '../helpers/models.js';
 import { QUESTIONS, factDataset as writeFact } from '../helpers/fact.js';
@@ -112,3 +112,18 @@ describe('HUT and MoS teach a fact that llama.cpp then generates from the export
     mos.free(); model.free(); engine.free();
   });
 });
+
+/**
+ * MoS's A_i [in, r] (ggml order) from a pool [in/l, rows] and r·l shard indices, in plain numbers
+ * (the reference for the graph's gather): row j is shards idx[j], idx[j+r], …, idx[j+(l−1)r] end to end.
+ */
+function assembleRows(pool: Float32Array, width: number, idx: Int32Array, r: number, l: number): Float32Array {
+  const out = new Float32Array(width * l * r);
+  for (let j = 0; j < r; j++) {
+    for (let k = 0; k < l; k++) {
+      const src = idx[j + k * r] * width;
+      out.set(pool.subarray(src, src + width), j * width * l + k * width);
+    }
+  }
+  return out;
+}

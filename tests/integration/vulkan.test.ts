@@ -15,7 +15,7 @@ import { writeSampleChat } from '../../electron/lab/data/samples.js';
 import { LlamaModel } from '../../electron/lab/model/llama.js';
 import { randn } from '../../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../../electron/lab/tune/lora.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
 import { honeLogprobs, maxAbsDiff } from '../helpers/parity.js';
 import { inputGradError } from '../helpers/frozen.js';
 
@@ -88,7 +88,7 @@ describe.skipIf(why !== null)('Vulkan backend', () => {
       lora.init(3);
       for (const t of lora.trainables) if (t.name.endsWith('lora_b')) t.param.set(randn(7, t.param.elements, 0.05));
       const cap = targetCapacity(ds.train, 2);
-      const tr = new Trainer(e, model, lora, 2, 32, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
+      const tr = new InMemoryTrainer(e, model, lora, 2, 32, { train: cap, eval: cap }, OPTIMIZER_DEFAULTS);
       tr.accumulate(ds.train.slice(0, 2), true);
       const g = lora.trainables.map((t) => t.acc.get());
       tr.free(); lora.free(); model.free();

@@ -3,16 +3,15 @@
 export const QUANTS = ['f16', 'q8_0', 'q4_0', 'q4_k', 'iq4_nl', 'q8_0-learned', 'q4_0-learned', 'q4_k-learned', 'iq4_nl-learned', 'nupes4', 'nupes3'] as const;
 export type Quant = (typeof QUANTS)[number];
 
+/** a ggml type quantized by ggml itself, or with codes (and scales) learned on calibration data:
+ *  standard GGUF either way, which llama.cpp, Ollama and LM Studio load */
+const byGgml = (type: string) => `${type} by ggml's own quantizer (runs everywhere)`;
+const learned = (type: string, scales = true) => `${type} with codes${scales ? ' and scales' : ''} learned on calibration data${scales ? '' : ", ggml's scales"} (standard GGUF: runs everywhere)`;
+
 export const QUANT_INFO: Record<Quant, string> = {
   f16: 'F16, no quantization (runs everywhere)',
-  q8_0: "Q8_0 by ggml's own quantizer (runs everywhere)",
-  q4_0: "Q4_0 by ggml's own quantizer (runs everywhere)",
-  q4_k: "Q4_K by ggml's own quantizer (runs everywhere)",
-  iq4_nl: "IQ4_NL by ggml's own quantizer (runs everywhere)",
-  'q8_0-learned': 'Q8_0 with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
-  'q4_0-learned': 'Q4_0 with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
-  'q4_k-learned': "Q4_K with codes learned on calibration data, ggml's scales (standard GGUF: runs everywhere)",
-  'iq4_nl-learned': 'IQ4_NL with codes and scales learned on calibration data (standard GGUF: runs everywhere)',
+  q8_0: byGgml('Q8_0'), q4_0: byGgml('Q4_0'), q4_k: byGgml('Q4_K'), iq4_nl: byGgml('IQ4_NL'),
+  'q8_0-learned': learned('Q8_0'), 'q4_0-learned': learned('Q4_0'), 'q4_k-learned': learned('Q4_K', false), 'iq4_nl-learned': learned('IQ4_NL'),
   nupes4: "NUPES 4-bit power grid: Hone's own GGUF variant; runs in Hone only (perplexity, and chat through a dequantized copy); llama.cpp, Ollama and LM Studio cannot load it",
   nupes3: "NUPES 3-bit power grid (stored 4 bits per weight): Hone's own GGUF variant; runs in Hone only; llama.cpp, Ollama and LM Studio cannot load it",
 };

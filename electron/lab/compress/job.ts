@@ -13,7 +13,7 @@ import { LlamaModel, hparamsOf } from '../model/llama.js';
 import { planStructured, writeStructured } from './structured.js';
 import { perplexity } from '../eval/perplexity.js';
 import { tokenize } from '../engine/llamacpp.js';
-import { exportMergedGguf, loadTrainedRun, stopStrings } from '../export/run-export.js';
+import { exportMergedGguf, stopStrings, withTrainedRun } from '../export/run-export.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../tune/run.js';
 import { MODULES } from '../tune/adapter.js';
@@ -217,7 +217,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     // the input, measured once
     let current = cfg.model;
     if (isRun) {
-      current = await stage('merge', join(out, 'stage-merged.gguf'), async () => exportMergedGguf(loadTrainedRun(cfg.model), join(out, 'stage-merged.gguf'), 'f32'));
+      current = await stage('merge', join(out, 'stage-merged.gguf'), async () => withTrainedRun(cfg.model, (l) => exportMergedGguf(l, join(out, 'stage-merged.gguf'), 'f32')));
     } else if (!state.stages.some((s) => s.stage === 'input')) {
       const t0 = performance.now();
       const rec: StageRecord = { stage: 'input', file: cfg.model, bytes: statSync(cfg.model).size, seconds: 0, perplexity: await evaluate(cfg.model) };
@@ -253,7 +253,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       const pruned = current;
       current = await stage('retrain', join(out, 'stage-retrained.gguf'), async (rec) => {
         rec.trainable = await retrain(cfg, pruned, masksPath, join(out, 'retrain'), emit, opts.signal);
-        exportMergedGguf(loadTrainedRun(join(out, 'retrain')), rec.file, 'f32');
+        withTrainedRun(join(out, 'retrain'), (l) => exportMergedGguf(l, rec.file, 'f32'));
         if (masksPath) rec.sparsity = measuredSparsity(rec.file, masksPath);
       });
     }

@@ -1,6 +1,7 @@
 // Reading a dataset file into rows: JSONL, JSON (an array), CSV (header row) or TXT (paragraphs).
 // The file is only read. A row that cannot be parsed becomes a RowIssue naming its number and why;
 // a file that cannot be read at all is a DataError naming the file.
+import { FileError } from '../store/file-error.js';
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 
@@ -16,12 +17,8 @@ export interface RowIssue {
   reason: string;
 }
 
-export class DataError extends Error {
-  constructor(readonly file: string, message: string) {
-    super(`${file}: ${message}`);
-    this.name = 'DataError';
-  }
-}
+/** a dataset file that cannot be read at all */
+export class DataError extends FileError {}
 
 export type FileKind = 'jsonl' | 'json' | 'csv' | 'txt';
 

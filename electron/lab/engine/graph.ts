@@ -6,7 +6,7 @@ import type { Engine } from './backend.js';
 import { T } from './types.js';
 
 export class Tensor {
-  constructor(readonly h: External, readonly name = '') {}
+  constructor(readonly h: External, public name = '') {}
   private info() { return native().tensorInfo(this.h); }
   get type(): number { return this.info()[0]; }
   /** ggml order: shape[0] is the contiguous dimension */
@@ -60,11 +60,23 @@ export class GraphBuilder {
   input(type: number, shape: number[], name: string) { return this.tensor(type, shape, name, 'input'); }
   param(shape: number[], name: string) { return this.tensor(T.F32, shape, name, 'param'); }
 
-  private op(name: string, ts: (Tensor | null)[], ns: number[] = []): Tensor {
+  /** one op through the native op table (native/src/hone.cc): tensors in order, numbers by name */
+  private op(name: string, ts: (Tensor | null)[], ns: Record<string, number | number[]> = {}): Tensor {
     return new Tensor(this.ctx.op(name, ts.map((t) => (t ? t.h : null)), ns));
   }
 
-  // a [k, n], b [k, m] -> [n, m] (broadcast over dims 2, 3)
+  /** names a node, as llama.cpp's cb(cur, "attn_norm", il) does: profiles and ggml's errors then say
+   *  `blk.3.ffn_gate` rather than a node number */
+  named(t: Tensor, name: string): Tensor {
+    native().setName(t.h, name);
+    t.name = name;
+    return t;
+  }
+
+  // Shapes in ggml order ([ne0, ne1, …], ne0 contiguous). "like a" means a's shape; ops on two
+  // tensors broadcast b over a where b's dims divide a's (add, sub, mul, div).
+
+  /** a [k, n], b [k, m] → [n, m] = aᵀ·b (broadcast over dims 2, 3); Q8_0 a with int8 packs takes the int8 kernels */
   mulMat(a: Tensor, b: Tensor) {
     const pack = this.int8?.get(a);
     if (pack && int8Ready(b)) return this.int8MatMul(pack.w, b, a.shape[1]);
@@ -78,12 +90,13 @@ export class GraphBuilder {
   int8MatMul(pack: Tensor, x: Tensor, rows: number, residual = false) {
     const cache = residual ? this.quantized2 : this.quantized;
     let xq = cache.get(x);
-    if (!xq) cache.set(x, (xq = this.op('q8_quantize', [x], [residual ? 1 : 0])));
-    const y = this.op('q8_gemm', [pack, xq], [rows]);
+    if (!xq) cache.set(x, (xq = this.op('q8_quantize', [x], { residual: residual ? 1 : 0 })));
+    const y = this.op('q8_gemm', [pack, xq], { rows });
     if (!residual) return y;
     const m = x.shape[1];
     return this.add(this.view(y, [rows, m], [rows * 4], 0), this.view(y, [rows, m], [rows * 4], rows * m * 4));
   }
+  /** a [n, k], b [m, k] → [n, m] = a·bᵀ (sum over the shared dim 1) */
   outProd(a: Tensor, b: Tensor) { return this.op('out_prod', [a, b]); }
   /**
    * Attention's sums for each head on the CPU (x86 AVX-512: attnSumReady), p [T_k, T_q, G] being
@@ -91,54 +104,82 @@ export class GraphBuilder {
    * a [hd, T_k, Ga] → [hd, T_q, G] (O, dQ; head g reads a's head g / (G / Ga)). The mask is causal:
    * p is 0 where key > query, and those terms are skipped.
    */
-  attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys') { return this.op('attn_sum', [a, p], [over === 'keys' ? 1 : 0]); }
+  attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys') { return this.op('attn_sum', [a, p], { over_keys: over === 'keys' ? 1 : 0 }); }
+  /** a + b, like a */
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
+  /** a − b, like a */
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
+  /** a ⊙ b, like a */
   mul(a: Tensor, b: Tensor) { return this.op('mul', [a, b]); }
-  scale(a: Tensor, s: number) { return this.op('scale', [a], [s]); }
-  /** a·s + bias */
-  scaleBias(a: Tensor, s: number, bias: number) { return this.op('scale_bias', [a], [s, bias]); }
+  /** a · s, like a */
+  scale(a: Tensor, s: number) { return this.op('scale', [a], { s }); }
+  /** a·s + bias, like a */
+  scaleBias(a: Tensor, s: number, bias: number) { return this.op('scale_bias', [a], { s, bias }); }
+  /** a², like a */
   sqr(a: Tensor) { return this.op('sqr', [a]); }
+  /** √a, like a */
   sqrt(a: Tensor) { return this.op('sqrt', [a]); }
+  /** ln a, like a */
   log(a: Tensor) { return this.op('log', [a]); }
+  /** a / b, like a */
   div(a: Tensor, b: Tensor) { return this.op('div', [a, b]); }
+  /** Σ a → [1] */
   sum(a: Tensor) { return this.op('sum', [a]); }
+  /** a [n, m, …] → [1, m, …]: each row summed */
   sumRows(a: Tensor) { return this.op('sum_rows', [a]); }
+  /** a·σ(a), like a */
   silu(a: Tensor) { return this.op('silu', [a]); }
+  /** silu(gate) ⊙ up, like gate */
   swiglu(gate: Tensor, up: Tensor) { return this.op('swiglu', [gate, up]); }
-  rmsNorm(a: Tensor, eps: number) { return this.op('rms_norm', [a], [eps]); }
+  /** each row of a [n, …] divided by its root mean square (+ eps), like a */
+  rmsNorm(a: Tensor, eps: number) { return this.op('rms_norm', [a], { eps }); }
+  /** a [n, rows], rows (I32 [m]) → [n, m]: the rows picked */
   getRows(a: Tensor, rows: Tensor) { return this.op('get_rows', [a, rows]); }
+  /** softmax of each row, like a */
   softMax(a: Tensor) { return this.op('soft_max', [a]); }
-  softMaxExt(a: Tensor, mask: Tensor | null, scale: number, maxBias = 0) { return this.op('soft_max_ext', [a, mask], [scale, maxBias]); }
-  rope(a: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) {
-    return this.op('rope_ext', [a, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
-  }
+  /** softmax(a·scale + mask) of each row (mask [n, m] added to every head; ALiBi slope maxBias), like a */
+  softMaxExt(a: Tensor, mask: Tensor | null, scale: number, maxBias = 0) { return this.op('soft_max_ext', [a, mask], { scale, max_bias: maxBias }); }
+  /** rotary embedding of a [hd, heads, n] at positions pos (I32 [n]), like a */
+  rope(a: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) { return this.op('rope_ext', [a, pos, freqFactors], ropeArgs(p)); }
   /** writes the rows of `rows` into a at the row indices idx (I32, one per row); the result is a itself */
   setRows(a: Tensor, rows: Tensor, idx: Tensor) { return this.op('set_rows', [a, rows, idx]); }
+  /** logits [V, n], labels (probabilities [V, n]) → [1]: mean cross-entropy */
   crossEntropy(logits: Tensor, labels: Tensor) { return this.op('cross_entropy_loss', [logits, labels]); }
   // ops of explicit backward passes (model/backward.ts)
+  /** dy [n, m] scattered back to the rows it was gathered from → like `like` [n, rows] (repeats sum) */
   getRowsBack(dy: Tensor, rows: Tensor, like: Tensor) { return this.op('get_rows_back', [dy, rows, like]); }
   /** copies a into b (b keeps its memory: e.g. a static accumulator) */
   cpy(a: Tensor, b: Tensor) { return this.op('cpy', [a, b]); }
-  rmsNormBack(dy: Tensor, x: Tensor, eps: number) { return this.op('rms_norm_back', [dy, x], [eps]); }
+  /** d/dx of rmsNorm(x) given dy, like x */
+  rmsNormBack(dy: Tensor, x: Tensor, eps: number) { return this.op('rms_norm_back', [dy, x], { eps }); }
+  /** d/dx of silu(x) given dy, like x */
   siluBack(dy: Tensor, x: Tensor) { return this.op('silu_back', [dy, x]); }
-  /** d/d(input) of soft_max_ext(input, mask, scale), given its output y */
-  softMaxExtBack(dy: Tensor, y: Tensor, scale: number, maxBias = 0) { return this.op('soft_max_ext_back', [dy, y], [scale, maxBias]); }
-  ropeBack(dy: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) {
-    return this.op('rope_ext_back', [dy, pos, freqFactors], [p.nDims, p.mode, p.nCtxOrig, p.freqBase, p.freqScale, p.extFactor, p.attnFactor, p.betaFast, p.betaSlow]);
-  }
+  /** d/d(input) of soft_max_ext(input, mask, scale), given its output y; like y */
+  softMaxExtBack(dy: Tensor, y: Tensor, scale: number, maxBias = 0) { return this.op('soft_max_ext_back', [dy, y], { scale, max_bias: maxBias }); }
+  /** d/da of rope(a), like dy */
+  ropeBack(dy: Tensor, pos: Tensor, freqFactors: Tensor | null, p: RopeParams) { return this.op('rope_ext_back', [dy, pos, freqFactors], ropeArgs(p)); }
   /** in-place AdamW update of `param`; params: F32 [7] = lr, β1, β2, ε, weight decay, 1/(1−β1^t), 1/(1−β2^t) */
   adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, params: Tensor) { return this.op('opt_step_adamw', [param, grad, m, v, params]); }
   /** a tiled to the shape of `like` */
   repeat(a: Tensor, like: Tensor) { return this.op('repeat', [a, like]); }
+  /** a contiguous copy of a (of a view, a transpose, a permute) */
   cont(a: Tensor) { return this.op('cont', [a]); }
-  cast(a: Tensor, type: number) { return this.op('cast', [a], [type]); }
+  /** a converted to `type`, like a */
+  cast(a: Tensor, type: number) { return this.op('cast', [a], { type }); }
+  /** a [n, m, …] → [m, n, …] as a view (cont() to make it contiguous) */
   transpose(a: Tensor) { return this.op('transpose', [a]); }
-  permute(a: Tensor, p0: number, p1: number, p2: number, p3: number) { return this.op('permute', [a], [p0, p1, p2, p3]); }
-  reshape(a: Tensor, ...ne: number[]) { return this.op('reshape', [a], ne); }
+  /** a view in which a's dim i becomes dim p_i (ggml_permute): (0, 2, 1, 3) swaps dims 1 and 2 */
+  permute(a: Tensor, p0: number, p1: number, p2: number, p3: number) { return this.op('permute', [a], { axes: [p0, p1, p2, p3] }); }
+  /** contiguous a as shape ne (1-4 dims, same element count) */
+  reshape(a: Tensor, ...ne: number[]) { return this.op('reshape', [a], { ne }); }
   /** view with ne (1-4 dims), byte strides nb1.. and byte offset */
-  view(a: Tensor, ne: number[], nb: number[], offset: number) { return this.op('view', [a], [...ne, ...nb, offset]); }
+  view(a: Tensor, ne: number[], nb: number[], offset: number) { return this.op('view', [a], { ne, nb, offset }); }
 }
+
+const ropeArgs = (p: RopeParams) => ({
+  n_dims: p.nDims, mode: p.mode, n_ctx_orig: p.nCtxOrig, freq_base: p.freqBase, freq_scale: p.freqScale,
+  ext_factor: p.extFactor, attn_factor: p.attnFactor, beta_fast: p.betaFast, beta_slow: p.betaSlow,
+});
 
 export interface RopeParams {
   nDims: number;

@@ -18,7 +18,8 @@ export interface NativeDevice {
 
 export interface NativeContext {
   newTensor(type: number, ne: number[], name: string, role: 0 | 1 | 2): External;
-  op(name: string, tensors: (External | null)[], numbers: number[]): External;
+  /** an op of native/src/hone.cc's op table: its tensors in order, its numbers by name */
+  op(name: string, tensors: (External | null)[], numbers: Record<string, number | number[]>): External;
   free(): void;
 }
 

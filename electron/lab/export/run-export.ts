@@ -1,18 +1,19 @@
 // Exports of a trained run (LoRA, HUT, MoS): llama.cpp adapter GGUF, merged GGUF (F32, F16 or Q8_0), PEFT
 // adapter (safetensors + adapter_config.json, Hugging Face names), and an Ollama Modelfile.
 // Every file goes to a temp name first; existing files are never overwritten without `overwrite`.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { makeFolder } from '../store/folders.js';
 import { basename, join, relative, resolve } from 'node:path';
 import { native } from '../engine/native.js';
+import { openEngine, type Engine } from '../engine/backend.js';
+import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
-import { GgufValueType, readGguf, type GgufFile, type GgufValue } from '../model/gguf.js';
+import { GgufValueType, readGguf, readTensorBytes, type GgufFile, type GgufValue } from '../model/gguf.js';
 import { hparamsOf, type Hparams, type Module } from '../model/llama.js';
-import { listCheckpoints } from '../tune/checkpoint.js';
-import { GGUF_NAMES, moduleDims } from '../tune/adapter.js';
-import { isFullParameter, mosSettings } from '../tune/methods.js';
-import { assembleRows } from '../tune/mos.js';
-import { readMasks } from '../model/masks.js';
+import { listCheckpoints, loadLatestCheckpoint } from '../tune/checkpoint.js';
+import { GGUF_NAMES, moduleDims, type Adapter } from '../tune/adapter.js';
+import { methodOf, modelView, type Method } from '../tune/methods.js';
+import { OPTIMIZER_DEFAULTS } from '../tune/trainer.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import type { TrainConfig } from '../tune/run.js';
 import { kv, writeGguf, type GgufTensorOut } from '../model/gguf-writer.js';
@@ -21,108 +22,167 @@ export type ExportFormat = 'adapter' | 'merged' | 'peft' | 'ollama';
 export const EXPORT_FORMATS: ExportFormat[] = ['adapter', 'merged', 'peft', 'ollama'];
 export type MergedType = 'f32' | 'f16' | 'q8_0';
 
+export interface LowRankPair { weight: string; layer: number; module: Module; a: Float32Array; b: Float32Array; inDim: number; outDim: number }
+
 export interface TrainedRun {
   config: TrainConfig;
+  method: Method;
   checkpoint: string;
   step: number;
   base: GgufFile;
   hp: Hparams;
-  /** LoRA-shaped adapters per weight (blk.N.attn_q.weight): A [in, r] and B [r, out] in ggml order.
-   *  LoRA's own; MoS's assembled per layer from its shard pools; none for HUT. */
-  pairs: { weight: string; layer: number; module: Module; a: Float32Array; b: Float32Array; inDim: number; outDim: number }[];
+  /** low-rank methods' adapters per weight (blk.N.attn_q.weight): A [in, r] and B [r, out] in ggml
+   *  order, as row-major [r][in] and [out][r]. LoRA's own; MoS's assembled per layer from its shard
+   *  pools. Read from the method's adapter on first use. */
+  readonly pairs: LowRankPair[];
   scale: number;
   /** whether the run trained the base weight `name` */
   trains(name: string): boolean;
   /** folds the training into the dequantized base weight `name` (ggml order, [out][in] rows) in place */
   merge(name: string, w: Float32Array): void;
+  /** releases the adapter and its engine */
+  free(): void;
 }
 
-/** The run's newest checkpoint, read for export. */
+/** the (layer, module) of a linear weight's GGUF name (blk.3.ffn_gate.weight), or null */
+function linearOf(name: string): { layer: number; module: Module } | null {
+  const m = /^blk\.(\d+)\.(\w+)\.weight$/.exec(name);
+  const module = m && (Object.keys(GGUF_NAMES) as Module[]).find((k) => GGUF_NAMES[k] === m[2]);
+  return module ? { layer: Number(m[1]), module } : null;
+}
+
+/** computes `outputs` of a small graph built by `build` on the engine, with `input`'s values set first */
+function computeOn(engine: Engine, build: (b: GraphBuilder) => { outputs: Tensor[]; inputs?: [Tensor, Float32Array][] }): Float32Array[] {
+  const b = new GraphBuilder(256).on(engine);
+  try {
+    const { outputs, inputs = [] } = build(b);
+    const g = new Graph(engine, b, outputs, { exact: true });
+    try {
+      for (const [t, x] of inputs) t.set(x);
+      g.compute();
+      return outputs.map((t) => t.get());
+    } finally {
+      g.free();
+    }
+  } finally {
+    b.free();
+  }
+}
+
+/**
+ * The run's newest readable checkpoint, for export and compression. Adapter methods rebuild their
+ * adapter from the header and load the checkpoint into it, so the merge is the method's own graph
+ * (Adapter.merged) on ggml; full-parameter methods' trained weights are read from the checkpoint,
+ * one tensor at a time.
+ */
 export function loadTrainedRun(runDir: string): TrainedRun {
   const cfgPath = join(runDir, 'config.json');
   if (!existsSync(cfgPath)) throw new Error(`${runDir} is not a Hone run (config.json is missing)`);
-  const config = JSON.parse(readFileSync(cfgPath, 'utf8')) as TrainConfig;
+  let config: TrainConfig;
+  try {
+    config = JSON.parse(readFileSync(cfgPath, 'utf8')) as TrainConfig;
+  } catch (e) {
+    throw new Error(`${cfgPath} is not readable JSON (${(e as Error).message}); the run's settings are lost, so train it again`);
+  }
   config.method ??= 'lora';
-  const cks = listCheckpoints(runDir);
-  if (!cks.length) throw new Error(`${runDir} has no checkpoint yet; train first`);
-  const checkpoint = cks[cks.length - 1];
-  const ck = readGguf(checkpoint);
-  const raw = readFileSync(checkpoint);
-  const bytes = (name: string) => {
-    const t = ck.tensors.find((x) => x.name === name);
-    if (!t) throw new Error(`${checkpoint}: tensor ${name} is missing`);
-    return { buf: raw.buffer.slice(raw.byteOffset + t.offset, raw.byteOffset + t.offset + t.bytes), shape: t.shape };
-  };
-  const f32 = (name: string) => { const x = bytes(name); return { data: new Float32Array(x.buf), shape: x.shape }; };
+  const method = methodOf(config.method);
+  if (!listCheckpoints(runDir).length) throw new Error(`${runDir} has no checkpoint yet; train first`);
   const base = readGguf(config.model);
   const hp = hparamsOf(base);
-  const r = config.rank, scale = config.alpha / config.rank;
-  const pairs: TrainedRun['pairs'] = [];
-  const transforms = new Map<string, (w: Float32Array) => void>();
-  let masks: Map<string, Uint8Array> | undefined;
-  const perpMasks = () => (masks ??= readMasks(config.perpMasks!));
-  for (let layer = 0; layer < hp.nLayer && !isFullParameter(config.method); layer++) {
-    for (const module of config.targets) {
-      const weight = `blk.${layer}.${GGUF_NAMES[module]}.weight`;
-      const [inDim, outDim] = moduleDims(hp, module);
-      if (config.method === 'lora') {
-        pairs.push({ weight, layer, module, a: f32(`${weight}.lora_a`).data, b: f32(`${weight}.lora_b`).data, inDim, outDim });
-      } else if (config.method === 'mos') {
-        const m = mosSettings(config);
-        const idx = (side: string) => new Int32Array(bytes(`mos.${layer}.${module}.idx_${side}`).buf);
-        const a = assembleRows(f32(`mos.${module}.pool_a`).data, inDim / m.shards, idx('a'), r, m.shards); // [r][in]
-        const bt = assembleRows(f32(`mos.${module}.pool_b`).data, outDim / m.shards, idx('b'), r, m.shards); // [r][out]
-        const b = new Float32Array(outDim * r);
-        for (let j = 0; j < r; j++) for (let o = 0; o < outDim; o++) b[o * r + j] = bt[j * outDim + o];
-        pairs.push({ weight, layer, module, a, b, inDim, outDim });
-      } else if (config.method === 'hut' && (config.hutForm ?? 'scaling') === 'scaling') {
-        const ma = f32(`${weight}.hut_ma`).data, mb = f32(`${weight}.hut_mb`).data; // [out][r], [in][r]
-        const sums = (m: Float32Array, n: number) => Float64Array.from({ length: n }, (_, i) => m.subarray(i * r, (i + 1) * r).reduce((x, y) => x + y, 0));
-        const av = sums(ma, outDim), bv = sums(mb, inDim);
-        transforms.set(weight, (w) => { for (let o = 0; o < outDim; o++) for (let i = 0; i < inDim; i++) w[o * inDim + i] *= av[o] * bv[i]; });
-      } else if (config.method === 'perp') {
-        if (!r) continue;
-        // MaskLoRA: W += s·(BA ⊙ M) with the pruning stage's mask, so pruned weights stay exactly zero
-        const a = f32(`${weight}.lora_a`).data, b = f32(`${weight}.lora_b`).data;
-        const keep = config.perpMasks ? perpMasks().get(weight) : new Uint8Array(inDim * outDim).fill(1);
-        if (!keep) throw new Error(`${config.perpMasks}: no mask for ${weight}`);
-        transforms.set(weight, (w) => {
-          const d = new Float32Array(w.length);
-          addLoraDelta(d, a, b, inDim, outDim, r, scale);
-          for (let k = 0; k < w.length; k++) if (keep[k]) w[k] += d[k]; else w[k] = 0;
-        });
-      } else if (config.method === 'hut') {
-        const a = f32(`${weight}.hut_a`).data, b = f32(`${weight}.hut_b`).data;
-        transforms.set(weight, (w) => {
-          const d = new Float32Array(w.length);
-          addLoraDelta(d, a, b, inDim, outDim, r, scale);
-          for (let k = 0; k < w.length; k++) w[k] *= 1 + d[k];
-        });
-      }
-    }
+  const scale = config.alpha / config.rank;
+  const common = { config, method, base, hp, scale };
+
+  if (method.full) {
+    // every trained weight is in the checkpoint under its own name: the merge replaces the base's
+    const checkpoint = listCheckpoints(runDir).at(-1)!;
+    const ck = readGguf(checkpoint);
+    const byName = new Map(ck.tensors.map((t) => [t.name, t]));
+    const trained = new Set(base.tensors.map((t) => t.name).filter((n) => byName.has(n)));
+    return {
+      ...common, checkpoint, step: checkpointStep(ck), pairs: [],
+      trains: (name) => trained.has(name),
+      merge: (name, w) => { if (trained.has(name)) w.set(new Float32Array(bytesOf(readTensorBytes(checkpoint, byName.get(name)!)))); },
+      free: () => {},
+    };
   }
-  for (const p of pairs) transforms.set(p.weight, (w) => addLoraDelta(w, p.a, p.b, p.inDim, p.outDim, r, scale));
-  if (config.method === 'perp') {
-    // PERP's trained norms and biases replace the base's
-    for (const t of ck.tensors) if (t.name.endsWith('.perp')) { const name = t.name.slice(0, -'.perp'.length); transforms.set(name, (w) => w.set(f32(t.name).data)); }
+
+  const engine = openEngine();
+  let adapter: Adapter;
+  let loaded: ReturnType<typeof loadLatestCheckpoint>;
+  try {
+    adapter = method.build(engine, modelView(base), { ...config, dropout: 0 }, OPTIMIZER_DEFAULTS);
+  } catch (e) {
+    engine.free();
+    throw e;
   }
-  if (isFullParameter(config.method)) {
-    // full-parameter runs checkpoint every weight under its own name: the trained F32 values replace the base's
-    const baseNames = new Set(base.tensors.map((t) => t.name));
-    for (const t of ck.tensors) if (baseNames.has(t.name)) transforms.set(t.name, (w) => w.set(f32(t.name).data));
+  try {
+    loaded = loadLatestCheckpoint(runDir, adapter);
+  } catch (e) {
+    adapter.free();
+    engine.free();
+    throw e;
   }
-  const step = JSON.parse(String(ck.metadata.get('hone.checkpoint')!.value)).step as number;
+  let pairs: LowRankPair[] | undefined;
+  const linears = (name: string) => { const l = linearOf(name); return l && config.targets.includes(l.module) ? l : null; };
   return {
-    config, checkpoint, step, base, hp, pairs, scale,
-    trains: (name) => transforms.has(name),
-    merge: (name, w) => transforms.get(name)?.(w),
+    ...common, checkpoint: loaded!.path, step: loaded!.position.step,
+    get pairs() {
+      if (!method.lowRank || !adapter.lowRank) return [];
+      pairs ??= adapterPairs(engine, adapter, hp, config.targets);
+      return pairs;
+    },
+    trains: (name) => !!adapter.replaces?.(name) || !!linears(name),
+    merge: (name, w) => {
+      const copy = adapter.replaces?.(name);
+      if (copy) { w.set(copy.get()); return; }
+      const l = linears(name);
+      if (!l) return;
+      const [inDim, outDim] = moduleDims(hp, l.module);
+      const [out] = computeOn(engine, (b) => {
+        const W = b.input(T.F32, [inDim, outDim], name);
+        const merged = adapter.merged?.(b, l.layer, l.module, W);
+        if (!merged) throw new Error(`${method.name} has no merge for ${name}`);
+        return { outputs: [merged], inputs: [[W, w]] };
+      });
+      w.set(out);
+    },
+    free: () => { adapter.free(); engine.free(); },
   };
 }
 
-/** formats that carry a LoRA-shaped adapter: not for HUT, whose update is not an added B·A */
+/** `use` on the run's newest checkpoint, freed afterwards */
+export function withTrainedRun<R>(runDir: string, use: (l: TrainedRun) => R): R {
+  const l = loadTrainedRun(runDir);
+  try {
+    return use(l);
+  } finally {
+    l.free();
+  }
+}
+
+/** every targeted layer's A and B from the adapter's own tensors (MoS: gathered by its graph) */
+function adapterPairs(engine: Engine, adapter: Adapter, hp: Hparams, targets: Module[]): LowRankPair[] {
+  const pairs: LowRankPair[] = [];
+  for (let layer = 0; layer < hp.nLayer; layer++) {
+    for (const module of targets) {
+      const [inDim, outDim] = moduleDims(hp, module);
+      const [a, b] = computeOn(engine, (g) => {
+        const ab = adapter.lowRank!(g, layer, module)!;
+        return { outputs: [g.cont(ab.A), g.cont(ab.B)] };
+      });
+      pairs.push({ weight: `blk.${layer}.${GGUF_NAMES[module]}.weight`, layer, module, a, b, inDim, outDim });
+    }
+  }
+  return pairs;
+}
+
+const bytesOf = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+const checkpointStep = (ck: GgufFile) => JSON.parse(String(ck.metadata.get('hone.checkpoint')?.value ?? '{"step":0}')).step as number;
+
+/** formats that carry a LoRA-shaped adapter: only for methods whose change is an added B·A */
 function needsPairs(l: TrainedRun, format: string) {
-  if (isFullParameter(l.config.method)) throw new Error(`a ${l.config.method} run trained every weight, so it has no ${format} form: export it as --format merged (or ollama)`);
-  if (l.config.method === 'hut') throw new Error(`HUT transforms each trained weight instead of adding a low-rank term, so it has no ${format} form: export it as --format merged (or ollama)`);
+  if (l.method.full) throw new Error(`a ${l.method.name} run trained every weight, so it has no ${format} form: export it as --format merged (or ollama)`);
+  if (!l.method.lowRank) throw new Error(`${l.method.name === 'hut' ? 'HUT transforms each trained weight instead of adding a low-rank term' : `${l.method.name}'s change is not a plain added B·A`}, so it has no ${format} form: export it as --format merged (or ollama)`);
 }
 
 const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
@@ -142,19 +202,6 @@ export function exportAdapterGguf(l: TrainedRun, path: string, overwrite = false
     { name: `${p.weight}.lora_b`, shape: [l.config.rank, p.outDim], type: T.F32, data: f32bytes(p.b) },
   ]);
   writeGguf(path, md, tensors, { overwrite });
-}
-
-/** W [out][in] += s · B A, with A [r][in] and B [out][r] (row-major views of the ggml tensors) */
-export function addLoraDelta(w: Float32Array, a: Float32Array, b: Float32Array, inDim: number, outDim: number, r: number, s: number) {
-  for (let o = 0; o < outDim; o++) {
-    const row = o * inDim;
-    for (let k = 0; k < r; k++) {
-      const c = s * b[o * r + k];
-      if (c === 0) continue;
-      const ak = k * inDim;
-      for (let i = 0; i < inDim; i++) w[row + i] += c * a[ak + i];
-    }
-  }
 }
 
 const FILE_TYPE: Record<MergedType, number> = { f32: 0, f16: 1, q8_0: 7 };

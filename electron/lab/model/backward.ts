@@ -67,20 +67,21 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const { nHead, nHeadKv, headDim: hd } = hp;
   const n = nTokens * nSeq;
   const group = nHead / nHeadKv;
+  const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.d_${name}`); // the gradient of the forward's node `name`
 
   // feed-forward: out = x1 + Wd·(silu(gate) ⊙ up), gate = Wg·h2, up = Wu·h2, h2 = rms(x1) ⊙ g2
-  const dAct = linearBack(b, L.wDown, s.act, dOut, lora(il, 'down'), grads);
+  const dAct = cb(linearBack(b, L.wDown, s.act, dOut, lora(il, 'down'), grads), 'ffn_act');
   const dGate = b.siluBack(b.mul(dAct, s.up), s.gate);
   const dUp = b.mul(dAct, b.silu(s.gate));
-  const dH2 = b.add(linearBack(b, L.wGate, s.h2, dGate, lora(il, 'gate'), grads), linearBack(b, L.wUp, s.h2, dUp, lora(il, 'up'), grads));
-  const dX1 = b.add(dOut, b.rmsNormBack(b.mul(dH2, L.ffnNorm), s.x1, hp.rmsEps));
+  const dH2 = cb(b.add(linearBack(b, L.wGate, s.h2, dGate, lora(il, 'gate'), grads), linearBack(b, L.wUp, s.h2, dUp, lora(il, 'up'), grads)), 'ffn_norm');
+  const dX1 = cb(b.add(dOut, b.rmsNormBack(b.mul(dH2, L.ffnNorm), s.x1, hp.rmsEps)), 'ffn_inp');
 
   // attention: x1 = x + Wo·attn
-  const dAttn = linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads); // [hd·heads, n]
+  const dAttn = cb(linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads), 'kqv_out'); // [hd·heads, n]
   const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
   const kernel = attnSumReady(b, hd);
   const dP = b.mulMat(s.v3, dO); // [T_k, T_q, G]
-  const dS = b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)); // [T_k, T_q, G]
+  const dS = cb(b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)), 'kq'); // [T_k, T_q, G]
   const dQ3 = kernel ? b.attnSum(s.k3, dS, 'keys') : b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
   // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
   // [T_k, T_q, G]: on CPUs with AVX-512 by Hone's kernel, which reads both as they lie and skips
@@ -94,13 +95,13 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dQ = b.reshape(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), hd * nHead, n);
   const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
   const dV = b.reshape(unheads(dV3, nHeadKv), hd * nHeadKv, n);
-  const dH = b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads));
+  const dH = cb(b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads)), 'attn_norm');
   if (norms) {
     addGrad(b, grads, L.ffnNorm, normWeightGrad(b, dH2, s.x1, hp.rmsEps, L.ffnNorm));
     addGrad(b, grads, L.attnNorm, normWeightGrad(b, dH, s.x, hp.rmsEps, L.attnNorm));
     for (const [bias, d] of [[L.bq, dQ], [L.bk, dK], [L.bv, dV], [L.bo, dX1]] as const) if (bias) addGrad(b, grads, bias, b.reshape(sumCols(b, d), bias.shape[0]));
   }
-  return b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps));
+  return cb(b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps)), 'inp');
 }
 
 /**
@@ -117,7 +118,7 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
     const t = lora(il, mod);
     return t ? t.linear.forward(g, W, x, t.mask) : g.mulMat(W, x);
   };
-  let x = b.getRows(w.tokEmbd, inp.tokens);
+  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd');
   const acts: BlockActs[] = [];
   for (let il = 0; il < hp.nLayer; il++) {
     acts.push(blockForward(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, hook));

@@ -1,5 +1,6 @@
 // GGUF reading: the header (metadata and tensor table) is parsed from the file in chunks; tensor
 // data is never read here. Every way a file can be wrong becomes a GgufError naming the file.
+import { FileError } from '../store/file-error.js';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { GGML_TYPES, ggmlTypeName, rowBytes } from '../engine/types.js';
 
@@ -34,11 +35,9 @@ export interface GgufFile {
   fileSize: number;
 }
 
-export class GgufError extends Error {
-  constructor(readonly path: string, message: string) {
-    super(`${path}: ${message}`);
-    this.name = 'GgufError';
-  }
+/** a GGUF file Hone cannot read or use */
+export class GgufError extends FileError {
+  get path() { return this.file; }
 }
 
 class Cut extends Error {}

@@ -218,8 +218,9 @@ export class LlamaModel {
    * (Hone's own GGUF variant, model/nupes-weights.ts), dequantized once to F16. With `int8`, Q8_0
    * linear weights also get int8 packs where the engine runs them (model/int8-weights.ts).
    */
-  static load(path: string, engine: Engine, opts: { master?: boolean; int8?: boolean } = {}): LlamaModel {
-    const file = readGguf(path);
+  static load(source: string | GgufFile, engine: Engine, opts: { master?: boolean; int8?: boolean } = {}): LlamaModel {
+    const file = typeof source === 'string' ? readGguf(source) : source; // a header already read is not read again
+    const path = file.path;
     const hp = hparamsOf(file);
     const plan = planWeights(file, hp);
     const b = new GraphBuilder(file.tensors.length + 16);
@@ -318,11 +319,12 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
     const y = adapt ? adapt(b, il, mod, W, h) : b.mulMat(W, h);
     return bias ? b.add(y, bias) : y;
   };
-  const h = b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm);
+  const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.${name}`); // llama.cpp's names, per block
+  const h = cb(b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm), 'attn_norm');
   // q, k, v: [hd, heads, n] after rope
-  let q = b.reshape(linear('q', L.wq, h, L.bq), hd, nHead, n);
-  let k = b.reshape(linear('k', L.wk, h, L.bk), hd, nHeadKv, n);
-  const v = linear('v', L.wv, h, L.bv);
+  let q = b.reshape(cb(linear('q', L.wq, h, L.bq), 'Qcur'), hd, nHead, n);
+  let k = b.reshape(cb(linear('k', L.wk, h, L.bk), 'Kcur'), hd, nHeadKv, n);
+  const v = cb(linear('v', L.wv, h, L.bv), 'Vcur');
   q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
   k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
   // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
@@ -333,18 +335,18 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const q3 = heads(q, nHead);
   const k3 = heads(k, nHeadKv);
   const v3 = heads(v, nHeadKv);
-  const kq = b.softMaxExt(b.mulMat(k3, q3), inp.mask, 1 / Math.sqrt(hd)); // [T_k, T_q, heads·B]
+  const kq = cb(b.softMaxExt(cb(b.mulMat(k3, q3), 'kq'), inp.mask, 1 / Math.sqrt(hd)), 'kq_soft_max'); // [T_k, T_q, heads·B]
   // Σ over keys of v·p: on CPUs with AVX-512 by Hone's causal kernel, else against vᵀ [T, hd, kvHeads·B]
   const o3 = attnSumReady(b, hd) ? b.attnSum(v3, kq, 'keys') : b.mulMat(b.cont(b.transpose(v3)), kq);
   const kqv = b.reshape(o3, hd, nTokens, nHead, nSeq); // [hd, T_q, heads, B]
-  const attn = b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n);
-  const x1 = b.add(x, linear('o', L.wo, attn, L.bo));
+  const attn = cb(b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n), 'kqv_out');
+  const x1 = cb(b.add(x, cb(linear('o', L.wo, attn, L.bo), 'attn_out')), 'ffn_inp');
 
-  const h2 = b.mul(b.rmsNorm(x1, hp.rmsEps), L.ffnNorm);
-  const gate = linear('gate', L.wGate, h2);
-  const up = linear('up', L.wUp, h2);
-  const act = b.mul(b.silu(gate), up);
-  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out: b.add(x1, linear('down', L.wDown, act)) };
+  const h2 = cb(b.mul(b.rmsNorm(x1, hp.rmsEps), L.ffnNorm), 'ffn_norm');
+  const gate = cb(linear('gate', L.wGate, h2), 'ffn_gate');
+  const up = cb(linear('up', L.wUp, h2), 'ffn_up');
+  const act = cb(b.mul(b.silu(gate), up), 'ffn_act');
+  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out: cb(b.add(x1, cb(linear('down', L.wDown, act), 'ffn_out')), 'l_out') };
 }
 
 /**
@@ -353,12 +355,12 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
  */
 export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   const { hp, weights: w } = m;
-  let x = b.getRows(w.tokEmbd, inp.tokens); // [d, T·B]
+  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd'); // [d, T·B]
   for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
-  x = b.mul(b.rmsNorm(x, hp.rmsEps), w.outputNorm);
+  x = b.named(b.mul(b.rmsNorm(x, hp.rmsEps), w.outputNorm), 'result_norm');
   let logits = b.mulMat(w.output, x);
   if (w.outputBias) logits = b.add(logits, w.outputBias);
-  return logits;
+  return b.named(logits, 'result_output');
 }
 
 export interface LossInputs {
@@ -381,9 +383,9 @@ export function lossInputs(b: GraphBuilder, m: number): LossInputs {
  */
 export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   const { hp, weights: w } = m;
-  let x = b.getRows(w.tokEmbd, inp.tokens);
+  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd');
   for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
-  return headLoss(b, hp, w, x, loss).loss;
+  return b.named(headLoss(b, hp, w, x, loss).loss, 'loss');
 }
 
 /** below this a target's probability counts as this (a per-token loss of at most −ln 1e-30 ≈ 69) */

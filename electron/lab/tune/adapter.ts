@@ -8,9 +8,7 @@ import type { AdapterHook, Hparams, Module, Weights } from '../model/llama.js';
 import { addGrad, type Grads, type TrainedLinear } from '../model/linear.js';
 export { addGrad, type Grads, type TrainedLinear };
 
-export type AdapterMethod = 'lora' | 'hut' | 'mos' | 'full' | 'galore' | 'natural-galore' | 'perp';
-
-import { MODULES } from './method-info.js';
+import { MODULES, type MethodName } from './method-info.js';
 export { MODULES };
 
 /** llama.cpp's tensor name of each module's weight */
@@ -65,7 +63,7 @@ export interface HostState {
 }
 
 export interface Adapter {
-  readonly method: AdapterMethod;
+  readonly method: MethodName;
   readonly trainables: Trainable[];
   readonly dropout: number;
   /** state that is not trained but belongs to the adapter (MoS's index draws): saved with checkpoints */
@@ -92,7 +90,27 @@ export interface Adapter {
   init(seed: number): void;
   /** the adapted linear at (layer, module) for graphs built with `b`, or undefined if it stays frozen */
   linear(b: GraphBuilder, layer: number, module: Module): TrainedLinear | undefined;
+  /** the merge: the trained weight W' [in, out] that replaces the frozen W [in, out] (F32) at
+   *  (layer, module), built from the same tensors as `linear`; undefined where it stays frozen.
+   *  Export and compression fold the training into the base with it. */
+  merged?(b: GraphBuilder, layer: number, module: Module, W: Tensor): Tensor | undefined;
+  /** low-rank methods: W' = W + scale·(B·A) with A [in, r] and B [r, out] (MoS: assembled from its
+   *  pools), for the adapter GGUF and PEFT exports */
+  lowRank?(b: GraphBuilder, layer: number, module: Module): { A: Tensor; B: Tensor } | undefined;
+  /** the trained value of a model tensor the method trains outside the linears (PERP's norms and
+   *  biases), by GGUF name */
+  replaces?(name: string): Tensor | undefined;
   free(): void;
+}
+
+/** B·A as [in, out] (ggml order) from A [in, r] and B [r, out]: a low-rank update to a weight */
+export function lowRankProduct(b: GraphBuilder, A: Tensor, B: Tensor): Tensor {
+  return b.mulMat(b.cont(b.transpose(A)), B);
+}
+
+/** W + s·B·A [in, out]: the merge of a low-rank pair (LoRA, MoS) */
+export function lowRankMerged(b: GraphBuilder, W: Tensor, A: Tensor, B: Tensor, s: number): Tensor {
+  return b.add(W, b.scale(lowRankProduct(b, A, B), s));
 }
 
 export function parameterCount(a: Adapter): number {

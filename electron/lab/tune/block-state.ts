@@ -60,17 +60,11 @@ export class BlockStates {
   readonly nLayer: number;
   readonly home: StateHome;
   readonly overlap: boolean;
-  private readonly files: AsyncFiles;
-  private readonly direct: boolean;
   private readonly rules: FieldRule[][];
   private readonly pieces: Piece[][];
   private readonly strides: number[];
-  private readonly bases: number[];
-  /** RAM home: the records as host tensors, by block and piece key */
-  private readonly recs: Map<string, Tensor>[] = [];
-  private recStore?: { b: GraphBuilder; buffer: number };
-  /** SSD home: the records' file */
-  readonly path?: string;
+  /** where the records live: host tensors in RAM, or one file on the SSD */
+  private readonly records: Records;
   /** the engine the updates compute on (the main one, or a CPU engine of their own) */
   private readonly opt: Engine;
   private readonly slots = new Map<string, OptSlot>();
@@ -89,8 +83,6 @@ export class BlockStates {
     if (cfg.method === 'natural-galore') throw new Error('Natural GaLore keeps a gradient history per weight that streaming training does not store yet: use --method galore or full with --offload, or give more --ram');
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train the F16 model, then compress`);
     this.home = o.home;
-    this.files = o.files;
-    this.direct = o.direct;
     this.overlap = o.overlap ?? engine.kind !== 'cpu';
     const plan = planWeights(file, hp);
     this.nLayer = hp.nLayer;
@@ -121,15 +113,12 @@ export class BlockStates {
       return out;
     });
     this.strides = this.pieces.map((ps) => alignUp(ps.reduce((s, p) => Math.max(s, p.offset + 4 * p.elements), 0)));
-    this.bases = this.strides.map((_, j) => this.strides.slice(0, j).reduce((a, c) => a + c, 0));
     this.sumsq = new Array(hp.nLayer).fill(0);
     if (o.home === 'ssd') {
       if (!o.ssdDir) throw new Error('optimizer state on the SSD needs an SSD folder (--ssd)');
-      this.path = join(o.ssdDir, `hone-state-${process.pid}-${Date.now().toString(36)}.bin`);
+      this.records = new SsdRecords(join(o.ssdDir, `hone-state-${process.pid}-${Date.now().toString(36)}.bin`), this.strides, o.files, o.direct);
     } else {
-      const b = new GraphBuilder(16 + this.pieces.flat().length);
-      for (const ps of this.pieces) this.recs.push(new Map(ps.map((p) => [p.key, b.tensor(TYPES.F32, p.shape, `rec.${p.name}`)])));
-      this.recStore = { b, buffer: engine.native.allocContext(b.ctx, `${cfg.method} state of ${hp.nLayer} blocks (F32 master, gradients, optimizer)`, true) };
+      this.records = new RamRecords(engine, this.pieces, `${cfg.method} state of ${hp.nLayer} blocks (F32 master, gradients, optimizer)`);
     }
     // on a GPU the CPU is free: BLAS for the projections; on a CPU device the main engine has it
     this.opt = this.overlap ? openHostEngine(o.hostThreads ?? engine.threads, engine.kind !== 'cpu') : engine;
@@ -146,31 +135,21 @@ export class BlockStates {
     return this.pieces[j].find((p) => p.field === field && p.kind === kind)!;
   }
 
-  private ioError = (e: unknown) => { throw explainIoError(e, 'ssd'); };
-
   /** records from the model file: master weights dequantized, gradients and moments zero,
    *  projectors the identity where r ≥ min(m, n) (else set at the first step) */
   init(modelPath: string) {
-    const fd = this.path ? openSync(this.path, 'w') : -1;
-    try {
-      for (let j = 0; j < this.nLayer; j++) {
-        const rec = new ArrayBuffer(this.strides[j]);
-        const arr = (p: Piece) => new Float32Array(rec, p.offset, p.elements);
-        for (const { field, info, projected } of this.rules[j]) {
-          arr(this.piece(j, field, 'w')).set(dequantizeFromFile(modelPath, info));
-          if (projected?.identity) {
-            const p = this.piece(j, field, 'p'), len = p.shape[0], eye = arr(p);
-            for (let i = 0; i < projected.r; i++) eye[i * len + i] = 1;
-          }
+    this.records.writeAll(this.pieces, (j) => {
+      const rec = new ArrayBuffer(this.strides[j]);
+      const arr = (p: Piece) => new Float32Array(rec, p.offset, p.elements);
+      for (const { field, info, projected } of this.rules[j]) {
+        arr(this.piece(j, field, 'w')).set(dequantizeFromFile(modelPath, info));
+        if (projected?.identity) {
+          const p = this.piece(j, field, 'p'), len = p.shape[0], eye = arr(p);
+          for (let i = 0; i < projected.r; i++) eye[i * len + i] = 1;
         }
-        if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
-        else for (const p of this.pieces[j]) this.recs[j].get(p.key)!.set(arr(p));
       }
-    } catch (e) {
-      throw fd >= 0 ? explainIoError(e, 'ssd') : e;
-    } finally {
-      if (fd >= 0) closeSync(fd);
-    }
+      return rec;
+    });
   }
 
   /** waits for block j's update under way, if any */
@@ -185,8 +164,7 @@ export class BlockStates {
     await Promise.all(this.rules[j].map(({ field }) => {
       const p = this.piece(j, field, 'w');
       bytes += 4 * p.elements;
-      if (!this.path) { this.recs[j].get(p.key)!.copyTo(layer[field]!); return null; }
-      return this.files.readInto(this.path, this.bases[j] + p.offset, layer[field]!.h, 4 * p.elements, this.direct).catch(this.ioError);
+      return this.records.readInto(j, p, layer[field]!);
     }));
     return bytes;
   }
@@ -200,25 +178,17 @@ export class BlockStates {
   addGrads(j: number, grads: Map<LayerField, Tensor>, first: boolean, last: boolean, sumsq: number): Promise<void> {
     if (first) {
       if (last) this.sumsq[j] = sumsq;
-      return Promise.all(this.rules[j].map(({ field }) => {
-        const p = this.piece(j, field, 'g');
-        if (!this.path) { grads.get(field)!.copyTo(this.recs[j].get(p.key)!); return null; }
-        return this.files.writeFrom(this.path, this.bases[j] + p.offset, grads.get(field)!.h, 4 * p.elements, this.direct, false).catch(this.ioError);
-      })).then(() => {});
+      return Promise.all(this.rules[j].map(({ field }) => this.records.writeFrom(j, this.piece(j, field, 'g'), grads.get(field)!))).then(() => {});
     }
     // a later micro-batch: the sum goes through JavaScript
     const adds = new Map(this.rules[j].map(({ field }) => [field, grads.get(field)!.get()]));
     let total = 0;
     return Promise.all(this.rules[j].map(async ({ field }) => {
       const p = this.piece(j, field, 'g'), add = adds.get(field)!;
-      const rec = this.recs[j]?.get(p.key);
-      let acc: Float32Array;
-      if (rec) acc = rec.get();
-      else { const b = await this.files.read(this.path!, this.bases[j] + p.offset, alignUp(4 * p.elements), this.direct).catch(this.ioError); acc = new Float32Array(new Uint8Array(b.buffer, b.byteOffset, b.byteLength).slice().buffer); }
+      const acc = await this.records.read(j, p);
       for (let i = 0; i < add.length; i++) acc[i] += add[i];
       if (last) for (let i = 0; i < add.length; i++) total += acc[i] * acc[i];
-      if (rec) rec.set(acc.subarray(0, p.elements));
-      else await this.files.write(this.path!, this.bases[j] + p.offset, new Uint8Array(acc.buffer, 0, alignUp(4 * p.elements)), this.direct, false).catch(this.ioError);
+      await this.records.write(j, p, acc);
     })).then(() => { if (last) this.sumsq[j] = total; });
   }
 
@@ -234,14 +204,11 @@ export class BlockStates {
       const t0 = performance.now();
       const slot = this.slot(j);
       const at = (p: Piece) => slot.t.get(p.key)!;
-      if (!this.path) for (const p of this.pieces[j]) this.recs[j].get(p.key)!.copyTo(at(p));
-      else await Promise.all(this.pieces[j].map((p) => this.files.readInto(this.path!, this.bases[j] + p.offset, at(p).h, 4 * p.elements, this.direct).catch(this.ioError)));
+      await Promise.all(this.pieces[j].map((p) => this.records.readInto(j, p, at(p))));
       this.refresh(j, t, slot);
       setUpdateInputs(slot.s, t, lr, gradScale, this.optCfg, this.cfg.scale);
       if (this.overlap) await slot.graph.computeAsync(); else slot.graph.compute();
-      const out = this.pieces[j].filter((p) => p.kind !== 'g');
-      if (!this.path) for (const p of out) at(p).copyTo(this.recs[j].get(p.key)!);
-      else await Promise.all(out.map((p) => this.files.writeFrom(this.path!, this.bases[j] + p.offset, at(p).h, 4 * p.elements, this.direct, false).catch(this.ioError)));
+      await Promise.all(this.pieces[j].filter((p) => p.kind !== 'g').map((p) => this.records.writeFrom(j, p, at(p))));
       this.optimizerMs += performance.now() - t0;
     });
     this.track(j, run);
@@ -296,37 +263,21 @@ export class BlockStates {
   /** the records as checkpoint tensors, named as the in-memory FullModel names them (so a run may
    *  resume in memory from a streamed checkpoint and back); read one at a time while writing */
   checkpointTensors(): { name: string; shape: number[]; data: () => Float32Array }[] {
-    return this.pieces.flatMap((ps, j) => ps.filter((p) => p.kind !== 'g').map((p) => ({ name: p.name, shape: p.shape, data: () => this.readPiece(j, p) })));
+    return this.pieces.flatMap((ps, j) => ps.filter((p) => p.kind !== 'g').map((p) => ({ name: p.name, shape: p.shape, data: () => this.records.readSync(j, p) })));
   }
 
   /** sets the records from a checkpoint (`read` gives a tensor by name, or null); gradients zero */
   loadCheckpoint(read: (name: string) => Float32Array | null) {
-    const fd = this.path ? openSync(this.path, 'r+') : -1;
-    try {
-      for (let j = 0; j < this.nLayer; j++) {
-        const rec = new ArrayBuffer(this.strides[j]);
-        for (const p of this.pieces[j]) {
-          const arr = new Float32Array(rec, p.offset, p.elements);
-          if (p.kind !== 'g') {
-            const data = read(p.name);
-            if (!data || data.length !== p.elements) throw new Error(`tensor ${p.name} is missing or has another shape (was the run's configuration changed?)`);
-            arr.set(data);
-          }
-          if (fd < 0) this.recs[j].get(p.key)!.set(arr);
-        }
-        if (fd >= 0) writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]);
+    this.records.writeAll(this.pieces, (j) => {
+      const rec = new ArrayBuffer(this.strides[j]);
+      for (const p of this.pieces[j]) {
+        if (p.kind === 'g') continue;
+        const data = read(p.name);
+        if (!data || data.length !== p.elements) throw new Error(`tensor ${p.name} is missing or has another shape (was the run's configuration changed?)`);
+        new Float32Array(rec, p.offset, p.elements).set(data);
       }
-    } finally {
-      if (fd >= 0) closeSync(fd);
-    }
-  }
-
-  private readPiece(j: number, p: Piece): Float32Array {
-    if (!this.path) return this.recs[j].get(p.key)!.get();
-    const out = new Float32Array(p.elements);
-    const fd = openSync(this.path, 'r');
-    try { readSync(fd, new Uint8Array(out.buffer), 0, 4 * p.elements, this.bases[j] + p.offset); } finally { closeSync(fd); }
-    return out;
+      return rec;
+    });
   }
 
   free() {
@@ -338,9 +289,92 @@ export class BlockStates {
     }
     this.slots.clear();
     if (this.opt !== this.engine) this.opt.free();
-    if (this.recStore) { this.engine.native.freeBuffer(this.recStore.buffer); this.recStore.b.free(); }
-    if (this.path) rmSync(this.path, { force: true });
+    this.records.free();
   }
+}
+
+/**
+ * Where the blocks' records live. A record is one block's pieces (Piece: its offset in the record
+ * and its shape); a piece moves to and from tensors of any buffer or device, or as values.
+ */
+interface Records {
+  /** every record, block by block (start, checkpoint loads): `fill(j)` gives block j's bytes */
+  writeAll(pieces: Piece[][], fill: (j: number) => ArrayBuffer): void;
+  readInto(j: number, p: Piece, dst: Tensor): Promise<void>;
+  writeFrom(j: number, p: Piece, src: Tensor): Promise<void>;
+  /** a piece's values (a copy, at least p.elements long), and new ones for it */
+  read(j: number, p: Piece): Promise<Float32Array>;
+  write(j: number, p: Piece, values: Float32Array): Promise<void>;
+  /** a piece's values now (checkpoints, written between steps) */
+  readSync(j: number, p: Piece): Float32Array;
+  free(): void;
+}
+
+/** records as host tensors: one buffer in RAM */
+class RamRecords implements Records {
+  private readonly b: GraphBuilder;
+  private readonly buffer: number;
+  private readonly recs: Map<string, Tensor>[];
+
+  constructor(private readonly engine: Engine, pieces: Piece[][], label: string) {
+    this.b = new GraphBuilder(16 + pieces.flat().length);
+    this.recs = pieces.map((ps) => new Map(ps.map((p) => [p.key, this.b.tensor(TYPES.F32, p.shape, `rec.${p.name}`)])));
+    this.buffer = engine.native.allocContext(this.b.ctx, label, true);
+  }
+
+  private at(j: number, p: Piece) { return this.recs[j].get(p.key)!; }
+  writeAll(pieces: Piece[][], fill: (j: number) => ArrayBuffer) {
+    pieces.forEach((ps, j) => { const rec = fill(j); for (const p of ps) this.at(j, p).set(new Float32Array(rec, p.offset, p.elements)); });
+  }
+  async readInto(j: number, p: Piece, dst: Tensor) { this.at(j, p).copyTo(dst); }
+  async writeFrom(j: number, p: Piece, src: Tensor) { src.copyTo(this.at(j, p)); }
+  async read(j: number, p: Piece) { return this.at(j, p).get(); }
+  async write(j: number, p: Piece, values: Float32Array) { this.at(j, p).set(values.subarray(0, p.elements)); }
+  readSync(j: number, p: Piece) { return this.at(j, p).get(); }
+  free() { this.engine.native.freeBuffer(this.buffer); this.b.free(); }
+}
+
+/** records in one file in the SSD folder, block j at the sum of the strides before it; its I/O
+ *  failures explained (a full disk, a vanished folder) */
+class SsdRecords implements Records {
+  private readonly bases: number[];
+  private created = false;
+  private readonly ioError = (e: unknown) => { throw explainIoError(e, 'ssd'); };
+
+  constructor(readonly path: string, strides: number[], private readonly files: AsyncFiles, private readonly direct: boolean) {
+    this.bases = strides.map((_, j) => strides.slice(0, j).reduce((a, c) => a + c, 0));
+  }
+
+  private at(j: number, p: Piece) { return this.bases[j] + p.offset; }
+  writeAll(pieces: Piece[][], fill: (j: number) => ArrayBuffer) {
+    let fd: number;
+    try { fd = openSync(this.path, this.created ? 'r+' : 'w'); } catch (e) { throw explainIoError(e, 'ssd'); }
+    this.created = true;
+    try {
+      for (let j = 0; j < pieces.length; j++) {
+        const rec = fill(j);
+        try { writeSync(fd, new Uint8Array(rec), 0, rec.byteLength, this.bases[j]); } catch (e) { throw explainIoError(e, 'ssd'); }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  readInto(j: number, p: Piece, dst: Tensor) { return this.files.readInto(this.path, this.at(j, p), dst.h, 4 * p.elements, this.direct).catch(this.ioError); }
+  async writeFrom(j: number, p: Piece, src: Tensor) { await this.files.writeFrom(this.path, this.at(j, p), src.h, 4 * p.elements, this.direct, false).catch(this.ioError); }
+  async read(j: number, p: Piece) {
+    const b = await this.files.read(this.path, this.at(j, p), alignUp(4 * p.elements), this.direct).catch(this.ioError);
+    return new Float32Array(new Uint8Array(b.buffer, b.byteOffset, b.byteLength).slice().buffer);
+  }
+  async write(j: number, p: Piece, values: Float32Array) {
+    await this.files.write(this.path, this.at(j, p), new Uint8Array(values.buffer, 0, alignUp(4 * p.elements)), this.direct, false).catch(this.ioError);
+  }
+  readSync(j: number, p: Piece) {
+    const out = new Float32Array(p.elements);
+    const fd = openSync(this.path, 'r');
+    try { readSync(fd, new Uint8Array(out.buffer), 0, 4 * p.elements, this.at(j, p)); } finally { closeSync(fd); }
+    return out;
+  }
+  free() { rmSync(this.path, { force: true }); }
 }
 
 /**

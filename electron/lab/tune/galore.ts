@@ -25,6 +25,8 @@ import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
 import type { OptimizerConfig } from './trainer.js';
+import type { Method, MethodConfig } from './method.js';
+import { trainDefaults } from './settings.js';
 
 export type FullMethod = 'full' | 'galore' | 'natural-galore';
 
@@ -337,3 +339,31 @@ export function fullMemoryPlan(file: GgufFile, cfg: GaloreConfig): MemoryPlan {
   const out = { weights: 4 * n, gradients: 4 * n, optimizer: 4 * opt };
   return { ...out, total: out.weights + out.gradients + out.optimizer, projected: { galore: 4 * projected, adamw: 4 * projectedAdamw } };
 }
+
+/** GaLore's settings from a run config; missing ones from the settings table (Natural GaLore's
+ *  defaults hold all four, so full AdamW gets numbers there too, unused) */
+export function galoreSettings(c: MethodConfig): GaloreConfig {
+  const d = trainDefaults('natural-galore');
+  return {
+    method: c.method as FullMethod, rank: c.rank, updateGap: c.galoreGap ?? d.galoreGap!,
+    scale: c.galoreScale ?? d.galoreScale!, history: c.naturalHistory ?? d.naturalHistory!, damping: c.naturalDamping ?? d.naturalDamping!,
+  };
+}
+
+/** full AdamW, GaLore and Natural GaLore as methods: checkpoints hold every weight under its own GGUF
+ *  name (F32), with its moments (`.m`, `.v`, projected for GaLore), projectors (`.galore_proj`) and
+ *  Natural GaLore's gradient history; the merge replaces the base's weights with them */
+function fullMethod(name: FullMethod, notStreamed: string | null): Method {
+  return {
+    name, full: true, lowRank: false, notStreamed,
+    build: (engine, model, c, opt) => {
+      if (c.dropout > 0) throw new Error(`--dropout applies to adapter methods (LoRA, MoS), not to ${name}`);
+      if (!model.loaded) throw new Error(`${name} needs the model loaded with F32 master weights`);
+      return new FullModel(engine, model.loaded, galoreSettings(c), opt);
+    },
+  };
+}
+
+export const full = fullMethod('full', null);
+export const galore = fullMethod('galore', null);
+export const naturalGalore = fullMethod('natural-galore', 'Natural GaLore keeps a gradient history per weight that streaming training does not store yet');

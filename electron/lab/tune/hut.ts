@@ -17,7 +17,8 @@ import { T } from '../engine/types.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { inputGrad, sumCols } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
-import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
+import { GGUF_NAMES, PerGraph, TrainableStore, addGrad, checkTargets, lowRankProduct, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
+import type { Method } from './method.js';
 
 export type HutForm = 'scaling' | 'hadamard';
 export const HUT_FORMS: HutForm[] = ['scaling', 'hadamard'];
@@ -85,6 +86,15 @@ export class Hut implements Adapter {
     return this.memo.get(b, `${layer}.${module}`, () => (this.cfg.form === 'scaling' ? scalingLinear(b, pair) : hadamardLinear(pair, this.scale)));
   }
 
+  /** W' [in, out] from W [in, out]: diag(a)·W·diag(b) (scaling) or W ⊙ (1 + s·BA) (hadamard) */
+  merged(b: GraphBuilder, layer: number, module: Module, W: Tensor): Tensor | undefined {
+    const p = this.byKey.get(`${layer}.${module}`);
+    if (!p) return undefined;
+    if (this.cfg.form === 'hadamard') return hadamardWeight(b, W, p, this.scale);
+    const { a, bv } = scalingVectors(b, p);
+    return b.mul(b.mul(W, bv), b.reshape(a, 1, p.outDim));
+  }
+
   readonly layerwise: Layerwise = {
     own: (layer, module) => { const p = this.byKey.get(`${layer}.${module}`); return p ? [p.p, p.q] : []; },
     linearOver: (b, module, [P, Q]) => {
@@ -99,10 +109,19 @@ export class Hut implements Adapter {
   }
 }
 
+/** a = Σ_r M_A [out, 1] and b = Σ_r M_B [in, 1] (M_A [r, out] and M_B [r, in] summed over r) */
+function scalingVectors(g: GraphBuilder, p: HutPair) {
+  return { a: g.reshape(g.sumRows(p.p), p.outDim, 1), bv: g.reshape(g.sumRows(p.q), p.inDim, 1) };
+}
+
+/** W' = W0 ⊙ (1 + s·BA) [in, out], W0 in F32 */
+function hadamardWeight(b: GraphBuilder, w0: Tensor, p: HutPair, s: number): Tensor {
+  return b.add(w0, b.scale(b.mul(w0, lowRankProduct(b, p.p, p.q)), s));
+}
+
 /** y = a ⊙ W0 (b ⊙ x) with a = Σ_r M_A [out, 1], b = Σ_r M_B [in, 1] */
 function scalingLinear(g: GraphBuilder, p: HutPair): TrainedLinear {
-  const a = g.reshape(g.sumRows(p.p), p.outDim, 1); // M_A [r, out] summed over r
-  const bv = g.reshape(g.sumRows(p.q), p.inDim, 1);
+  const { a, bv } = scalingVectors(g, p);
   // the forward's u and z, reused by the backward of the same input (no second W·u)
   let fwd: { x: Tensor; u: Tensor; z: Tensor } | null = null;
   const uz = (b: GraphBuilder, W: Tensor, x: Tensor) => {
@@ -130,8 +149,7 @@ function hadamardLinear(p: HutPair, s: number): TrainedLinear {
   const weights = (b: GraphBuilder, W: Tensor) => {
     if (!w0) {
       w0 = W.type === T.F32 ? W : b.cast(W, T.F32);
-      const M = b.mulMat(b.cont(b.transpose(p.p)), p.q); // B·A as [in, out]
-      wp = b.add(w0, b.scale(b.mul(w0, M), s));
+      wp = hadamardWeight(b, w0, p, s);
     }
     return { w0, wp: wp! };
   };
@@ -146,3 +164,15 @@ function hadamardLinear(p: HutPair, s: number): TrainedLinear {
     },
   };
 }
+
+/** HUT as a method: checkpoints hold `blk.N.<weight>.hut_ma` / `.hut_mb` (scaling) or `.hut_a` /
+ *  `.hut_b` (hadamard); its change multiplies W, so it exports merged only */
+export const hut: Method = {
+  name: 'hut', full: false, lowRank: false, notStreamed: null,
+  build: (engine, model, c) => {
+    if (c.dropout > 0) throw new Error('HUT transforms the weight itself and has no separate input path to drop out: set --dropout 0 (dropout applies to LoRA and MoS)');
+    const form = c.hutForm ?? 'scaling';
+    if (!HUT_FORMS.includes(form)) throw new Error(`--hut-form must be ${HUT_FORMS.join(' or ')}, got "${form}"`);
+    return new Hut(engine, model.hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, form });
+  },
+};

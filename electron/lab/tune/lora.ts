@@ -6,7 +6,8 @@ import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { inputGrad } from '../model/backward.js';
 import { Rng } from '../data/pack.js';
-import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Grads, type Layerwise, type TrainedLinear } from './adapter.js';
+import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, lowRankMerged, moduleDims, type Adapter, type Grads, type Layerwise, type TrainedLinear } from './adapter.js';
+import type { Method } from './method.js';
 
 export { DROPOUT_INPUT, GGUF_NAMES, MODULES, moduleDims, type Trainable } from './adapter.js';
 
@@ -117,6 +118,16 @@ export class Lora implements Adapter {
     return this.byKey.get(`${layer}.${module}`)?.linear;
   }
 
+  merged(b: GraphBuilder, layer: number, module: Module, W: Tensor): Tensor | undefined {
+    const p = this.pair(layer, module);
+    return p && lowRankMerged(b, W, p.a, p.b, this.scale);
+  }
+
+  lowRank(_b: GraphBuilder, layer: number, module: Module) {
+    const p = this.pair(layer, module);
+    return p && { A: p.a, B: p.b };
+  }
+
   readonly layerwise: Layerwise = {
     own: (layer, module) => { const p = this.pair(layer, module); return p ? [p.a, p.b] : []; },
     linearOver: (_b, _module, [A, B]) => lowRankLinear(A, B, this.scale, (b, grads, dA, dB) => { addGrad(b, grads, A, dA); addGrad(b, grads, B, dB); }),
@@ -126,3 +137,9 @@ export class Lora implements Adapter {
     this.store.free(this.engine);
   }
 }
+
+/** LoRA as a method: checkpoints hold `blk.N.<weight>.lora_a` / `.lora_b` with their moments */
+export const lora: Method = {
+  name: 'lora', full: false, lowRank: true, notStreamed: null,
+  build: (engine, model, c) => new Lora(engine, model.hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout }),
+};

@@ -14,7 +14,9 @@ import type { GraphBuilder, Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import type { Hparams, Module } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
-import { PerGraph, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
+import { PerGraph, TrainableStore, addGrad, checkTargets, lowRankMerged, moduleDims, type Adapter, type Layerwise, type TrainedLinear } from './adapter.js';
+import type { Method, MethodConfig } from './method.js';
+import { trainDefaults } from './settings.js';
 import { lowRankLinear } from './lora.js';
 
 export interface MosConfig {
@@ -57,22 +59,6 @@ export function drawShards(rng: Rng | null, il: number, nLayer: number, c: Pick<
   const picked = (rng ? rng.shuffle(pub) : pub).slice(0, (r - Rp) * l);
   const priv = Array.from({ length: Rp * l }, (_, k) => S + il * Rp * l + k);
   return Int32Array.from([...picked, ...priv]);
-}
-
-/**
- * A_i [in, r] (ggml order) from a pool [in/l, rows] and r·l shard indices, in plain numbers: row j
- * is shards idx[j], idx[j+r], …, idx[j+(l−1)r] laid end to end. (The graph does the same with
- * get_rows, permute and reshape; export and tests use this.)
- */
-export function assembleRows(pool: Float32Array, width: number, idx: Int32Array, r: number, l: number): Float32Array {
-  const out = new Float32Array(width * l * r);
-  for (let j = 0; j < r; j++) {
-    for (let k = 0; k < l; k++) {
-      const src = idx[j + k * r] * width;
-      out.set(pool.subarray(src, src + width), j * width * l + k * width);
-    }
-  }
-  return out;
 }
 
 interface ModulePools { a: Tensor; b: Tensor; inDim: number; outDim: number }
@@ -147,26 +133,45 @@ export class Mos implements Adapter {
     return this.memo.get(b, `${layer}.${module}`, () => this.linearOf(b, p, d.idxA, d.idxB));
   }
 
-  /** a layer's A and B gathered from the shared pools by its index draws; gradients scatter back to the pools */
-  private linearOf(b: GraphBuilder, p: ModulePools, idxA: Tensor, idxB: Tensor): TrainedLinear {
+  /** a layer's A [in, r] and Bᵀ [out, r] gathered from the shared pools by its index draws: shards →
+   *  rows, get_rows gives [w, r·l] with shard j + k·r at column j + k·r; as [w, r, l] swapped to
+   *  [w, l, r] and flattened, row j is shards j, j+r, …, j+(l−1)r end to end */
+  private assembled(b: GraphBuilder, p: ModulePools, idxA: Tensor, idxB: Tensor) {
     const { rank: r, shards: l } = this.cfg;
-    // shards → rows: get_rows gives [w, r·l] with shard j + k·r at column j + k·r; as [w, r, l]
-    // swapped to [w, l, r] and flattened, row j is shards j, j+r, …, j+(l−1)r end to end.
     const assemble = (pool: Tensor, idx: Tensor) => {
       const w = pool.shape[0];
       return b.reshape(b.cont(b.permute(b.reshape(b.getRows(pool, idx), w, r, l), 0, 2, 1, 3)), w * l, r);
     };
+    return { A: assemble(p.a, idxA), Bt: assemble(p.b, idxB) };
+  }
+
+  /** a layer's linear over its assembled A and B; gradients scatter back to the pools */
+  private linearOf(b: GraphBuilder, p: ModulePools, idxA: Tensor, idxB: Tensor): TrainedLinear {
+    const { rank: r, shards: l } = this.cfg;
     const scatter = (g: GraphBuilder, dRows: Tensor, pool: Tensor, idx: Tensor) => {
       const w = pool.shape[0];
       const shards = g.reshape(g.cont(g.permute(g.reshape(dRows, w, l, r), 0, 2, 1, 3)), w, r * l);
       return g.getRowsBack(shards, idx, pool); // rows drawn by several layers sum over them
     };
-    const A = assemble(p.a, idxA); // [in, r]
-    const Bt = assemble(p.b, idxB); // [out, r]
+    const { A, Bt } = this.assembled(b, p, idxA, idxB); // [in, r], [out, r]
     return lowRankLinear(A, b.cont(b.transpose(Bt)), this.scale, (g, grads, dA, dB) => {
       addGrad(g, grads, p.a, scatter(g, dA, p.a, idxA));
       addGrad(g, grads, p.b, scatter(g, g.cont(g.transpose(dB)), p.b, idxB));
     });
+  }
+
+  /** layer `layer`'s A [in, r] and B [r, out], assembled */
+  lowRank(b: GraphBuilder, layer: number, module: Module) {
+    const p = this.pools.get(module);
+    if (!p) return undefined;
+    const d = this.draws.get(`${layer}.${module}`)!;
+    const { A, Bt } = this.assembled(b, p, d.idxA, d.idxB);
+    return { A, B: b.cont(b.transpose(Bt)) };
+  }
+
+  merged(b: GraphBuilder, layer: number, module: Module, W: Tensor): Tensor | undefined {
+    const ab = this.lowRank(b, layer, module);
+    return ab && lowRankMerged(b, W, ab.A, ab.B, this.scale);
   }
 
   /** streaming: a layer's own tensors are its index draws; the pools stay resident and shared */
@@ -179,3 +184,21 @@ export class Mos implements Adapter {
     this.store.free(this.engine);
   }
 }
+
+/** MoS's settings from a run config; missing ones from the settings table (on a 32-layer model) */
+export function mosSettings(c: MethodConfig): MosConfig {
+  const d = trainDefaults('mos');
+  return {
+    rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout,
+    budget: c.mosBudget ?? d.mosBudget!, shards: c.mosShards ?? d.mosShards!, privateRank: c.mosPrivate ?? d.mosPrivate!,
+    subset: c.mosSubset ?? d.mosSubset!, dissociate: c.mosDissociate ?? d.mosDissociate!,
+  };
+}
+
+/** MoS as a method: checkpoints hold the pools `mos.<module>.pool_a` / `.pool_b` with their moments
+ *  and each layer's index draws `mos.<layer>.<module>.idx_a` / `.idx_b`; exports as the assembled
+ *  per-layer LoRA pairs */
+export const mos: Method = {
+  name: 'mos', full: false, lowRank: true, notStreamed: null,
+  build: (engine, model, c) => new Mos(engine, model.hp, mosSettings(c)),
+};

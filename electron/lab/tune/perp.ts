@@ -9,9 +9,10 @@
 import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
-import type { Hparams, Layer, Module, Weights } from '../model/llama.js';
+import type { Hparams, Layer, Module, Weights, WeightsOf } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
-import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, lowRankMerged, lowRankProduct, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
+import type { Method } from './method.js';
 import { readMasks } from '../model/masks.js';
 import { lowRankLinear } from './lora.js';
 
@@ -31,6 +32,10 @@ interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask?:
 /** the norm and bias weights of a layer that PERP trains, by slot */
 const NORM_SLOTS = ['attnNorm', 'ffnNorm', 'bq', 'bk', 'bv', 'bo'] as const;
 
+/** a model tensor by name and shape: a loaded one has its values (training starts from them);
+ *  export builds PERP from the header's plan, and its values come from the checkpoint */
+export type NamedTensor = { name: string; shape: number[]; get?: () => Float32Array };
+
 export class Perp implements Adapter {
   readonly method = 'perp' as const;
   readonly dropout = 0;
@@ -41,11 +46,11 @@ export class Perp implements Adapter {
   private readonly maskBuilder = new GraphBuilder(1 << 12);
   private maskBuffer = -1;
   private readonly byKey = new Map<string, MaskPair>();
-  /** trainable copies of the model's norms and biases: model tensor → copy */
-  private readonly copies = new Map<Tensor, Tensor>();
-  private readonly sources: [Tensor, Tensor][] = [];
+  /** trainable copies of the model's norms and biases, by the model tensor's name */
+  private readonly copies = new Map<string, Tensor>();
+  private readonly sources: [NamedTensor, Tensor][] = [];
 
-  constructor(readonly engine: Engine, readonly hp: Hparams, readonly weights: Weights, readonly cfg: PerpConfig) {
+  constructor(readonly engine: Engine, readonly hp: Hparams, weights: WeightsOf<NamedTensor>, readonly cfg: PerpConfig) {
     if (!(cfg.rank >= 0)) throw new Error(`PERP's LoRA rank must be 0 (norms and biases only) or more, got ${cfg.rank}`);
     checkTargets(cfg.targets);
     this.norms = cfg.norms ?? true;
@@ -71,10 +76,10 @@ export class Perp implements Adapter {
       }
     }
     if (this.norms) {
-      const add = (t: Tensor | undefined) => {
-        if (!t || this.copies.has(t)) return;
+      const add = (t: NamedTensor | undefined) => {
+        if (!t || this.copies.has(t.name)) return;
         const copy = this.store.add([t.shape[0]], `${t.name}.perp`);
-        this.copies.set(t, copy);
+        this.copies.set(t.name, copy);
         this.sources.push([t, copy]);
       };
       for (const L of weights.layers) for (const s of NORM_SLOTS) add(L[s]);
@@ -93,7 +98,7 @@ export class Perp implements Adapter {
   /** the model's weights with the trained norms and biases in place of the frozen ones */
   weightsFor(w: Weights): Weights {
     if (!this.norms) return w;
-    const c = <X extends Tensor | undefined>(t: X): X => (t && this.copies.has(t) ? (this.copies.get(t) as X) : t);
+    const c = <X extends Tensor | undefined>(t: X): X => (t && this.copies.has(t.name) ? (this.copies.get(t.name) as X) : t);
     return {
       ...w, outputNorm: c(w.outputNorm), outputBias: c(w.outputBias),
       layers: w.layers.map((L) => ({ ...L, ...Object.fromEntries(NORM_SLOTS.map((s) => [s, c(L[s])])) }) as Layer),
@@ -101,9 +106,8 @@ export class Perp implements Adapter {
   }
 
   /** the trained norm or bias that replaces model tensor `name`, if any */
-  trainedCopy(name: string): Tensor | undefined {
-    for (const [src, copy] of this.sources) if (src.name === name) return copy;
-    return undefined;
+  replaces(name: string): Tensor | undefined {
+    return this.copies.get(name);
   }
 
   init(seed: number) {
@@ -114,7 +118,10 @@ export class Perp implements Adapter {
       p.a.set(Float32Array.from({ length: p.a.elements }, () => (2 * rng.next() - 1) * bound));
       p.b.set(new Float32Array(p.b.elements));
     }
-    for (const [src, copy] of this.sources) copy.set(src.get());
+    for (const [src, copy] of this.sources) {
+      if (!src.get) throw new Error(`PERP was built without the model's weights, so it cannot start from ${src.name}: load the model to train`);
+      copy.set(src.get());
+    }
     this.store.resetState();
   }
 
@@ -122,6 +129,15 @@ export class Perp implements Adapter {
     const p = this.byKey.get(`${layer}.${module}`);
     if (!p) return undefined;
     return p.mask ? maskLoraLinear(b, p as MaskPair & { mask: Tensor }, this.scale) : lowRankLinear(p.a, p.b, this.scale, (g, grads, dA, dB) => { addGrad(g, grads, p.a, dA); addGrad(g, grads, p.b, dB); });
+  }
+
+  /** W' = (W + s·BA) ⊙ M [in, out]: the training's W + s·(BA ⊙ M) wherever the pruned W is zero,
+   *  with every pruned weight exactly zero */
+  merged(b: GraphBuilder, layer: number, module: Module, W: Tensor): Tensor | undefined {
+    const p = this.byKey.get(`${layer}.${module}`);
+    if (!p) return undefined;
+    const w = lowRankMerged(b, W, p.a, p.b, this.scale);
+    return p.mask ? b.mul(w, p.mask) : w;
   }
 
   free() {
@@ -137,8 +153,7 @@ function maskLoraLinear(_g: GraphBuilder, p: MaskPair & { mask: Tensor }, s: num
   const dense = (b: GraphBuilder, W: Tensor) => {
     if (!wp) {
       const w0 = W.type === T.F32 ? W : b.cast(W, T.F32);
-      const D = b.mulMat(b.cont(b.transpose(p.a)), p.b); // B·A as [in, out]
-      wp = b.add(w0, b.scale(b.mul(D, p.mask), s));
+      wp = b.add(w0, b.scale(b.mul(lowRankProduct(b, p.a, p.b), p.mask), s));
     }
     return wp;
   };
@@ -153,3 +168,14 @@ function maskLoraLinear(_g: GraphBuilder, p: MaskPair & { mask: Tensor }, s: num
     },
   };
 }
+
+/** PERP as a method: checkpoints hold MaskLoRA's `blk.N.<weight>.lora_a` / `.lora_b` and each trained
+ *  norm or bias as `<name>.perp`; its change is masked, so it exports merged only */
+export const perp: Method = {
+  name: 'perp', full: false, lowRank: false,
+  notStreamed: 'PERP trains the norms inside the blocks, which streaming training does not yet',
+  build: (engine, model, c) => {
+    if (c.dropout > 0) throw new Error('PERP trains without dropout (as the reference does): set --dropout 0');
+    return new Perp(engine, model.hp, model.loaded?.weights ?? model.plan, { rank: c.rank, alpha: c.alpha, targets: c.targets, masks: c.perpMasks, norms: c.perpNorms });
+  },
+};

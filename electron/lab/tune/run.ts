@@ -14,11 +14,11 @@ import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { BlockStates, StreamedFullModel, type StateHome } from './block-state.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { moduleDims, parameterCount, type Adapter } from './adapter.js';
-import { galoreSettings, isFullParameter, makeAdapter, type MethodConfig } from './methods.js';
+import { galoreSettings, methodOf, modelView, type MethodConfig } from './methods.js';
 import { fullMemoryPlan, type MemoryPlan } from './galore.js';
-import { readGguf } from '../model/gguf.js';
+import { readGguf, type GgufFile } from '../model/gguf.js';
 import { lrAt, type ScheduleName } from './schedule.js';
-import { OPTIMIZER_DEFAULTS, Trainer, targetCapacity } from './trainer.js';
+import { InMemoryTrainer, OPTIMIZER_DEFAULTS, targetCapacity, type Trainer } from './trainer.js';
 import { resolveTrainConfig, trainDefaults } from './settings.js';
 import { makeFolder } from '../store/folders.js';
 
@@ -99,8 +99,7 @@ export function windowAt(windows: Window[], seed: number, p: number, cache: Map<
 
 /** the memory plan of a run on this machine: the budgets given (else what the machine has) and its
  *  measured rates (`hone plan`, and every run with offload settings) */
-export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | 'method' | 'rank' | 'targets' | 'batch' | 'seq' | 'offload'>) {
-  const file = readGguf(cfg.model);
+export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | 'method' | 'rank' | 'targets' | 'batch' | 'seq' | 'offload'>, file: GgufFile = readGguf(cfg.model)) {
   const hp = hparamsOf(file);
   const o = cfg.offload ?? {};
   if (o.ssd) {
@@ -116,7 +115,7 @@ export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | '
   if (o.ram) budgets.ram = o.ram;
   const rates = await machineRates(engine, o.ssd);
   const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, out] = moduleDims(hp, m); return a + cfg.rank * (i + out); }, 0);
-  const plan = planMemory({ file, hp, training: isFullParameter(cfg.method) ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates, forceStream: o.force });
+  const plan = planMemory({ file, hp, training: methodOf(cfg.method).full ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates, forceStream: o.force });
   return { plan, budgets, rates };
 }
 
@@ -152,9 +151,10 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const perStep = cfg.batch * cfg.accum;
   const totalSteps = cfg.steps ?? Math.max(1, Math.ceil(((cfg.epochs ?? 1) * ds.train.length) / perStep));
 
-  const method = cfg.method ?? 'lora';
+  const method = methodOf(cfg.method ?? 'lora');
   const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
-  if (isFullParameter(method)) emit({ type: 'memory', ...fullMemoryPlan(file, galoreSettings({ ...cfg, method })) });
+  const methodCfg = { ...cfg, method: method.name, dropout: cfg.dropout ?? 0 };
+  if (method.full) emit({ type: 'memory', ...fullMemoryPlan(file, galoreSettings(methodCfg)) });
   const engine = openEngine();
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
@@ -163,24 +163,24 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   let stateHome: StateHome = 'ram';
   const files = new AsyncFiles(8);
   if (cfg.offload) {
-    const { plan: p } = await planRun(engine, { ...cfg, method });
+    const { plan: p } = await planRun(engine, methodCfg, file);
     streaming = p.blocks.some((b) => b.weights === 'stream');
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
     weightHomes = p.blocks.map((b) => b.weights);
     stateHome = cfg.offload.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
     emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
-    const unsupported = method === 'perp' ? "PERP trains the norms inside the blocks, which streaming training does not yet" : method === 'natural-galore' ? 'Natural GaLore keeps a gradient history per weight that streaming training does not store yet' : null;
-    if (streaming && unsupported) { engine.free(); throw new Error(`${unsupported}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
+    if (streaming && method.notStreamed) { engine.free(); throw new Error(`${method.notStreamed}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
-  const model = streaming ? null : LlamaModel.load(cfg.model, engine, { master: isFullParameter(method), int8: true });
-  const shape = model ?? ({ hp } as LlamaModel);
+  // the one model handle of the run: the header read above, with the weights when they fit
+  const model = streaming ? null : LlamaModel.load(file, engine, { master: method.full, int8: true });
+  const view = modelView(file, model ?? undefined);
   let adapter: Adapter;
   try {
-    if (streaming && isFullParameter(method)) {
+    if (streaming && method.full) {
       // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
-      const blocks = new BlockStates(engine, file, shape.hp, galoreSettings({ ...cfg, method }), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
+      const blocks = new BlockStates(engine, file, hp, galoreSettings(methodCfg), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
       adapter = new StreamedFullModel(engine, file, blocks);
-    } else adapter = makeAdapter(engine, shape, { ...cfg, method, dropout: cfg.dropout ?? 0 }, optCfg);
+    } else adapter = method.build(engine, view, methodCfg, optCfg);
   } catch (e) {
     model?.free();
     engine.free();
@@ -189,7 +189,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   // the run exists from here on: a run refused above leaves no config.json that would block a rerun
   if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
   adapter.init(cfg.seed);
-  let trainer: Trainer | StreamingTrainer | null = null;
+  let trainer: Trainer | null = null;
   try {
     let step = 0, consumed = 0;
     let resumedFrom: string | undefined;
@@ -198,8 +198,9 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
-    trainer = model ? new Trainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, file, shape.hp, adapter, cfg.batch, cfg.seq, capacity, optCfg, files, cfg.offload?.direct ?? true, activations, cfg.offload?.ssd, weightHomes);
+    trainer = model ? new InMemoryTrainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
+      : new StreamingTrainer(engine, file, hp, adapter, { batch: cfg.batch, seq: cfg.seq, capacity, opt: optCfg, files, direct: cfg.offload?.direct, activations, ssdDir: cfg.offload?.ssd, weights: weightHomes });
+    const t = trainer;
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, int8: !!model?.int8, resumedFrom });
     const orders = new Map<number, number[]>();
     const schedule = { name: cfg.schedule, lr: cfg.lr, warmup: cfg.warmup, total: totalSteps };
@@ -208,7 +209,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     let streamedBefore = 0;
     let stopped = false;
     const save = async () => {
-      if (trainer instanceof StreamingTrainer) await trainer.settle(); // streamed blocks' updates finish first
+      await t.settle(); // streamed blocks' updates finish first
       emit({ type: 'checkpoint', step, path: saveCheckpoint(runDir, { step, consumed }, adapter, { seed: cfg.seed }) });
     };
     const hasCheckpoint = () => listCheckpoints(runDir).some((p) => p.endsWith(`step-${String(step).padStart(7, '0')}.gguf`));
@@ -223,7 +224,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         for (let micro = 0; micro < cfg.accum; micro++) {
           const batch = Array.from({ length: cfg.batch }, (_, i) => windowAt(ds.train, cfg.seed, consumed + i, orders));
           consumed += cfg.batch;
-          const r = await trainer.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0, { last: micro === cfg.accum - 1, step: step + 1, lr, micro: cfg.accum });
+          const r = await t.accumulate(batch, micro === 0, (cfg.seed * 1000003 + step * 101 + micro) >>> 0, { last: micro === cfg.accum - 1, step: step + 1, lr, micro: cfg.accum });
           lossSum += r.loss * r.targets;
           targets += r.targets;
         }
@@ -231,8 +232,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         // a failure inside a step (a disk error while streaming): the last finished step is kept as
         // a checkpoint, so the run resumes where it stopped once the cause is fixed
         consumed = stepStart;
-        const whole = !(trainer instanceof StreamingTrainer) || trainer.consistent;
-        if (step > startStep && !hasCheckpoint() && whole) { try { await save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
+        if (step > startStep && !hasCheckpoint() && t.consistent) { try { await save(); } catch { /* the disk may be the problem; earlier checkpoints remain */ } }
         throw e;
       }
       if (!Number.isFinite(lossSum)) {
@@ -242,7 +242,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
           : `The last checkpoint is kept: lower the learning rate (--lr ${cfg.lr} now) or raise --max-grad-norm's clipping, then resume.`}`);
       }
       step++;
-      const gradNorm = await trainer.step(step, lr, cfg.accum);
+      const gradNorm = await t.step(step, lr, cfg.accum);
       const elapsed = (Date.now() - t0) / 1000;
       const done = step - startStep;
       emit({
@@ -250,17 +250,17 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
         tokensPerSecond: (done * perStep * cfg.seq) / Math.max(elapsed, 1e-9), elapsed, eta: (elapsed / done) * (totalSteps - step),
         rss: process.memoryUsage().rss, deviceBytes: engine.native.memory().current,
         // streaming: bytes of blocks read this step (from the model file, or full-parameter records)
-        streamedBytes: trainer instanceof StreamingTrainer ? trainer.bytesRead - streamedBefore : undefined,
+        streamedBytes: streaming ? t.bytesRead - streamedBefore : undefined,
       });
-      if (trainer instanceof StreamingTrainer) streamedBefore = trainer.bytesRead;
-      if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await trainer.evaluate(ds.val) });
+      streamedBefore = t.bytesRead;
+      if (ds.val.length && cfg.evalEvery > 0 && (step % cfg.evalEvery === 0 || step === totalSteps)) emit({ type: 'eval', step, valLoss: await t.evaluate(ds.val) });
       if ((cfg.saveEvery > 0 && step % cfg.saveEvery === 0) || step === totalSteps) await save();
     }
     if (stopped && step > startStep && !hasCheckpoint()) await save();
     emit({ type: 'done', step, stopped, runDir });
     return { step, stopped, dataset: ds };
   } finally {
-    if (trainer instanceof StreamingTrainer) await trainer.settle().catch(() => {});
+    await trainer?.settle().catch(() => {});
     trainer?.free();
     adapter.free();
     model?.free();

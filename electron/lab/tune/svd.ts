@@ -46,6 +46,13 @@ export function symmetricEigen(a: Float64Array, n: number): { values: Float64Arr
   return { values, vectors };
 }
 
+/** Σ a_i·b_i over a's length */
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
 /** orthonormalizes k vectors of length n (rows of q) in place, modified Gram–Schmidt twice */
 function orthonormalize(q: Float64Array, k: number, n: number) {
   for (let pass = 0; pass < 2; pass++) {
@@ -53,13 +60,10 @@ function orthonormalize(q: Float64Array, k: number, n: number) {
       const vi = q.subarray(i * n, (i + 1) * n);
       for (let j = 0; j < i; j++) {
         const vj = q.subarray(j * n, (j + 1) * n);
-        let d = 0;
-        for (let t = 0; t < n; t++) d += vi[t] * vj[t];
+        const d = dot(vi, vj);
         for (let t = 0; t < n; t++) vi[t] -= d * vj[t];
       }
-      let norm = 0;
-      for (let t = 0; t < n; t++) norm += vi[t] * vi[t];
-      norm = Math.sqrt(norm);
+      const norm = Math.sqrt(dot(vi, vi));
       if (norm < 1e-300) { vi.fill(0); vi[i % n] = 1; continue; } // a rank-deficient G: any unit vector
       for (let t = 0; t < n; t++) vi[t] /= norm;
     }
@@ -72,10 +76,7 @@ function applyG(G: Float32Array, rows: number, cols: number, x: Float64Array, k:
   for (let o = 0; o < rows; o++) {
     const g = G.subarray(o * cols, (o + 1) * cols);
     for (let j = 0; j < k; j++) {
-      const xj = x.subarray(j * cols, (j + 1) * cols);
-      let s = 0;
-      for (let i = 0; i < cols; i++) s += g[i] * xj[i];
-      y[j * rows + o] = s;
+      y[j * rows + o] = dot(g, x.subarray(j * cols, (j + 1) * cols));
     }
   }
   return y;

@@ -117,7 +117,35 @@ export class AdapterOptimizer {
   }
 }
 
-export class Trainer {
+/** what a micro-batch tells the backward: whether it is the step's last, the step and its learning
+ *  rate (a streamed full-parameter block's optimizer step may then start as soon as its gradient is
+ *  complete) */
+export interface StepInfo { last: boolean; step: number; lr: number; micro: number }
+
+/**
+ * What a run needs of a trainer: the model in memory (InMemoryTrainer, here) or its blocks streamed
+ * from the file (StreamingTrainer, streaming-trainer.ts). Results may be promises (streaming waits
+ * on disk reads and on blocks' updates).
+ */
+export interface Trainer {
+  /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
+  accumulate(windows: Window[], first: boolean, dropoutSeed: number, info: StepInfo): { loss: number; targets: number } | Promise<{ loss: number; targets: number }>;
+  /** mean loss over windows, forward only */
+  evaluate(windows: Window[]): number | Promise<number>;
+  /** optimizer step `t` (1-based) on `micro` accumulated micro-batches; returns the gradient norm */
+  step(t: number, lr: number, micro: number): number | Promise<number>;
+  /** every update begun has finished (a checkpoint then reads the state of one step) */
+  settle(): Promise<void>;
+  /** whether the trainable state is one step's: false while a failed step left some blocks updated */
+  readonly consistent: boolean;
+  /** bytes read from disk for training so far (streamed blocks, records) */
+  readonly bytesRead: number;
+  free(): void;
+}
+
+export class InMemoryTrainer implements Trainer {
+  readonly consistent = true;
+  readonly bytesRead = 0;
   private readonly train: LossGraph;
   private readonly evalGraph: LossGraph;
   private readonly optimizer: AdapterOptimizer;
@@ -197,7 +225,7 @@ export class Trainer {
   }
 
   /** forward + backward of one micro-batch; gradients add into the accumulators (zeroed when `first`) */
-  accumulate(windows: Window[], first: boolean, dropoutSeed = 0) {
+  accumulate(windows: Window[], first: boolean, dropoutSeed = 0, _info?: StepInfo) {
     if (this.train.masks.length) this.drawMasks(this.train, dropoutSeed);
     return this.run(this.train, windows, { first });
   }
@@ -217,6 +245,8 @@ export class Trainer {
   step(t: number, lr: number, micro: number): number {
     return this.optimizer.step(t, lr, micro);
   }
+
+  async settle() {}
 
   free() {
     for (const g of [this.train, this.evalGraph]) { g.graph.free(); g.b.free(); }
