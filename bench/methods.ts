@@ -3,6 +3,7 @@
 // method runs in its own process (so that peak RSS is its own). The task: made-up facts (a city for
 // each of 48 made-up countries) asked in four phrasings; validation rows are phrasings held out.
 // BENCH_METHODS=<regex> runs only the matching rows.
+import { modelHeader } from '../electron/lab/model/llama.js';
 import { peakRss } from '../electron/lab/offload/measure.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,6 @@ import { makeTiny } from '../electron/lab/model/tiny.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig } from '../electron/lab/tune/run.js';
 import { fullMemoryPlan } from '../electron/lab/tune/galore.js';
 import { galoreSettings, isFullParameter } from '../electron/lab/tune/methods.js';
-import { readGguf } from '../electron/lab/model/gguf.js';
 
 const dir = join(tmpdir(), 'hone-bench-methods');
 const MODEL = { nEmbd: 128, nLayer: 8, nHead: 4, nHeadKv: 4, nFf: 344, nCtx: 128, type: 'f32', tied: false };
@@ -80,7 +80,7 @@ export async function runOne(name: string, over: Partial<TrainConfig>) {
   });
   rmSync(runDir, { recursive: true, force: true });
   const cfg = { ...TRAIN_DEFAULTS, ...COMMON, ...over } as TrainConfig;
-  const plan = isFullParameter(cfg.method) && cfg.method !== 'full' ? fullMemoryPlan(readGguf(model()), galoreSettings(cfg)).projected : null;
+  const plan = isFullParameter(cfg.method) && cfg.method !== 'full' ? fullMemoryPlan(modelHeader(model()), galoreSettings(cfg)).projected : null;
   const note = plan ? `state of the GaLore-managed weights: ${(100 * plan.galore / plan.adamw).toFixed(0)}% of AdamW's` : '';
   console.log(JSON.stringify({ note, name, parameters, optimizerBytes, vals, valLoss, tokensPerSecond, msPerStep: (1000 * elapsed) / (COMMON.steps ?? 1), deviceBytes, peakRss: peakRss() }));
 }

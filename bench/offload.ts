@@ -15,7 +15,7 @@ import { openEngine } from '../electron/lab/engine/backend.js';
 import { loadDataset } from '../electron/lab/data/dataset.js';
 import { writeSampleChat } from '../electron/lab/data/samples.js';
 import { readGguf } from '../electron/lab/model/gguf.js';
-import { LlamaModel, hparamsOf } from '../electron/lab/model/llama.js';
+import { LlamaModel, modelHeader } from '../electron/lab/model/llama.js';
 import { makeTiny } from '../electron/lab/model/tiny.js';
 import { Lora, MODULES } from '../electron/lab/tune/lora.js';
 import { FullModel } from '../electron/lab/tune/galore.js';
@@ -42,7 +42,7 @@ type Config = (typeof CONFIGS)[number];
 async function one(config: Config, model: string, data: string) {
   const engine = openEngine();
   const ds = await loadDataset(data, model, { seq: SEQ, valFraction: 0 });
-  const file = readGguf(model), hp = hparamsOf(file);
+  const header = modelHeader(model), { hp } = header;
   const cap = { train: targetCapacity(ds.train, BATCH), eval: 1 };
   const files = new AsyncFiles(8);
   const direct = !config.includes('buffered');
@@ -54,17 +54,17 @@ async function one(config: Config, model: string, data: string) {
     const lora = new Lora(engine, hp, { rank: 8, alpha: 16, targets: MODULES });
     lora.init(1);
     const acts = Array(hp.nLayer).fill(config.includes('kept') ? 'keep' : 'recompute');
-    t = inMemory ? new InMemoryTrainer(engine, LlamaModel.load(model, engine), lora, BATCH, SEQ, cap, opt) : new StreamingTrainer(engine, file, hp, lora, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, direct, activations: acts });
+    t = inMemory ? new InMemoryTrainer(engine, LlamaModel.load(model, engine), lora, BATCH, SEQ, cap, opt) : new StreamingTrainer(engine, header, lora, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, direct, activations: acts });
   } else if (inMemory) {
     const m = LlamaModel.load(model, engine, { master: true });
     const full = new FullModel(engine, m, GALORE, opt);
     full.init();
     t = new InMemoryTrainer(engine, m, full, BATCH, SEQ, cap, opt);
   } else {
-    blocks = new BlockStates(engine, file, hp, GALORE, opt, { home: config.includes('SSD') ? 'ssd' : 'ram', files, ssdDir: dir, direct: true, overlap: config.includes('beside'), hostThreads: Math.max(1, engine.threads >> 1) });
-    const full = new StreamedFullModel(engine, file, blocks);
+    blocks = new BlockStates(engine, header, GALORE, opt, { home: config.includes('SSD') ? 'ssd' : 'ram', files, ssdDir: dir, direct: true, overlap: config.includes('beside'), hostThreads: Math.max(1, engine.threads >> 1) });
+    const full = new StreamedFullModel(engine, header, blocks);
     full.init();
-    t = new StreamingTrainer(engine, file, hp, full, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, activations: Array(hp.nLayer).fill('keep'), ssdDir: dir });
+    t = new StreamingTrainer(engine, header, full, { batch: BATCH, seq: SEQ, capacity: cap, opt, files, activations: Array(hp.nLayer).fill('keep'), ssdDir: dir });
   }
   const batch = (i: number) => Array.from({ length: BATCH }, (_, k) => ds.train[(i * BATCH + k) % ds.train.length]);
   // the first step also refreshes GaLore's projectors (an SVD per weight, every 200 steps): warm-up

@@ -10,8 +10,7 @@ import { Graph, GraphBuilder } from '../../electron/lab/engine/graph.js';
 import { loadDataset, type Dataset } from '../../electron/lab/data/dataset.js';
 import { writeSampleChat } from '../../electron/lab/data/samples.js';
 import { referenceLoss } from '../helpers/reference-loss.js';
-import { LlamaModel, forwardInputs, lossInputs, setForwardInputs, setLossInputs } from '../../electron/lab/model/llama.js';
-import { readGguf } from '../../electron/lab/model/gguf.js';
+import { LlamaModel, forwardInputs, modelHeader, lossInputs, setForwardInputs, setLossInputs } from '../../electron/lab/model/llama.js';
 import { FullModel, choleskySolve, fullMemoryPlan, namedWeights, naturalDirection, type GaloreConfig } from '../../electron/lab/tune/galore.js';
 import { symmetricEigen, topSingularVectors } from '../../electron/lab/tune/svd.js';
 import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
@@ -109,7 +108,7 @@ describe('full-parameter training and GaLore', () => {
     const adamBytes = adam.full.optimizerBytes;
     adam.free();
     // GaLore manages the blocks' linear weights; on those its state is under 35% of AdamW's
-    const plan = fullMemoryPlan(readGguf(path), cfg);
+    const plan = fullMemoryPlan(modelHeader(path), cfg);
     const linears = s.model.weights.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]);
     expect(s.full.projected.map((p) => p.t.param).sort()).toEqual(linears.sort());
     const galoreState = s.full.projected.reduce((a, p) => a + 4 * (p.t.m.elements + p.t.v.elements + p.proj.elements), 0);
@@ -119,7 +118,7 @@ describe('full-parameter training and GaLore', () => {
     // the estimate shown before a run is what the run allocates
     expect(plan.optimizer).toBe(s.full.optimizerBytes);
     expect(s.full.optimizerBytes).toBeLessThan(adamBytes);
-    expect(fullMemoryPlan(readGguf(path), { ...cfg, method: 'full' }).optimizer).toBe(adamBytes);
+    expect(fullMemoryPlan(modelHeader(path), { ...cfg, method: 'full' }).optimizer).toBe(adamBytes);
     const wq = s.model.weights.layers[1].wq; // [64, 64]: right projection
     const before = wq.get();
     steps(s, ds, 1);

@@ -32,7 +32,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function honeWithAdapter(base: string, runDir: string, cfg: TrainConfig, tokens: number[]): Float64Array {
   const engine = openEngine({ backend: 'cpu' });
   const model = LlamaModel.load(base, engine);
-  const adapter = methodOf(cfg.method).build(engine, modelView(model.file, model), { ...cfg, dropout: 0 }, OPTIMIZER_DEFAULTS);
+  const adapter = methodOf(cfg.method).build(engine, modelView(model, model), { ...cfg, dropout: 0 }, OPTIMIZER_DEFAULTS);
   const b = new GraphBuilder();
   try {
     expect(loadLatestCheckpoint(runDir, adapter)).not.toBeNull();

@@ -1,7 +1,8 @@
 // A dataset ready to train on: file → rows → examples → tokens → windows, with every rejected row
 // reported (file, row, reason). The run goes on with the good rows; none left is an error.
 import { DataError, readRows, type RowIssue } from './read.js';
-import { SHAPES, detectShape, toExamples, type Shape } from './shape.js';
+import { SHAPES, shapeOfRow, toExamples, type Shape } from './shape.js';
+import type { Row } from './read.js';
 import { openTokenizer, renderForPreview, type Encoded } from './tokenize.js';
 import { packWindows, splitExamples, type LongPolicy, type Window } from './pack.js';
 
@@ -29,10 +30,27 @@ export interface Dataset {
   tokens: number;
 }
 
+/**
+ * The dataset's shape: the one given, else the one its first rows have. Rows of other shapes are
+ * skipped and reported, unless they are a quarter or more of those rows (two files run together,
+ * most often): that is refused by row. A file none of whose rows could be read says why.
+ */
+export function shapeOf(file: string, rows: Row[], issues: RowIssue[], given?: Shape): Shape {
+  if (given) return given;
+  const found = rows.slice(0, 50).map((r) => ({ row: r.row, shape: shapeOfRow(r.value) })).filter((r): r is { row: number; shape: Shape } => r.shape !== null);
+  const first = found[0], other = found.find((r) => r.shape !== first?.shape);
+  const a = (s: Shape) => `${/^[aeiou]/.test(s) ? 'an' : 'a'} ${s} row`;
+  // a stray row is skipped and reported with the other bad rows; a quarter or more is two files in one
+  const strays = found.filter((r) => r.shape !== first?.shape).length;
+  if (first && other && strays >= found.length / 4) throw new DataError(file, `row ${other.row} is ${a(other.shape)} but row ${first.row} is ${a(first.shape)}: a dataset has one shape; split the file, or give --format ${first.shape} to use only its ${first.shape} rows`);
+  if (first) return first.shape;
+  if (!rows.length && issues.length) throw new DataError(file, `none of its ${issues.length} rows could be read: ${issues.slice(0, 3).map((i) => `row ${i.row} ${i.reason.slice(0, 120)}`).join('; ')}`);
+  throw new DataError(file, `cannot tell the dataset's shape from its rows; give --format ${SHAPES.join('|')} (rows need "messages", "instruction"/"output", "prompt"/"completion" or "text")`);
+}
+
 export async function loadDataset(file: string, modelPath: string, opts: DatasetOptions): Promise<Dataset> {
   const { rows, issues } = readRows(file);
-  const shape = opts.format ?? detectShape(rows);
-  if (!shape) throw new DataError(file, `cannot tell the dataset's shape from its rows; give --format ${SHAPES.join('|')} (rows need "messages", "instruction"/"output", "prompt"/"completion" or "text")`);
+  const shape = shapeOf(file, rows, issues, opts.format);
   const { examples, issues: shapeIssues } = toExamples(file, rows, shape);
   issues.push(...shapeIssues);
   const tok = await openTokenizer(modelPath);
@@ -84,8 +102,7 @@ export interface DatasetPreview {
 /** What the Datasets page shows: shape, template, rows as templated text with trained parts, lengths, rejects. */
 export async function previewDataset(file: string, modelPath: string, opts: { format?: Shape; rows?: number } = {}): Promise<DatasetPreview> {
   const { rows, issues } = readRows(file);
-  const shape = opts.format ?? detectShape(rows);
-  if (!shape) throw new DataError(file, `cannot tell the dataset's shape from its rows; choose one of ${SHAPES.join(', ')}`);
+  const shape = shapeOf(file, rows, issues, opts.format);
   const { examples, issues: shapeIssues } = toExamples(file, rows, shape);
   issues.push(...shapeIssues);
   const tok = await openTokenizer(modelPath);

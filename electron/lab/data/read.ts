@@ -2,7 +2,7 @@
 // The file is only read. A row that cannot be parsed becomes a RowIssue naming its number and why;
 // a file that cannot be read at all is a DataError naming the file.
 import { FileError } from '../store/file-error.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 
 export interface Row {
@@ -61,8 +61,50 @@ export interface ReadResult {
   issues: RowIssue[];
 }
 
+/** the largest dataset read in one piece (Node's buffers stop at 2 GiB) */
+const MAX_BYTES = 2 ** 31 - 1;
+
+/**
+ * Whether the start of a file is binary data rather than text: a NUL byte, C0 control characters
+ * other than tab, newline, form feed and carriage return in more than 1% of the bytes, or lines
+ * mostly not UTF-8.
+ */
+function looksBinary(head: Buffer): boolean {
+  let controls = 0;
+  for (const b of head) {
+    if (b === 0) return true;
+    if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0c && b !== 0x0d && b !== 0x1b) controls++;
+  }
+  if (controls > head.length / 100) return true;
+  const lines = decodeLines(wholeUtf8(head));
+  return lines.length > 0 && lines.filter((l) => l.text === null).length > lines.length / 2;
+}
+
+/** b without a UTF-8 sequence cut short at its end (the first 64 KiB of a file may end inside one) */
+function wholeUtf8(b: Buffer): Buffer {
+  for (let k = 1; k <= Math.min(3, b.length); k++) {
+    const c = b[b.length - k];
+    if ((c & 0xc0) === 0x80) continue; // a continuation byte: look further back for the lead
+    const need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+    return need > k ? b.subarray(0, b.length - k) : b;
+  }
+  return b;
+}
+
 export function readRows(path: string, kind: FileKind = fileKind(path)): ReadResult {
   let bytes: Buffer;
+  // stat first: a pipe or a device would be read forever, a folder fails with a bare EISDIR
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (st.isDirectory()) throw new DataError(path, 'is a folder; give the path of a dataset file (.jsonl, .json, .csv or .txt)');
+    if (!st.isFile()) throw new DataError(path, 'is not a regular file (a pipe, device or socket); give the path of a dataset file');
+    size = st.size;
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw new DataError(path, `cannot read: ${(e as Error).message}`);
+  }
+  if (size > MAX_BYTES) throw new DataError(path, `is ${(size / 2 ** 30).toFixed(1)} GiB; Hone reads datasets up to 2 GiB for now: split it into files under 2 GiB and train on one`);
   try {
     bytes = readFileSync(path);
   } catch (e) {
@@ -70,6 +112,8 @@ export function readRows(path: string, kind: FileKind = fileKind(path)): ReadRes
   }
   if (bytes.length === 0) throw new DataError(path, 'the file is empty');
   if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3); // UTF-8 BOM
+  else if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) throw new DataError(path, 'is UTF-16 text; save it as UTF-8');
+  if (looksBinary(bytes.subarray(0, 65536))) throw new DataError(path, 'is binary data or not UTF-8 text; a dataset is a UTF-8 .jsonl, .json, .csv or .txt file');
   const rows: Row[] = [];
   const issues: RowIssue[] = [];
   const bad = (row: number, reason: string) => issues.push({ file: path, row, reason });
@@ -133,6 +177,7 @@ export function readRows(path: string, kind: FileKind = fileKind(path)): ReadRes
     }
     flush();
   }
+  if (!rows.length && !issues.length) throw new DataError(path, kind === 'csv' ? 'has a header row but no rows under it' : 'has no rows: it holds only blank lines');
   return { kind, rows, issues };
 }
 

@@ -14,14 +14,20 @@ export type Example =
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** the shape one row has, by its keys, or null */
+export function shapeOfRow(value: unknown): Shape | null {
+  if (!isObj(value)) return null;
+  return Array.isArray(value.messages) || Array.isArray(value.conversations) ? 'chat'
+    : 'instruction' in value && 'output' in value ? 'instruction'
+    : 'prompt' in value && 'completion' in value ? 'completion'
+    : 'text' in value ? 'text' : null;
+}
+
+/** the shape most of the first 50 rows have, or null */
 export function detectShape(rows: Row[]): Shape | null {
   const votes = new Map<Shape, number>();
   for (const { value } of rows.slice(0, 50)) {
-    if (!isObj(value)) continue;
-    const s: Shape | null = Array.isArray(value.messages) || Array.isArray(value.conversations) ? 'chat'
-      : 'instruction' in value && 'output' in value ? 'instruction'
-      : 'prompt' in value && 'completion' in value ? 'completion'
-      : 'text' in value ? 'text' : null;
+    const s = shapeOfRow(value);
     if (s) votes.set(s, (votes.get(s) ?? 0) + 1);
   }
   let best: Shape | null = null;

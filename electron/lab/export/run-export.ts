@@ -9,7 +9,7 @@ import { openEngine, type Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { GgufValueType, readGguf, readTensorBytes, type GgufFile, type GgufValue } from '../model/gguf.js';
-import { hparamsOf, type Hparams, type Module } from '../model/llama.js';
+import { modelHeader, type Hparams, type Module } from '../model/llama.js';
 import { listCheckpoints, loadLatestCheckpoint } from '../tune/checkpoint.js';
 import { GGUF_NAMES, moduleDims, type Adapter } from '../tune/adapter.js';
 import { methodOf, modelView, type Method } from '../tune/methods.js';
@@ -87,8 +87,8 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   config.method ??= 'lora';
   const method = methodOf(config.method);
   if (!listCheckpoints(runDir).length) throw new Error(`${runDir} has no checkpoint yet; train first`);
-  const base = readGguf(config.model);
-  const hp = hparamsOf(base);
+  const header = modelHeader(config.model);
+  const { file: base, hp } = header;
   const scale = config.alpha / config.rank;
   const common = { config, method, base, hp, scale };
 
@@ -110,7 +110,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   let adapter: Adapter;
   let loaded: ReturnType<typeof loadLatestCheckpoint>;
   try {
-    adapter = method.build(engine, modelView(base), { ...config, dropout: 0 }, OPTIMIZER_DEFAULTS);
+    adapter = method.build(engine, modelView(header), { ...config, dropout: 0 }, OPTIMIZER_DEFAULTS);
   } catch (e) {
     engine.free();
     throw e;

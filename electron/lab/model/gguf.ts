@@ -135,6 +135,7 @@ export function readGguf(path: string): GgufFile {
         stage = `metadata entry ${i + 1} of ${nKv}`;
         const key = c.str();
         stage = `metadata "${key}"`;
+        if (metadata.has(key)) throw new GgufError(path, `metadata "${key}" appears twice; the file is damaged`);
         const type = c.u32() as GgufValueType;
         if (type === GgufValueType.ARRAY) {
           const itemType = c.u32() as GgufValueType;
@@ -161,6 +162,7 @@ export function readGguf(path: string): GgufFile {
         const type = c.u32();
         if (!GGML_TYPES.has(type)) throw new GgufError(path, `tensor "${name}" has unknown type id ${type}; this file may need a newer Hone (known types: ${[...GGML_TYPES.values()].map((t) => t.name).join(', ')})`);
         const rel = c.count(`the data offset of "${name}"`);
+        if (infos.some((t) => t.name === name)) throw new GgufError(path, `tensor "${name}" appears twice; the file is damaged`);
         infos.push({ name, shape, type, rel });
       }
       const dataOffset = Math.ceil(c.pos / alignment) * alignment;
@@ -175,6 +177,14 @@ export function readGguf(path: string): GgufFile {
         }
         return { name, shape, type, offset, bytes };
       });
+      // the layout llama.cpp requires: each tensor where the one before it ends, padded to the
+      // alignment (so no two overlap, and any file llama.cpp loads, Hone reads)
+      let expected = 0;
+      for (const t of tensors) {
+        const rel = t.offset - dataOffset;
+        if (rel !== expected) throw new GgufError(path, `tensor "${t.name}" starts at data offset ${rel} where llama.cpp expects ${expected} (tensors lie one after another, aligned to ${alignment} bytes); the file is damaged`);
+        expected += Math.ceil(t.bytes / alignment) * alignment;
+      }
       return { path, version, metadata, tensors, alignment, dataOffset, fileSize: size };
     } catch (e) {
       if (e instanceof GgufError) throw e;

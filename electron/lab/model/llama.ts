@@ -1,7 +1,7 @@
 // The llama family (llama, Mistral — stored by llama.cpp as "llama" — and qwen2) on ggml: hyper-
 // parameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
 // what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
-import { GgufError, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
+import { GgufError, GgufValueType, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 import { Graph, GraphBuilder, Tensor, allocStatic, attnSumReady, type RopeParams } from '../engine/graph.js';
 import { int8Available, packInt8, type Int8Weights } from './int8-weights.js';
 import type { Engine } from '../engine/backend.js';
@@ -41,21 +41,33 @@ export function hparamsOf(f: GgufFile): Hparams {
   if (!(TRAINABLE_ARCHITECTURES as readonly string[]).includes(arch)) {
     throw new GgufError(f.path, `architecture "${arch}" is not one Hone can train; it can train: ${TRAINABLE_ARCHITECTURES.join(', ')} (Mistral models are stored as "llama")`);
   }
-  const need = (key: string): number => {
-    const v = metaNumber(f, `${arch}.${key}`);
+  // every number checked where it is read: a header that passes gives a graph ggml can build
+  const number = (key: string, kind: 'count' | 'positive'): number | undefined => {
+    const v = f.metadata.get(`${arch}.${key}`);
+    if (v === undefined) return undefined;
+    const x = metaNumber(f, `${arch}.${key}`);
+    const ok = typeof x === 'number' && Number.isFinite(x) && x > 0 && (kind === 'positive' || (Number.isInteger(x) && x <= 2 ** 31));
+    if (!ok) throw new GgufError(f.path, `metadata "${arch}.${key}" is ${v.type === GgufValueType.ARRAY ? 'an array' : JSON.stringify(String(v.value))}, not ${kind === 'count' ? 'a whole number above 0' : 'a finite number above 0'}`);
+    return x;
+  };
+  const need = (key: string, kind: 'count' | 'positive' = 'count'): number => {
+    const v = number(key, kind);
     if (v === undefined) throw new GgufError(f.path, `metadata "${arch}.${key}" is missing`);
     return v;
   };
   const nEmbd = need('embedding_length');
   const nHead = need('attention.head_count');
-  const nHeadKv = metaNumber(f, `${arch}.attention.head_count_kv`) ?? nHead;
-  const headDim = metaNumber(f, `${arch}.attention.key_length`) ?? nEmbd / nHead;
+  const nHeadKv = number('attention.head_count_kv', 'count') ?? nHead;
+  if (nHead % nHeadKv !== 0) throw new GgufError(f.path, `${nHead} attention heads cannot share ${nHeadKv} key/value heads evenly (${arch}.attention.head_count_kv)`);
+  const headDim = number('attention.key_length', 'count') ?? nEmbd / nHead;
+  if (!Number.isInteger(headDim)) throw new GgufError(f.path, `the embedding length ${nEmbd} does not split into ${nHead} heads (${arch}.attention.head_count)`);
   const tokens = meta<string[]>(f, 'tokenizer.ggml.tokens');
-  const nVocab = metaNumber(f, `${arch}.vocab_size`) ?? tokens?.length ?? 0;
+  const nVocab = number('vocab_size', 'count') ?? (Array.isArray(tokens) ? tokens.length : 0);
+  if (!nVocab) throw new GgufError(f.path, `the vocabulary is missing: neither ${arch}.vocab_size nor tokenizer.ggml.tokens is there`);
   const nCtxTrain = need('context_length');
   const scaling = meta<string>(f, `${arch}.rope.scaling.type`) ?? 'none';
   if (!['none', 'linear'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear and Llama-3 frequency factors)`);
-  const factor = metaNumber(f, `${arch}.rope.scaling.factor`) ?? 0;
+  const factor = number('rope.scaling.factor', 'positive') ?? 0;
   return {
     arch: arch as Architecture,
     nVocab,
@@ -66,12 +78,12 @@ export function hparamsOf(f: GgufFile): Hparams {
     nHeadKv,
     headDim,
     nFf: need('feed_forward_length'),
-    rmsEps: need('attention.layer_norm_rms_epsilon'),
+    rmsEps: need('attention.layer_norm_rms_epsilon', 'positive'),
     rope: {
-      nDims: metaNumber(f, `${arch}.rope.dimension_count`) ?? headDim,
+      nDims: number('rope.dimension_count', 'count') ?? headDim,
       mode: arch === 'qwen2' ? ROPE_NEOX : ROPE_NORMAL,
       nCtxOrig: nCtxTrain,
-      freqBase: metaNumber(f, `${arch}.rope.freq_base`) ?? 10000,
+      freqBase: number('rope.freq_base', 'positive') ?? 10000,
       freqScale: scaling === 'linear' && factor > 0 ? 1 / factor : 1,
       extFactor: 0,
       attnFactor: 1,
@@ -147,6 +159,8 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
       wDown: take(`${p}ffn_down.weight`, [nFf, d]),
     });
   }
+  const extra = file.tensors.find((t) => Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1) >= hp.nLayer);
+  if (extra) throw new GgufError(file.path, `tensor "${extra.name}" belongs to a block past ${hp.arch}.block_count (${hp.nLayer}): the header and the tensors disagree`);
   return {
     tokEmbd,
     outputNorm: take('output_norm.weight', [d]),
@@ -155,6 +169,20 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
     ropeFreqs: take('rope_freqs.weight', [hp.rope.nDims / 2], true),
     layers,
   };
+}
+
+/** A model's header, read once: its hyperparameters and every tensor the graph reads, checked. */
+export interface ModelHeader {
+  file: GgufFile;
+  hp: Hparams;
+  plan: WeightsOf<GgufTensorInfo>;
+}
+
+/** the header of the GGUF at `source` (or of one already read), checked against the architecture */
+export function modelHeader(source: string | GgufFile): ModelHeader {
+  const file = typeof source === 'string' ? readGguf(source) : source;
+  const hp = hparamsOf(file);
+  return { file, hp, plan: planWeights(file, hp) };
 }
 
 /** Maps every entry of a weights structure (a tensor shared by two slots stays shared). */
@@ -199,10 +227,11 @@ export function dequantizeFromFile(path: string, info: GgufTensorInfo): Float32A
   return native().dequantize(info.type, raw, n);
 }
 
-export class LlamaModel {
+export class LlamaModel implements ModelHeader {
   private constructor(
     readonly file: GgufFile,
     readonly hp: Hparams,
+    readonly plan: WeightsOf<GgufTensorInfo>,
     readonly weights: Weights,
     private readonly builder: GraphBuilder,
     readonly bufferId: number,
@@ -218,11 +247,9 @@ export class LlamaModel {
    * (Hone's own GGUF variant, model/nupes-weights.ts), dequantized once to F16. With `int8`, Q8_0
    * linear weights also get int8 packs where the engine runs them (model/int8-weights.ts).
    */
-  static load(source: string | GgufFile, engine: Engine, opts: { master?: boolean; int8?: boolean } = {}): LlamaModel {
-    const file = typeof source === 'string' ? readGguf(source) : source; // a header already read is not read again
+  static load(source: string | ModelHeader, engine: Engine, opts: { master?: boolean; int8?: boolean } = {}): LlamaModel {
+    const { file, hp, plan } = typeof source === 'string' ? modelHeader(source) : source; // a header already read is not read again
     const path = file.path;
-    const hp = hparamsOf(file);
-    const plan = planWeights(file, hp);
     const b = new GraphBuilder(file.tensors.length + 16);
     const loaded: [Tensor, GgufTensorInfo][] = [];
     const weights = mapWeights(plan, (info) => {
@@ -248,7 +275,7 @@ export class LlamaModel {
       b.free();
       throw e;
     }
-    return new LlamaModel(file, hp, weights, b, bufferId, engine, int8);
+    return new LlamaModel(file, hp, plan, weights, b, bufferId, engine, int8);
   }
 
   free() {

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { openHostEngine, type Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
-import { LAYER_FIELDS, dequantizeFromFile, planWeights, type Hparams, type Layer, type LayerField } from '../model/llama.js';
+import { LAYER_FIELDS, dequantizeFromFile, type Hparams, type Layer, type LayerField, type ModelHeader } from '../model/llama.js';
 import { TrainableStore, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
@@ -79,12 +79,15 @@ export class BlockStates {
   /** time the optimizer ran (ms) */
   optimizerMs = 0;
 
-  constructor(readonly engine: Engine, file: GgufFile, readonly hp: Hparams, readonly cfg: GaloreConfig, readonly optCfg: OptimizerConfig, o: BlockStatesOptions) {
+  readonly hp: Hparams;
+
+  constructor(readonly engine: Engine, model: ModelHeader, readonly cfg: GaloreConfig, readonly optCfg: OptimizerConfig, o: BlockStatesOptions) {
+    const { file, hp, plan } = model;
+    this.hp = hp;
     if (cfg.method === 'natural-galore') throw new Error('Natural GaLore keeps a gradient history per weight that streaming training does not store yet: use --method galore or full with --offload, or give more --ram');
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train the F16 model, then compress`);
     this.home = o.home;
     this.overlap = o.overlap ?? engine.kind !== 'cpu';
-    const plan = planWeights(file, hp);
     this.nLayer = hp.nLayer;
     this.rules = plan.layers.map((L) => LAYER_FIELDS.filter((f) => L[f]).map((f) => {
       const info = L[f]!;
@@ -390,8 +393,11 @@ export class StreamedFullModel implements Adapter {
   private readonly store = new TrainableStore(64);
   private readonly infos = new Map<Tensor, GgufTensorInfo>();
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly blocks: BlockStates) {
-    const plan = planWeights(file, blocks.hp);
+  readonly file: GgufFile;
+
+  constructor(readonly engine: Engine, model: ModelHeader, readonly blocks: BlockStates) {
+    const { file, plan } = model;
+    this.file = file;
     const made = new Map<GgufTensorInfo, Tensor>();
     const param = (info: GgufTensorInfo) => {
       if (!made.has(info)) { const t = this.store.add(info.shape, info.name); made.set(info, t); this.infos.set(t, info); }

@@ -20,7 +20,7 @@ import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { inputGrad } from '../model/backward.js';
-import { hparamsOf, planWeights, type LlamaModel, type Weights } from '../model/llama.js';
+import { type LlamaModel, type ModelHeader, type Weights } from '../model/llama.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
@@ -319,8 +319,8 @@ export interface MemoryPlan {
   projected: { galore: number; adamw: number };
 }
 
-export function fullMemoryPlan(file: GgufFile, cfg: GaloreConfig): MemoryPlan {
-  const plan = planWeights(file, hparamsOf(file));
+export function fullMemoryPlan(model: ModelHeader, cfg: GaloreConfig): MemoryPlan {
+  const { plan } = model;
   const infos = new Set<GgufTensorInfo>([plan.tokEmbd, plan.outputNorm, plan.output, ...(plan.outputBias ? [plan.outputBias] : [])]);
   for (const L of plan.layers) for (const t of Object.values(L)) if (t) infos.add(t as GgufTensorInfo);
   const linears = new Set(plan.layers.flatMap((L) => [L.wq, L.wk, L.wv, L.wo, L.wGate, L.wUp, L.wDown]));

@@ -3,8 +3,7 @@
 // adapter (adapter.ts) carries its graph pieces: the trained linear for training and, for export
 // and compression, its merge into the base weights, built from the same tensors on ggml.
 import type { Engine } from '../engine/backend.js';
-import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import type { Hparams, LlamaModel, Module, WeightsOf } from '../model/llama.js';
+import type { LlamaModel, ModelHeader, Module } from '../model/llama.js';
 import type { Adapter } from './adapter.js';
 import type { HutForm } from './hut.js';
 import type { MethodName } from './method-info.js';
@@ -36,11 +35,7 @@ export interface MethodConfig {
 }
 
 /** The model a method is built on: its header, read once per run, and the weights when loaded. */
-export interface ModelView {
-  file: GgufFile;
-  hp: Hparams;
-  /** every tensor the graph reads, by slot (names and shapes from the header) */
-  plan: WeightsOf<GgufTensorInfo>;
+export interface ModelView extends ModelHeader {
   /** the weights on the engine's device; absent when the blocks stream from the file, or for export */
   loaded?: LlamaModel;
 }

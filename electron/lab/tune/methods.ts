@@ -3,8 +3,7 @@
 // settings.ts (learning rate, settings of its own).
 import type { Engine } from '../engine/backend.js';
 import type { Adapter } from './adapter.js';
-import type { GgufFile } from '../model/gguf.js';
-import { hparamsOf, planWeights, type LlamaModel } from '../model/llama.js';
+import type { LlamaModel, ModelHeader } from '../model/llama.js';
 import { full, galore, naturalGalore } from './galore.js';
 import { hut } from './hut.js';
 import { lora } from './lora.js';
@@ -27,10 +26,9 @@ export function methodOf(name: string): Method {
   return REGISTRY[name as MethodName];
 }
 
-/** the model as methods see it, from its header (read once per run) and the weights when loaded */
-export function modelView(file: GgufFile, loaded?: LlamaModel): ModelView {
-  const hp = loaded?.hp ?? hparamsOf(file);
-  return { file, hp, plan: planWeights(file, hp), loaded };
+/** the model as methods see it: its header (read once per run) and the weights when loaded */
+export function modelView(header: ModelHeader, loaded?: LlamaModel): ModelView {
+  return { ...header, loaded };
 }
 
 /** methods that train every weight: the model is loaded with F32 master weights */

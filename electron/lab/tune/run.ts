@@ -6,7 +6,7 @@ import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { Rng, type LongPolicy, type Window } from '../data/pack.js';
 import type { Shape } from '../data/shape.js';
-import { LlamaModel, hparamsOf } from '../model/llama.js';
+import { LlamaModel, hparamsOf, modelHeader } from '../model/llama.js';
 import { StreamingTrainer } from './streaming-trainer.js';
 import { AsyncFiles } from '../offload/io.js';
 import { describePlan, planMemory, type ActivationChoice, type WeightHome } from '../offload/plan.js';
@@ -99,17 +99,19 @@ export function windowAt(windows: Window[], seed: number, p: number, cache: Map<
 
 /** the memory plan of a run on this machine: the budgets given (else what the machine has) and its
  *  measured rates (`hone plan`, and every run with offload settings) */
+/** the folder a user names for swapped state, made when missing (as an output folder is) */
+function ssdFolder(path: string) {
+  try {
+    makeFolder(path, 'the SSD folder');
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; choose a folder on a local disk (--ssd)`);
+  }
+}
+
 export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | 'method' | 'rank' | 'targets' | 'batch' | 'seq' | 'offload'>, file: GgufFile = readGguf(cfg.model)) {
   const hp = hparamsOf(file);
   const o = cfg.offload ?? {};
-  if (o.ssd) {
-    // a folder the user names for swapped state is made when missing, as an output folder is
-    try {
-      makeFolder(o.ssd, 'the SSD folder');
-    } catch (e) {
-      throw new Error(`${(e as Error).message}; choose a folder on a local disk (--ssd)`);
-    }
-  }
+  if (o.ssd) ssdFolder(o.ssd);
   const budgets = defaultBudgets(engine, o.ssd);
   if (o.gpuMem) budgets.device = o.gpuMem;
   if (o.ram) budgets.ram = o.ram;
@@ -134,9 +136,10 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   }
   // before anything is written or opened natively: the model through Hone's own reader (a broken or
   // untrainable file is named here, not by an abort inside llama.cpp), then every setting in range
-  const file = readGguf(cfg.model); // the header, read once for the whole run
-  const hp = hparamsOf(file);
+  const header = modelHeader(cfg.model); // read and checked once for the whole run
+  const { file, hp } = header;
   if (!opts.resume) cfg = resolveTrainConfig(cfg as unknown as Record<string, unknown>, { nLayer: hp.nLayer });
+  if (cfg.offload?.ssd) ssdFolder(cfg.offload.ssd); // a folder named for swapped state: made, or refused, before anything else
   const emit = (e: TrainEvent) => {
     opts.onEvent?.(e);
     if (e.type === 'step' || e.type === 'eval') appendFileSync(join(runDir, 'metrics.jsonl'), `${JSON.stringify({ ...e, time: Date.now() })}\n`);
@@ -154,7 +157,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   const method = methodOf(cfg.method ?? 'lora');
   const optCfg = { ...OPTIMIZER_DEFAULTS, weightDecay: cfg.weightDecay, maxGradNorm: cfg.maxGradNorm };
   const methodCfg = { ...cfg, method: method.name, dropout: cfg.dropout ?? 0 };
-  if (method.full) emit({ type: 'memory', ...fullMemoryPlan(file, galoreSettings(methodCfg)) });
+  if (method.full) emit({ type: 'memory', ...fullMemoryPlan(header, galoreSettings(methodCfg)) });
   const engine = openEngine();
   // out of core: the plan decides whether the blocks stream from the model file
   let streaming = false;
@@ -172,14 +175,14 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     if (streaming && method.notStreamed) { engine.free(); throw new Error(`${method.notStreamed}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
   // the one model handle of the run: the header read above, with the weights when they fit
-  const model = streaming ? null : LlamaModel.load(file, engine, { master: method.full, int8: true });
-  const view = modelView(file, model ?? undefined);
+  const model = streaming ? null : LlamaModel.load(header, engine, { master: method.full, int8: true });
+  const view = modelView(header, model ?? undefined);
   let adapter: Adapter;
   try {
     if (streaming && method.full) {
       // full-parameter out of core: the blocks' master weights and optimizer state in RAM or on the SSD
-      const blocks = new BlockStates(engine, file, hp, galoreSettings(methodCfg), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
-      adapter = new StreamedFullModel(engine, file, blocks);
+      const blocks = new BlockStates(engine, header, galoreSettings(methodCfg), optCfg, { home: stateHome, files, ssdDir: cfg.offload?.ssd, direct: cfg.offload?.direct ?? true, overlap: cfg.offload?.overlap });
+      adapter = new StreamedFullModel(engine, header, blocks);
     } else adapter = method.build(engine, view, methodCfg, optCfg);
   } catch (e) {
     model?.free();
@@ -199,7 +202,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new InMemoryTrainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
-      : new StreamingTrainer(engine, file, hp, adapter, { batch: cfg.batch, seq: cfg.seq, capacity, opt: optCfg, files, direct: cfg.offload?.direct, activations, ssdDir: cfg.offload?.ssd, weights: weightHomes });
+      : new StreamingTrainer(engine, header, adapter, { batch: cfg.batch, seq: cfg.seq, capacity, opt: optCfg, files, direct: cfg.offload?.direct, activations, ssdDir: cfg.offload?.ssd, weights: weightHomes });
     const t = trainer;
     emit({ type: 'start', totalSteps, startStep: step, method: adapter.method, parameters: parameterCount(adapter), optimizerBytes: adapter.optimizerBytes ?? 8 * parameterCount(adapter), backend: engine.kind, int8: !!model?.int8, resumedFrom });
     const orders = new Map<number, number[]>();

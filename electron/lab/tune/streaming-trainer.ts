@@ -20,7 +20,7 @@ import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.j
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
 import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { LAYER_FIELDS, blockForward, headLoss, lossInputs, planWeights, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type Module } from '../model/llama.js';
+import { LAYER_FIELDS, blockForward, headLoss, lossInputs, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type ModelHeader, type Module, type WeightsOf } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
 import type { Adapter, Grads } from './adapter.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig, type StepInfo, type Trainer } from './trainer.js';
@@ -59,7 +59,7 @@ export interface StreamingOptions {
 
 export class StreamingTrainer implements Trainer {
   readonly T: number;
-  private readonly plan;
+  private readonly plan: WeightsOf<GgufTensorInfo>;
   /** what trains in the blocks: an adapter's per-layer tensors, or every weight */
   private readonly training: BlockTraining;
   private readonly resident: Resident & { b: GraphBuilder; buffer: number; ropeFreqs?: Tensor };
@@ -97,7 +97,15 @@ export class StreamingTrainer implements Trainer {
   readonly files: AsyncFiles;
   readonly direct: boolean;
 
-  constructor(readonly engine: Engine, readonly file: GgufFile, readonly hp: Hparams, adapter: Adapter, o: StreamingOptions) {
+  readonly file: GgufFile;
+  readonly hp: Hparams;
+
+  /** `model`: the run's header (tensors planned once); the blocks' weights are read from its file */
+  constructor(readonly engine: Engine, model: ModelHeader, adapter: Adapter, o: StreamingOptions) {
+    const { file, hp } = model;
+    this.file = file;
+    this.hp = hp;
+    this.plan = model.plan;
     const { batch, seq, capacity, activations = [], ssdDir, weights = [] } = o;
     this.batch = o.batch;
     this.optCfg = o.opt;
@@ -112,7 +120,6 @@ export class StreamingTrainer implements Trainer {
     if (file.tensors.some((t) => isNupesTensor(file, t.name))) throw new Error(`${file.path} holds NUPES power-grid weights, which streaming training cannot read; train without --offload`);
     this.training = blockTrainingOf(engine, seq * batch, adapter, (j, slot) => this.readFrozen(j, slot), this.optCfg, this.slotOf);
     this.T = seq;
-    this.plan = planWeights(file, hp);
     // resident: embeddings, output norm and head (a tied head is the embedding)
     const rb = new GraphBuilder(16);
     const load: [Tensor, GgufTensorInfo][] = [];
