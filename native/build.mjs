@@ -57,6 +57,14 @@ const blasHeaders = process.platform === 'linux' && process.env.HONE_BLAS !== '0
 
 const sources = ['src/hone.cc', 'src/q8_gemm.h', 'src/outer_kernel.h', 'src/io.cc', 'binding.gyp', 'build.mjs', 'paths.mjs'].map((f) => readFileSync(join(here, f)));
 const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}|blas:${blasHeaders ?? ''}`)])).digest('hex');
+// llama.cpp's test vocabularies (make-tiny's tokenizers) out of the same bundle now, while git can
+// be spawned cheaply: a test process holding gigabytes may fail to fork it later (ENOMEM)
+try {
+  llamaSource(root, ['llama-spm', 'llama-bpe', 'qwen2'].map((v) => `models/ggml-vocab-${v}.gguf`));
+} catch (e) {
+  console.warn(`hone native: could not check out the test vocabularies (make-tiny will try again): ${String(e.stderr || e.message).trim()}`);
+}
+
 const stampFile = join(here, '.ggml', 'stamp');
 const addon = join(out, 'Release', 'hone.node');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) {

@@ -33,6 +33,7 @@ import type { Quant } from '../lab/compress/quantize.js';
 import { createLab } from '../lab/api.js';
 import { projectRoot } from '../lab/engine/native.js';
 import { serve } from '../serve/server.js';
+import { removeLiveTemps } from '../lab/store/temp-files.js';
 
 const usage = `hone — fine-tune, compress and export LLMs on one machine
 
@@ -173,7 +174,7 @@ async function train(argv: string[]) {
   const values = { resume, json };
   const stop = new AbortController();
   process.on('SIGINT', () => {
-    if (stop.signal.aborted) process.exit(130);
+    if (stop.signal.aborted) { removeLiveTemps(); process.exit(130); }
     process.stderr.write('\nhone: stopping after this step and writing a checkpoint (Ctrl-C again to quit now)\n');
     stop.abort();
   });
@@ -223,7 +224,11 @@ async function exportCmd(argv: string[]) {
   if (!EXPORT_FORMATS.includes(format)) fail(`--format must be one of ${EXPORT_FORMATS.join(', ')}`);
   const type = (values.type ?? 'f16') as MergedType;
   if (!['f16', 'f32', 'q8_0'].includes(type)) fail('--type must be f16, f32 or q8_0');
-  const written = withTrainedRun(run, (l) => writeExport(l, values.out ?? join(run, 'export'), format, type, values.force ?? false));
+  const written = withTrainedRun(run, (l) => {
+    const out = values.out ?? join(run, 'export');
+    process.stderr.write(`export: ${format}${format === 'merged' || format === 'ollama' ? ` (${type})` : ''} of ${run} at step ${l.step} into ${out}\n`);
+    return writeExport(l, out, format, type, values.force ?? false);
+  });
   for (const f of written) console.log(`${f}  ${(statSync(f).size / 2 ** 20).toFixed(2)} MiB`);
 }
 
@@ -295,7 +300,7 @@ async function compress(argv: string[]) {
   if (cfg.score && !['wanda', 'magnitude'].includes(cfg.score)) fail('--score must be wanda or magnitude');
   const stop = new AbortController();
   process.on('SIGINT', () => {
-    if (stop.signal.aborted) process.exit(130);
+    if (stop.signal.aborted) { removeLiveTemps(); process.exit(130); }
     process.stderr.write('\nhone: stopping; the same command resumes at the last finished stage (Ctrl-C again to quit now)\n');
     stop.abort();
   });
@@ -342,7 +347,11 @@ async function plan(argv: string[]) {
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = { info, perplexity: ppl, 'make-tiny': tiny, train, export: exportCmd, compress, plan, chat, serve: serveCmd };
 
+// a signal ends the command without leaving its temporary files; train and compress stop at a step
+// or stage boundary on the first Ctrl-C (their own handlers), every command at once on SIGTERM
 const [cmd, ...rest] = process.argv.slice(2);
+process.on('SIGTERM', () => { removeLiveTemps(); process.exit(143); });
+if (cmd !== 'train' && cmd !== 'compress') process.on('SIGINT', () => { removeLiveTemps(); process.exit(130); });
 if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {
   console.log(usage);
   process.exit(cmd && !['--help', '-h'].includes(cmd) ? 1 : 0);

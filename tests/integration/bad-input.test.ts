@@ -291,6 +291,12 @@ describe('the bad-input catalogue', () => {
   cases.push({ name: 'perplexity: a text file that does not exist', args: ['perplexity', '--model', model, '--text', at('missing.txt')], says: /missing\.txt/, names: at('missing.txt'), inputs: [model] });
   cases.push({ name: 'perplexity: a folder as the model', args: ['perplexity', '--model', at('a-folder.gguf'), '--text', facts], says: /is a folder/, names: at('a-folder.gguf'), inputs: [facts] });
 
+  // ---- make-tiny's sizes
+  for (const [flags, says] of [
+    [['--embd', '0'], /--embd must be a whole number from 1/], [['--ff=-5'], /--ff must be a whole number from 1/], [['--layers', '1.5'], /--layers must be a whole number/],
+    [['--embd', '65536'], /more than 2\^30 weights/], [['--embd', '10', '--heads', '3'], /embedding 10 is not divisible by 3 heads/], [['--type', 'q9_9'], /unknown weight type "q9_9"/],
+  ] as [string[], RegExp][]) cases.push({ name: `make-tiny: ${flags.join(' ')}`, args: ['make-tiny', '--out', at(`tiny-${flags.join('')}.gguf`), ...flags], says });
+
   it(`has at least 100 cases (${cases.length})`, () => {
     expect(cases.length).toBeGreaterThanOrEqual(100);
     expect(new Set(cases.map((c) => c.name)).size).toBe(cases.length);

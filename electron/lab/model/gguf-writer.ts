@@ -2,6 +2,7 @@
 // Written to a temporary file beside the target, fsynced and renamed, so a crash never leaves a
 // half-written model under the user's chosen name.
 import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { settled, tempFor } from '../store/temp-files.js';
 import { GGUF_MAGIC, GgufValueType, type GgufScalar, type GgufValue } from './gguf.js';
 import { rowBytes } from '../engine/types.js';
 
@@ -89,7 +90,7 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
     offset += Math.ceil(bytes / ALIGN) * ALIGN;
   }
   const header = h.concat();
-  const tmp = `${path}.partial-${process.pid}`;
+  const tmp = tempFor(path);
   const fd = openSync(tmp, 'w');
   try {
     let pos = 0;
@@ -106,8 +107,10 @@ export function writeGguf(path: string, metadata: Map<string, GgufValue>, tensor
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
+    settled(tmp);
     throw e;
   }
   closeSync(fd);
   renameSync(tmp, path);
+  settled(tmp);
 }

@@ -60,6 +60,8 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   const spec: TinySpec = { ...TINY_DEFAULTS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
   if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'qwen2' ? 'qwen2' : 'llama-spm';
   const { arch, nEmbd: d, nHead, nHeadKv, nFf, nLayer } = spec;
+  const sizes: [string, number][] = [['embd', d], ['layers', nLayer], ['heads', nHead], ['kv-heads', nHeadKv], ['ff', nFf], ['ctx', spec.nCtx]];
+  for (const [flag, v] of sizes) if (!Number.isInteger(v) || v < 1 || v > 2 ** 20) throw new Error(`--${flag} must be a whole number from 1 to ${2 ** 20}, got ${v}`);
   const wtype = ggmlTypeByName(spec.type);
   if (!WEIGHT_TYPES.has(wtype.id)) throw new Error(`weight type ${wtype.name} cannot be multiplied by ggml; choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k …`);
   if (native().typeInfo(wtype.id)?.needsImatrix) throw new Error(`weight type ${wtype.name} needs an importance matrix to quantize; choose another type`);
@@ -84,6 +86,8 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   md.set(`${arch}.rope.dimension_count`, kv.u32(hd));
   for (const [k, v] of vocabFile.metadata) if (k.startsWith('tokenizer.')) md.set(k, v);
   const nVocab = (vocabFile.metadata.get('tokenizer.ggml.tokens')!.value as unknown[]).length;
+  // each tensor's F32 values are built in memory at once
+  if (d * Math.max(nFf, nVocab) > 2 ** 30) throw new Error(`a model of embedding ${d}, feed-forward ${nFf} and ${nVocab} tokens has tensors of more than 2^30 weights, which make-tiny builds in memory: choose a smaller --embd or --ff`);
   md.set(`${arch}.vocab_size`, kv.u32(nVocab));
   const template = VOCABS[spec.vocab].template;
   if (!md.has('tokenizer.chat_template') && template) md.set('tokenizer.chat_template', kv.str(template));

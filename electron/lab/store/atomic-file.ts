@@ -1,6 +1,7 @@
 // A lowdb adapter that never leaves a half-written database: each write goes to a temp file beside
 // it, is fsynced, then renamed over the old one (rename is atomic on one file system).
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { settled, tempFor } from './temp-files.js';
 import type { Adapter } from 'lowdb';
 
 export class AtomicJsonFile<T> implements Adapter<T> {
@@ -17,23 +18,20 @@ export class AtomicJsonFile<T> implements Adapter<T> {
   }
 
   async write(data: T): Promise<void> {
-    const tmp = `${this.path}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      const buf = Buffer.from(JSON.stringify(data, null, 2));
-      let done = 0;
-      while (done < buf.length) done += writeSync(fd, buf, done, buf.length - done);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.path);
+    writeFileAtomic(this.path, Buffer.from(JSON.stringify(data, null, 2)));
   }
 }
 
 /** a small file written whole or not at all: temp file beside it, flushed, renamed */
 export function writeFileAtomic(path: string, data: Buffer) {
-  const tmp = `${path}.partial-${process.pid}`;
-  writeFileSync(tmp, data, { flush: true });
-  renameSync(tmp, path);
+  const tmp = tempFor(path);
+  try {
+    writeFileSync(tmp, data, { flush: true });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    settled(tmp);
+  }
 }

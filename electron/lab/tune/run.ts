@@ -21,6 +21,7 @@ import { lrAt, type ScheduleName } from './schedule.js';
 import { InMemoryTrainer, OPTIMIZER_DEFAULTS, targetCapacity, type Trainer } from './trainer.js';
 import { resolveTrainConfig, trainDefaults } from './settings.js';
 import { makeFolder } from '../store/folders.js';
+import { writeFileAtomic } from '../store/atomic-file.js';
 
 export interface TrainConfig extends MethodConfig {
   model: string;
@@ -99,6 +100,23 @@ export function windowAt(windows: Window[], seed: number, p: number, cache: Map<
 
 /** the memory plan of a run on this machine: the budgets given (else what the machine has) and its
  *  measured rates (`hone plan`, and every run with offload settings) */
+/**
+ * metrics.jsonl as it was at step `step`: the steps a stopped or killed run logged after its last
+ * checkpoint are trained again on resume, and a line cut short by a kill is dropped, so the curve
+ * reads as one run's.
+ */
+function keepMetricsUpTo(path: string, step: number) {
+  if (!existsSync(path)) return;
+  const kept = readFileSync(path, 'utf8').split('\n').filter((line) => {
+    try {
+      return (JSON.parse(line) as { step: number }).step <= step;
+    } catch {
+      return false;
+    }
+  });
+  writeFileAtomic(path, Buffer.from(kept.map((l) => `${l}\n`).join('')));
+}
+
 /** the folder a user names for swapped state, made when missing (as an output folder is) */
 function ssdFolder(path: string) {
   try {
@@ -190,7 +208,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     throw e;
   }
   // the run exists from here on: a run refused above leaves no config.json that would block a rerun
-  if (!opts.resume) writeFileSync(configFile, JSON.stringify({ ...cfg, steps: totalSteps }, null, 2));
+  if (!opts.resume) writeFileAtomic(configFile, Buffer.from(JSON.stringify({ ...cfg, steps: totalSteps }, null, 2)));
   adapter.init(cfg.seed);
   let trainer: Trainer | null = null;
   try {
@@ -199,6 +217,7 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
     if (opts.resume) {
       const ck = loadLatestCheckpoint(runDir, adapter);
       if (ck) { step = ck.position.step; consumed = ck.position.consumed; resumedFrom = ck.path; }
+      keepMetricsUpTo(join(runDir, 'metrics.jsonl'), step);
     }
     const capacity = { train: targetCapacity(ds.train, cfg.batch), eval: targetCapacity(ds.val.length ? ds.val : ds.train, cfg.batch) };
     trainer = model ? new InMemoryTrainer(engine, model, adapter, cfg.batch, cfg.seq, capacity, optCfg)
