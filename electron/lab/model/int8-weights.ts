@@ -6,7 +6,7 @@
 // read them); the packs add about 2 × 1.1 bytes per weight value, so they are made only where that
 // memory is free.
 import { freemem } from 'node:os';
-import { allocStatic, GraphBuilder, type Int8Packs, type Tensor } from '../engine/graph.js';
+import { allocStatic, GraphBuilder, type Int8Packs } from '../engine/graph.js';
 import type { Engine } from '../engine/backend.js';
 import { native } from '../engine/native.js';
 import { T } from '../engine/types.js';

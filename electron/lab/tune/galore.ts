@@ -21,7 +21,7 @@ import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { inputGrad } from '../model/backward.js';
 import { type LlamaModel, type ModelHeader, type Weights } from '../model/llama.js';
-import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
+import type { GgufTensorInfo } from '../model/gguf.js';
 import { TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
 import type { OptimizerConfig } from './trainer.js';

@@ -1,6 +1,6 @@
 // A training run from start (or its last checkpoint) to the end: data, adapter, steps, validation,
 // checkpoints, metrics. Emits typed events; the CLI, the app's job runner and tests listen.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';

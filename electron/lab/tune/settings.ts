@@ -5,7 +5,6 @@
 // choices give the same run in every shell. Plain data: the renderer imports it.
 import type { Shape } from '../data/shape.js';
 import type { LongPolicy } from '../data/pack.js';
-import type { Module } from '../model/llama.js';
 import type { ActivationChoice } from '../offload/plan.js';
 import type { StateHome } from './block-state.js';
 import type { ScheduleName } from './schedule.js';

@@ -274,7 +274,6 @@ export class StreamingTrainer implements Trainer {
 
   private async read(j: number): Promise<void> {
     const slot = this.slotOf[j];
-    const infos = this.plan.layers[j];
     const held = this.held[j];
     if (held) {
       for (const f of LAYER_FIELDS) held[f]?.copyTo(slot.layer[f]!);
