@@ -36,7 +36,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       architecture, shapes, weight types and parameter count
   hone perplexity --model <model.gguf> --text <file> [--ctx N] [--json]
       perplexity of the model on a text file, in windows of N tokens (default 512)
-  hone make-tiny --out <file.gguf> [--arch llama|qwen2] [--vocab llama-spm|llama-bpe|qwen2]
+  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3] [--vocab llama-spm|llama-bpe|qwen2]
       [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--embd N] [--layers N] [--heads N]
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
@@ -140,12 +140,12 @@ async function tiny(argv: string[]) {
     },
   });
   const out = values.out ?? fail('--out <file.gguf> is required');
-  if (values.arch && !['llama', 'qwen2'].includes(values.arch)) fail(`--arch must be llama or qwen2`);
+  if (values.arch && !['llama', 'qwen2', 'qwen3'].includes(values.arch)) fail(`--arch must be llama, qwen2 or qwen3`);
   const heads = num(values.heads, 'heads');
   const spec = makeTiny(
     out,
     {
-      arch: values.arch as 'llama' | 'qwen2' | undefined,
+      arch: values.arch as 'llama' | 'qwen2' | 'qwen3' | undefined,
       vocab: values.vocab as VocabName | undefined,
       type: values.type,
       nEmbd: num(values.embd, 'embd'),

@@ -55,8 +55,13 @@ describe('full-parameter training and GaLore', () => {
   });
   afterAll(() => engine.free());
 
-  for (const spec of [{ type: 'f16', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 }, { arch: 'qwen2', type: 'f32', nLayer: 1, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128, tied: true }] as const) {
-    it(`every weight's explicit gradient equals autodiff (${spec.arch ?? 'llama'}${'tied' in spec ? ', tied head, biases' : ''})`, async () => {
+  for (const spec of [
+    { type: 'f16', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 },
+    { arch: 'qwen2', type: 'f32', nLayer: 1, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128, tied: true },
+    { arch: 'qwen3', type: 'f32', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 },
+  ] as const) {
+    const what = 'tied' in spec ? ', tied head, biases' : spec.arch === 'qwen3' ? ', q/k head norms' : '';
+    it(`every weight's explicit gradient equals autodiff (${'arch' in spec ? spec.arch : 'llama'}${what})`, async () => {
       const p = tinyModel(spec);
       const d = await loadDataset(writeSampleChat(join(testDir, `galore-g-${process.pid}.jsonl`)), p, { seq: SEQ, valFraction: 0 });
       const s = setup(engine, p, { method: 'full', rank: 1, updateGap: 1, scale: 1, history: 0, damping: 1 }, d);

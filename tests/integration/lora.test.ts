@@ -134,18 +134,20 @@ describe('LoRA fine-tuning teaches a fact that llama.cpp then generates', () => 
   });
 });
 
-describe('another family and template', () => {
-  it('qwen2 (ChatML template, <|im_end|> end of turn): the merged GGUF generates the fact', async () => {
-    const base = tinyModel({ arch: 'qwen2', nLayer: 1, nHeadKv: 2 });
-    const runDir = join(dir, 'qwen-run');
-    rmSync(runDir, { recursive: true, force: true });
-    await train(config(base, factDataset()), runDir);
-    const merged = join(dir, 'qwen-merged.gguf');
-    exportMergedGguf(loadTrainedRun(runDir), merged, 'f16', true);
-    const chat = await openChat(merged);
-    expect(await chat.ask(QUESTIONS[0], 16)).toBe(ANSWER);
-    await chat.dispose();
-  });
+describe('other families and templates', () => {
+  for (const arch of ['qwen2', 'qwen3'] as const) {
+    it(`${arch} (ChatML template, <|im_end|> end of turn${arch === 'qwen3' ? ', q/k head norms' : ''}): the merged GGUF generates the fact`, async () => {
+      const base = tinyModel({ arch, nLayer: 1, nHeadKv: 2 });
+      const runDir = join(dir, `${arch}-run`);
+      rmSync(runDir, { recursive: true, force: true });
+      await train(config(base, factDataset()), runDir);
+      const merged = join(dir, `${arch}-merged.gguf`);
+      exportMergedGguf(loadTrainedRun(runDir), merged, 'f16', true);
+      const chat = await openChat(merged);
+      expect(await chat.ask(QUESTIONS[0], 16)).toBe(ANSWER);
+      await chat.dispose();
+    });
+  }
 });
 
 describe('export details', () => {

@@ -28,6 +28,8 @@ const PARITY_CASES: [string, Partial<TinySpec>, number][] = [
   // 151k vocabulary: the log-sum-exp adds more logits (measured 2.7e-4)
   ['qwen2 F32 (q/k/v bias, NeoX rope)', { arch: 'qwen2', nLayer: 1 }, 5e-4],
   ['qwen2 GQA, Q8_0, tied', { arch: 'qwen2', nLayer: 1, nHead: 4, nHeadKv: 2, type: 'q8_0', tied: true }, 1e-4],
+  ['qwen3 F32 (q/k head norms, no biases)', { arch: 'qwen3', nLayer: 2 }, 5e-4],
+  ['qwen3 GQA, Q8_0, tied', { arch: 'qwen3', nLayer: 1, nHead: 4, nHeadKv: 2, type: 'q8_0', tied: true }, 1e-4],
 ];
 
 const LONG_TEXT = Array.from({ length: 6 }, (_, i) => `${SAMPLE_TEXT} Line ${i}.`).join('\n');

@@ -92,8 +92,15 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dV3 = sumGroups(b, overQueries(dO, s.probs), group); // [hd, T_k, Gkv]
   const dK3 = sumGroups(b, overQueries(s.q3, dS), group); // [hd, T_k, Gkv]
   const unheads = (t: Tensor, nh: number) => b.reshape(b.cont(b.permute(b.reshape(t, hd, nTokens, nh, nSeq), 0, 2, 1, 3)), hd, nh, n);
-  const dQ = b.reshape(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), hd * nHead, n);
-  const dK = b.reshape(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), hd * nHeadKv, n);
+  // qwen3's head norms: y = rms(x) ⊙ g per head, x [hd, heads, n] before rope
+  const headNormBack = (dy: Tensor, x: Tensor | undefined, g: Tensor | undefined) => {
+    if (!g || !x) return dy;
+    const [, nh] = x.shape;
+    if (norms) addGrad(b, grads, g, normWeightGrad(b, b.reshape(dy, hd, nh * n), b.reshape(x, hd, nh * n), hp.rmsEps, g));
+    return b.rmsNormBack(b.mul(dy, g), x, hp.rmsEps);
+  };
+  const dQ = b.reshape(headNormBack(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), s.qh, L.qNorm), hd * nHead, n);
+  const dK = b.reshape(headNormBack(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), s.kh, L.kNorm), hd * nHeadKv, n);
   const dV = b.reshape(unheads(dV3, nHeadKv), hd * nHeadKv, n);
   const dH = cb(b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads)), 'attn_norm');
   if (norms) {

@@ -1,6 +1,6 @@
-// The llama family (llama, Mistral — stored by llama.cpp as "llama" — and qwen2) on ggml: hyper-
-// parameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
-// what llama.cpp computes (src/models/llama.cpp, qwen2.cpp) so the logits agree.
+// The llama family (llama, Mistral — stored by llama.cpp as "llama" — qwen2 and qwen3) on ggml:
+// hyperparameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
+// what llama.cpp computes (src/models/llama.cpp, qwen2.cpp, qwen3.cpp) so the logits agree.
 import { GgufError, GgufValueType, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 import { Graph, GraphBuilder, Tensor, allocStatic, attnSumReady, type RopeParams } from '../engine/graph.js';
 import { int8Available, packInt8, type Int8Weights } from './int8-weights.js';
@@ -9,7 +9,7 @@ import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
 import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
 
-export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2'] as const;
+export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2', 'qwen3'] as const;
 export type Architecture = (typeof TRAINABLE_ARCHITECTURES)[number];
 
 /** ggml types a frozen weight may have: those ggml's matmul accepts as its first operand. */
@@ -81,7 +81,7 @@ export function hparamsOf(f: GgufFile): Hparams {
     rmsEps: need('attention.layer_norm_rms_epsilon', 'positive'),
     rope: {
       nDims: number('rope.dimension_count', 'count') ?? headDim,
-      mode: arch === 'qwen2' ? ROPE_NEOX : ROPE_NORMAL,
+      mode: arch === 'qwen2' || arch === 'qwen3' ? ROPE_NEOX : ROPE_NORMAL,
       nCtxOrig: nCtxTrain,
       freqBase: number('rope.freq_base', 'positive') ?? 10000,
       freqScale: scaling === 'linear' && factor > 0 ? 1 / factor : 1,
@@ -97,6 +97,8 @@ export interface LayerOf<X> {
   attnNorm: X;
   wq: X; wk: X; wv: X; wo: X;
   bq?: X; bk?: X; bv?: X; bo?: X;
+  /** qwen3: RMS norms of each query and key head [headDim], before rope */
+  qNorm?: X; kNorm?: X;
   ffnNorm: X;
   wGate: X; wUp: X; wDown: X;
 }
@@ -113,7 +115,7 @@ export interface WeightsOf<X> {
 export type Layer = LayerOf<Tensor>;
 export type LayerField = keyof LayerOf<unknown>;
 /** a block's tensors in a fixed order (streaming reads them one by one) */
-export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'ffnNorm', 'wGate', 'wUp', 'wDown'];
+export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm', 'ffnNorm', 'wGate', 'wUp', 'wDown'];
 export type Weights = WeightsOf<Tensor>;
 
 /**
@@ -153,6 +155,8 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
       bk: take(`${p}attn_k.bias`, [nHeadKv * headDim], true),
       bv: take(`${p}attn_v.bias`, [nHeadKv * headDim], true),
       bo: take(`${p}attn_output.bias`, [d], true),
+      qNorm: hp.arch === 'qwen3' ? take(`${p}attn_q_norm.weight`, [headDim]) : undefined,
+      kNorm: hp.arch === 'qwen3' ? take(`${p}attn_k_norm.weight`, [headDim]) : undefined,
       ffnNorm: take(`${p}ffn_norm.weight`, [d]),
       wGate: take(`${p}ffn_gate.weight`, [d, nFf]),
       wUp: take(`${p}ffn_up.weight`, [d, nFf]),
@@ -194,7 +198,7 @@ function mapWeights<X, Y>(w: WeightsOf<X>, f: (x: X) => Y): WeightsOf<Y> {
     tokEmbd: m(w.tokEmbd), outputNorm: m(w.outputNorm), output: m(w.output), outputBias: o(w.outputBias), ropeFreqs: o(w.ropeFreqs),
     layers: w.layers.map((L) => ({
       attnNorm: m(L.attnNorm), wq: m(L.wq), wk: m(L.wk), wv: m(L.wv), wo: m(L.wo),
-      bq: o(L.bq), bk: o(L.bk), bv: o(L.bv), bo: o(L.bo),
+      bq: o(L.bq), bk: o(L.bk), bv: o(L.bv), bo: o(L.bo), qNorm: o(L.qNorm), kNorm: o(L.kNorm),
       ffnNorm: m(L.ffnNorm), wGate: m(L.wGate), wUp: m(L.wUp), wDown: m(L.wDown),
     })),
   };
@@ -337,6 +341,8 @@ export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x
 export interface BlockActs {
   x: Tensor; h: Tensor; q3: Tensor; k3: Tensor; v3: Tensor; probs: Tensor; attn: Tensor;
   x1: Tensor; h2: Tensor; gate: Tensor; up: Tensor; act: Tensor; out: Tensor;
+  /** qwen3: each query and key head before its norm [hd, heads, n] */
+  qh?: Tensor; kh?: Tensor;
 }
 
 export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): BlockActs {
@@ -352,6 +358,9 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   let q = b.reshape(cb(linear('q', L.wq, h, L.bq), 'Qcur'), hd, nHead, n);
   let k = b.reshape(cb(linear('k', L.wk, h, L.bk), 'Kcur'), hd, nHeadKv, n);
   const v = cb(linear('v', L.wv, h, L.bv), 'Vcur');
+  const qh = q, kh = k;
+  if (L.qNorm) q = cb(b.mul(b.rmsNorm(q, hp.rmsEps), L.qNorm), 'Qcur_normed');
+  if (L.kNorm) k = cb(b.mul(b.rmsNorm(k, hp.rmsEps), L.kNorm), 'Kcur_normed');
   q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
   k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
   // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
@@ -373,7 +382,8 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const gate = cb(linear('gate', L.wGate, h2), 'ffn_gate');
   const up = cb(linear('up', L.wUp, h2), 'ffn_up');
   const act = cb(b.mul(b.silu(gate), up), 'ffn_act');
-  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out: cb(b.add(x1, cb(linear('down', L.wDown, act), 'ffn_out')), 'l_out') };
+  const out = cb(b.add(x1, cb(linear('down', L.wDown, act), 'ffn_out')), 'l_out');
+  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out, ...(L.qNorm && { qh }), ...(L.kNorm && { kh }) };
 }
 
 /**

@@ -8,7 +8,7 @@ import { GGML_TYPES, T, ggmlTypeByName } from '../engine/types.js';
 import { WEIGHT_TYPES } from './llama.js';
 
 export interface TinySpec {
-  arch: 'llama' | 'qwen2';
+  arch: 'llama' | 'qwen2' | 'qwen3';
   vocab: VocabName;
   nEmbd: number;
   nLayer: number;
@@ -58,7 +58,7 @@ function hash(s: string): number {
 
 export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { overwrite?: boolean } = {}): TinySpec {
   const spec: TinySpec = { ...TINY_DEFAULTS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
-  if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'qwen2' ? 'qwen2' : 'llama-spm';
+  if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'llama' ? 'llama-spm' : 'qwen2'; // Qwen3 keeps Qwen2's tokenizer
   const { arch, nEmbd: d, nHead, nHeadKv, nFf, nLayer } = spec;
   const sizes: [string, number][] = [['embd', d], ['layers', nLayer], ['heads', nHead], ['kv-heads', nHeadKv], ['ff', nFf], ['ctx', spec.nCtx]];
   for (const [flag, v] of sizes) if (!Number.isInteger(v) || v < 1 || v > 2 ** 20) throw new Error(`--${flag} must be a whole number from 1 to ${2 ** 20}, got ${v}`);
@@ -124,6 +124,10 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
       add(`${p}attn_q.bias`, [d], 0.1, 0, T.F32);
       add(`${p}attn_k.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
       add(`${p}attn_v.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
+    }
+    if (arch === 'qwen3') {
+      add(`${p}attn_q_norm.weight`, [hd], 0.1, 1, T.F32);
+      add(`${p}attn_k_norm.weight`, [hd], 0.1, 1, T.F32);
     }
     add(`${p}attn_output.weight`, [d, d], 1 / Math.sqrt(d));
     add(`${p}ffn_norm.weight`, [d], 0.1, 1, T.F32);

@@ -49,7 +49,7 @@ export interface GaloreConfig {
 export function namedWeights(w: Weights): Tensor[] {
   const out = [w.tokEmbd];
   for (const L of w.layers) {
-    for (const t of [L.attnNorm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo, L.ffnNorm, L.wGate, L.wUp, L.wDown]) if (t) out.push(t);
+    for (const t of [L.attnNorm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo, L.qNorm, L.kNorm, L.ffnNorm, L.wGate, L.wUp, L.wDown]) if (t) out.push(t);
   }
   out.push(w.outputNorm);
   if (w.output !== w.tokEmbd) out.push(w.output);

@@ -34,6 +34,9 @@ import { isNupesTensor } from '../model/nupes-weights.js';
 
 /** the activations a block's backward reads (model/llama.ts BlockActs), in a fixed order */
 const ACTS = ['h', 'q3', 'k3', 'v3', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 'act'] as const;
+/** and with qwen3's head norms, the heads before them */
+const HEAD_NORM_ACTS = ['qh', 'kh'] as const;
+type ActName = (typeof ACTS)[number] | (typeof HEAD_NORM_ACTS)[number];
 
 /** the block graphs' inputs, static and shared by every slot */
 interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; acts?: Tensor[] }
@@ -60,6 +63,8 @@ export interface StreamingOptions {
 export class StreamingTrainer implements Trainer {
   readonly T: number;
   private readonly plan: WeightsOf<GgufTensorInfo>;
+  /** the activations a block's backward reads, kept or swapped by name */
+  private readonly actNames: ActName[];
   /** what trains in the blocks: an adapter's per-layer tensors, or every weight */
   private readonly training: BlockTraining;
   private readonly resident: Resident & { b: GraphBuilder; buffer: number; ropeFreqs?: Tensor };
@@ -106,6 +111,7 @@ export class StreamingTrainer implements Trainer {
     this.file = file;
     this.hp = hp;
     this.plan = model.plan;
+    this.actNames = model.plan.layers[0]?.qNorm ? [...ACTS, ...HEAD_NORM_ACTS] : [...ACTS];
     const { batch, seq, capacity, activations = [], ssdDir, weights = [] } = o;
     this.batch = o.batch;
     this.optCfg = o.opt;
@@ -158,7 +164,7 @@ export class StreamingTrainer implements Trainer {
       this.actSizes = shapes.map((sh) => sh.reduce((a, b) => a * b, 1));
       this.swapStride = alignUp(4 * this.actSizes.reduce((a, b) => a + b, 0));
     }
-    const acts = shapes?.map((sh, k) => iob.tensor(TYPES.F32, sh, `kept_${ACTS[k]}`));
+    const acts = shapes?.map((sh, k) => iob.tensor(TYPES.F32, sh, `kept_${this.actNames[k]}`));
     this.io = { b: iob, buffer: allocStatic(engine, iob, "streamed blocks' inputs"), ...io, acts };
     setAttentionInputs(this.io, seq, batch);
     // two slots per block signature (tensor types and shapes), used alternately
@@ -202,7 +208,7 @@ export class StreamingTrainer implements Trainer {
       const x = g.tensor(TYPES.F32, [this.hp.nEmbd, n], 'x');
       const rope = this.plan.ropeFreqs ? g.tensor(TYPES.F32, this.plan.ropeFreqs.shape, 'r') : null;
       const a = blockForward(g, this.hp, layer, 0, x, inp, rope, this.T, this.batch);
-      return ACTS.map((k) => a[k].shape);
+      return this.actNames.map((k) => a[k]!.shape);
     } finally {
       g.free();
     }
@@ -220,7 +226,7 @@ export class StreamingTrainer implements Trainer {
     const fb = new GraphBuilder();
     fb.on(this.engine);
     const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
-    const keptActs = io.acts ? ACTS.map((k) => f[k]) : [];
+    const keptActs = io.acts ? this.actNames.map((k) => f[k]!) : [];
     slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [f.out, ...keptActs]), out: f.out, acts: keptActs };
     const bb = new GraphBuilder();
     bb.on(this.engine);
@@ -231,7 +237,7 @@ export class StreamingTrainer implements Trainer {
     if (io.acts) {
       const kb = new GraphBuilder();
       kb.on(this.engine);
-      const given = Object.fromEntries(ACTS.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
+      const given = Object.fromEntries(this.actNames.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
       const kgrads = new Map<Tensor, Tensor>();
       const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, training.trainsAll);
       slot.bwdKept = backward(kb, kdx, kgrads);
