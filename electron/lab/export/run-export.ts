@@ -127,7 +127,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   return {
     ...common, checkpoint: loaded!.path, step: loaded!.position.step,
     get pairs() {
-      if (!method.lowRank || !adapter.lowRank) return [];
+      if (method.notLowRank || !adapter.lowRank) return [];
       pairs ??= adapterPairs(engine, adapter, hp, config.targets);
       return pairs;
     },
@@ -181,8 +181,7 @@ const checkpointStep = (ck: GgufFile) => JSON.parse(String(ck.metadata.get('hone
 
 /** formats that carry a LoRA-shaped adapter: only for methods whose change is an added B·A */
 function needsPairs(l: TrainedRun, format: string) {
-  if (l.method.full) throw new Error(`a ${l.method.name} run trained every weight, so it has no ${format} form: export it as --format merged (or ollama)`);
-  if (!l.method.lowRank) throw new Error(`${l.method.name === 'hut' ? 'HUT transforms each trained weight instead of adding a low-rank term' : `${l.method.name}'s change is not a plain added B·A`}, so it has no ${format} form: export it as --format merged (or ollama)`);
+  if (l.method.notLowRank) throw new Error(`${l.method.notLowRank}, so it has no ${format} form: export it as --format merged (or ollama)`);
 }
 
 const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);

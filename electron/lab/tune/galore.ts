@@ -355,7 +355,7 @@ export function galoreSettings(c: MethodConfig): GaloreConfig {
  *  Natural GaLore's gradient history; the merge replaces the base's weights with them */
 function fullMethod(name: FullMethod, notStreamed: string | null): Method {
   return {
-    name, full: true, lowRank: false, notStreamed,
+    name, full: true, notLowRank: `a ${name} run trained every weight`, notStreamed,
     build: (engine, model, c, opt) => {
       if (c.dropout > 0) throw new Error(`--dropout applies to adapter methods (LoRA, MoS), not to ${name}`);
       if (!model.loaded) throw new Error(`${name} needs the model loaded with F32 master weights`);

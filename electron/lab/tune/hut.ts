@@ -168,7 +168,7 @@ function hadamardLinear(p: HutPair, s: number): TrainedLinear {
 /** HUT as a method: checkpoints hold `blk.N.<weight>.hut_ma` / `.hut_mb` (scaling) or `.hut_a` /
  *  `.hut_b` (hadamard); its change multiplies W, so it exports merged only */
 export const hut: Method = {
-  name: 'hut', full: false, lowRank: false, notStreamed: null,
+  name: 'hut', full: false, notLowRank: 'HUT transforms each trained weight instead of adding a low-rank term', notStreamed: null,
   build: (engine, model, c) => {
     if (c.dropout > 0) throw new Error('HUT transforms the weight itself and has no separate input path to drop out: set --dropout 0 (dropout applies to LoRA and MoS)');
     const form = c.hutForm ?? 'scaling';

@@ -140,6 +140,6 @@ export class Lora implements Adapter {
 
 /** LoRA as a method: checkpoints hold `blk.N.<weight>.lora_a` / `.lora_b` with their moments */
 export const lora: Method = {
-  name: 'lora', full: false, lowRank: true, notStreamed: null,
+  name: 'lora', full: false, notLowRank: null, notStreamed: null,
   build: (engine, model, c) => new Lora(engine, model.hp, { rank: c.rank, alpha: c.alpha, targets: c.targets, dropout: c.dropout }),
 };

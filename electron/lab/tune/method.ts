@@ -45,9 +45,9 @@ export interface Method {
   /** trains every weight: the model loads with F32 master weights, checkpoints hold each trained
    *  weight under its own GGUF name, and the merge replaces the base's weights with them */
   readonly full: boolean;
-  /** the trained change is an added low-rank pair, so it also exports as a llama.cpp adapter GGUF
-   *  and a PEFT adapter (every method exports merged) */
-  readonly lowRank: boolean;
+  /** why its trained change is not an added low-rank pair, so it has no llama.cpp adapter GGUF or
+   *  PEFT form (every method exports merged); null when it is one */
+  readonly notLowRank: string | null;
   /** why streaming training (out of core) cannot run it yet, or null */
   readonly notStreamed: string | null;
   /** its adapter on a model, not yet initialised. Full-parameter methods need `model.loaded`

@@ -199,6 +199,6 @@ export function mosSettings(c: MethodConfig): MosConfig {
  *  and each layer's index draws `mos.<layer>.<module>.idx_a` / `.idx_b`; exports as the assembled
  *  per-layer LoRA pairs */
 export const mos: Method = {
-  name: 'mos', full: false, lowRank: true, notStreamed: null,
+  name: 'mos', full: false, notLowRank: null, notStreamed: null,
   build: (engine, model, c) => new Mos(engine, model.hp, mosSettings(c)),
 };

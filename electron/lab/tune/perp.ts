@@ -172,7 +172,7 @@ function maskLoraLinear(_g: GraphBuilder, p: MaskPair & { mask: Tensor }, s: num
 /** PERP as a method: checkpoints hold MaskLoRA's `blk.N.<weight>.lora_a` / `.lora_b` and each trained
  *  norm or bias as `<name>.perp`; its change is masked, so it exports merged only */
 export const perp: Method = {
-  name: 'perp', full: false, lowRank: false,
+  name: 'perp', full: false, notLowRank: "PERP's low-rank term is masked by the pruning mask",
   notStreamed: 'PERP trains the norms inside the blocks, which streaming training does not yet',
   build: (engine, model, c) => {
     if (c.dropout > 0) throw new Error('PERP trains without dropout (as the reference does): set --dropout 0');
