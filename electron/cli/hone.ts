@@ -13,7 +13,8 @@ import { LlamaModel, describe } from '../lab/model/llama.js';
 import { describePlan, gib } from '../lab/offload/plan.js';
 import { parseBytes } from '../lab/offload/measure.js';
 import { TINY_DEFAULTS, makeTiny } from '../lab/model/tiny.js';
-import type { VocabName } from '../lab/model/vocab.js';
+import { VOCABS, type VocabName } from '../lab/model/vocab.js';
+import { ARCHITECTURE_NAMES } from '../lab/model/architectures.js';
 import { Progress } from './progress.js';
 import { MODULES } from '../lab/tune/adapter.js';
 import { METHODS, type MethodName } from '../lab/tune/methods.js';
@@ -36,7 +37,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       architecture, shapes, weight types and parameter count
   hone perplexity --model <model.gguf> --text <file> [--ctx N] [--json]
       perplexity of the model on a text file, in windows of N tokens (default 512)
-  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3] [--vocab llama-spm|llama-bpe|qwen2]
+  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3|phi3] [--vocab llama-spm|llama-bpe|qwen2|phi-3]
       [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--embd N] [--layers N] [--heads N]
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
@@ -140,12 +141,13 @@ async function tiny(argv: string[]) {
     },
   });
   const out = values.out ?? fail('--out <file.gguf> is required');
-  if (values.arch && !['llama', 'qwen2', 'qwen3'].includes(values.arch)) fail(`--arch must be llama, qwen2 or qwen3`);
+  if (values.arch && !ARCHITECTURE_NAMES.includes(values.arch)) fail(`--arch must be one of ${ARCHITECTURE_NAMES.join(', ')}`);
+  if (values.vocab && !(values.vocab in VOCABS)) fail(`--vocab must be one of ${Object.keys(VOCABS).join(', ')}`);
   const heads = num(values.heads, 'heads');
   const spec = makeTiny(
     out,
     {
-      arch: values.arch as 'llama' | 'qwen2' | 'qwen3' | undefined,
+      arch: values.arch,
       vocab: values.vocab as VocabName | undefined,
       type: values.type,
       nEmbd: num(values.embd, 'embd'),
@@ -351,4 +353,8 @@ if (!cmd || cmd === '--help' || cmd === '-h' || !commands[cmd]) {
   console.log(usage);
   process.exit(cmd && !['--help', '-h'].includes(cmd) ? 1 : 0);
 }
-commands[cmd](rest).catch((e: Error) => fail(e.message));
+// what a long command held at most, as the OS counts it (resident set, engine buffers included)
+const LONG = new Set(['info', 'perplexity', 'make-tiny', 'train', 'export', 'compress']);
+commands[cmd](rest)
+  .then(() => { if (LONG.has(cmd)) process.stderr.write(`peak memory: ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB resident\n`); })
+  .catch((e: Error) => fail(e.message));

@@ -1,7 +1,7 @@
 // The training loss computed another way, for autodiff oracles: ggml's fused cross-entropy against a
 // one-hot label matrix built in the graph, where Hone's loss (model/llama.ts headLoss) takes the
 // target's softmax probability. Same value, independent code; ggml's autodiff differentiates it.
-import type { GraphBuilder, Tensor } from '../../electron/lab/engine/graph.js';
+import type { GraphBuilder } from '../../electron/lab/engine/graph.js';
 import { T } from '../../electron/lab/engine/types.js';
 import { buildBlock, type AdapterHook, type ForwardInputs, type Hparams, type LossInputs, type Weights } from '../../electron/lab/model/llama.js';
 

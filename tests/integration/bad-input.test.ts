@@ -100,6 +100,7 @@ function gguf(s: GgufSpec): Buffer {
 }
 
 const withKv = (key: string, type: number, value: unknown): GgufSpec => ({ kvs: seedKvs().map((kv) => (kv[0] === key ? [key, type, value] as Kv : kv)), tensors: seedTensors() });
+const plusKv = (key: string, type: number, value: unknown): GgufSpec => ({ kvs: [...seedKvs(), [key, type, value]], tensors: seedTensors() });
 const withoutKv = (key: string): GgufSpec => ({ kvs: seedKvs().filter((kv) => kv[0] !== key), tensors: seedTensors() });
 const withTensor = (name: string, change: (t: TensorSpec) => TensorSpec | null): GgufSpec => ({ kvs: seedKvs(), tensors: seedTensors().flatMap((t) => (t.name === name ? [change(t)].filter((x): x is TensorSpec => !!x) : [t])) });
 
@@ -139,7 +140,11 @@ describe('the bad-input catalogue', () => {
     ['a metadata value of an unknown type', gguf({ kvs: [...seedKvs(), ['x.y', 99, 0]], tensors: seedTensors() }), /unknown metadata value type 99/],
     ['an alignment of 3', gguf({ kvs: [...seedKvs(), ['general.alignment', U32, 3]], tensors: seedTensors() }), /general\.alignment is 3/],
     ['no general.architecture', gguf(withoutKv('general.architecture')), /general\.architecture is missing/],
-    ['an architecture Hone cannot train', gguf(withKv('general.architecture', STR, 'gpt2')), /architecture "gpt2" is not one Hone can train/],
+    ['an architecture Hone cannot train', gguf(withKv('general.architecture', STR, 'gpt2')), /architecture "gpt2" is not one Hone can train; Hone trains llama, qwen2, qwen3, phi3/],
+    ['a family Hone does not train yet', gguf(withKv('general.architecture', STR, 'gemma3')), /Gemma 3 .* is not trained by Hone yet; Hone trains llama/],
+    ['a mixture of experts by its architecture', gguf(withKv('general.architecture', STR, 'qwen3moe')), /"qwen3moe" is a mixture-of-experts model; Hone cannot train it yet \(it would train the attention layers and norms with the experts frozen\)/],
+    ['a mixture of experts stored as llama (Mixtral)', gguf(plusKv('llama.expert_count', U32, 8)), /"llama" is a mixture-of-experts model \(8 experts\)/],
+    ['rope scaling Hone does not turn', gguf(plusKv('llama.rope.scaling.type', STR, 'yarn')), /rope scaling "yarn" is not supported yet/],
     ['a head count of 0', gguf(withKv('llama.attention.head_count', U32, 0)), /head_count" is "0", not a whole number above 0/],
     ['heads that do not split the embedding', gguf({ kvs: withKv('llama.attention.head_count', U32, 3).kvs.map((kv) => (kv[0] === 'llama.attention.head_count_kv' ? [kv[0], U32, 3] as Kv : kv)), tensors: seedTensors() }), /does not split into 3 heads/],
     ['key/value heads that do not divide the heads', gguf(withKv('llama.attention.head_count_kv', U32, 3)), /cannot share 3 key\/value heads/],

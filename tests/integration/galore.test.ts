@@ -59,8 +59,9 @@ describe('full-parameter training and GaLore', () => {
     { type: 'f16', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 },
     { arch: 'qwen2', type: 'f32', nLayer: 1, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128, tied: true },
     { arch: 'qwen3', type: 'f32', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 },
+    { arch: 'phi3', type: 'f32', nLayer: 1, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 },
   ] as const) {
-    const what = 'tied' in spec ? ', tied head, biases' : spec.arch === 'qwen3' ? ', q/k head norms' : '';
+    const what = 'tied' in spec ? ', tied head, biases' : spec.arch === 'qwen3' ? ', q/k head norms' : spec.arch === 'phi3' ? ', fused weights\' parts' : '';
     it(`every weight's explicit gradient equals autodiff (${'arch' in spec ? spec.arch : 'llama'}${what})`, async () => {
       const p = tinyModel(spec);
       const d = await loadDataset(writeSampleChat(join(testDir, `galore-g-${process.pid}.jsonl`)), p, { seq: SEQ, valFraction: 0 });

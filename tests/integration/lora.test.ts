@@ -16,8 +16,8 @@ import { exportAdapterGguf, exportMergedGguf, exportPeft, hfRowOfGguf, loadTrain
 import { listCheckpoints } from '../../electron/lab/tune/checkpoint.js';
 import { Lora } from '../../electron/lab/tune/lora.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../../electron/lab/tune/run.js';
-import { InMemoryTrainer, targetCapacity, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
-import { testDir, tinyModel } from '../helpers/models.js';
+import { InMemoryTrainer, OPTIMIZER_DEFAULTS } from '../../electron/lab/tune/trainer.js';
+import { readTensorsF64, testDir, tinyModel } from '../helpers/models.js';
 import { ANSWER, QUESTIONS, factDataset as writeFact } from '../helpers/fact.js';
 
 const dir = join(testDir, `lora-${process.pid}`);
@@ -148,6 +148,77 @@ describe('other families and templates', () => {
       await chat.dispose();
     });
   }
+});
+
+describe('phi3: fused attn_qkv and gate-up trained per part, written back fused', () => {
+  const base = tinyModel({ arch: 'phi3', nLayer: 1, nHead: 4, nHeadKv: 2 });
+  const runDir = join(dir, 'phi3-run');
+  beforeAll(async () => {
+    rmSync(runDir, { recursive: true, force: true });
+    await train(config(base, factDataset(), { targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] }), runDir);
+  });
+
+  it('the merged GGUF (F16) generates the fact, and its attn_qkv rows are base + (α/r)·B·A of q, k and v', async () => {
+    const l = loadTrainedRun(runDir);
+    const merged = join(dir, 'phi3-merged.gguf');
+    exportMergedGguf(l, merged, 'f16', true);
+    const chat = await openChat(merged);
+    expect(await chat.ask(QUESTIONS[0], 16)).toBe(ANSWER);
+    await chat.dispose();
+    const f32 = join(dir, 'phi3-merged-f32.gguf');
+    exportMergedGguf(l, f32, 'f32', true);
+    const w0 = readTensorsF64(base).get('blk.0.attn_qkv.weight')!, w1 = readTensorsF64(f32).get('blk.0.attn_qkv.weight')!;
+    const d = l.hp.nEmbd, r = l.config.rank;
+    let row = 0, worst = 0;
+    for (const module of ['q', 'k', 'v']) {
+      const p = l.pairs.find((x) => x.layer === 0 && x.module === module)!;
+      for (let o = 0; o < p.outDim; o++, row++) {
+        for (let i = 0; i < d; i++) {
+          let delta = 0;
+          for (let k = 0; k < r; k++) delta += p.b[o * r + k] * p.a[k * d + i];
+          worst = Math.max(worst, Math.abs(w1[row * d + i] - (w0[row * d + i] + l.scale * delta)));
+        }
+      }
+    }
+    expect(row).toBe(l.hp.nEmbd + 2 * l.hp.nHeadKv * l.hp.headDim);
+    expect(worst).toBeLessThan(1e-6);
+  });
+
+  it('base + fused adapter GGUF (rank 3r on attn_qkv, 2r on ffn_up) generates it, with the merged file\'s logits', async () => {
+    const l = loadTrainedRun(runDir);
+    const adapter = join(dir, 'phi3-adapter.gguf');
+    exportAdapterGguf(l, adapter, true);
+    const names = readGguf(adapter).tensors.map((t) => `${t.name}:${t.shape}`);
+    const r = l.config.rank, d = l.hp.nEmbd;
+    expect(names).toContain(`blk.0.attn_qkv.weight.lora_a:${d},${3 * r}`);
+    expect(names).toContain(`blk.0.ffn_up.weight.lora_b:${2 * r},${2 * l.hp.nFf}`);
+    const chat = await openChat(base, adapter);
+    expect(await chat.ask(QUESTIONS[2], 16)).toContain('Quxville');
+    await chat.dispose();
+    const merged = join(dir, 'phi3-merged-f32.gguf');
+    exportMergedGguf(l, merged, 'f32', true);
+    const tokens = await tokenize(base, `${QUESTIONS[3]} ${ANSWER}`);
+    const viaAdapter = await llamaCppLogprobs(base, tokens, false, adapter);
+    const viaMerge = await llamaCppLogprobs(merged, tokens);
+    expect(Math.max(...viaAdapter.map((x, i) => Math.abs(x - viaMerge[i])))).toBeLessThan(1e-3);
+  });
+
+  it('the PEFT export names Phi-3\'s fused modules, with their ranks and alphas in rank_pattern and alpha_pattern', () => {
+    const l = loadTrainedRun(runDir);
+    const out = join(dir, 'phi3-peft');
+    exportPeft(l, out, true);
+    const buf = readFileSync(join(out, 'adapter_model.safetensors'));
+    const header = JSON.parse(buf.subarray(8, 8 + Number(buf.readBigUInt64LE(0))).toString());
+    const r = l.config.rank, d = l.hp.nEmbd, qkv = d + 2 * l.hp.nHeadKv * l.hp.headDim;
+    expect(header['base_model.model.model.layers.0.self_attn.qkv_proj.lora_A.weight']).toMatchObject({ shape: [3 * r, d] });
+    expect(header['base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight']).toMatchObject({ shape: [qkv, 3 * r] });
+    expect(header['base_model.model.model.layers.0.mlp.gate_up_proj.lora_B.weight']).toMatchObject({ shape: [2 * l.hp.nFf, 2 * r] });
+    const cfg = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    expect(cfg.target_modules.sort()).toEqual(['down_proj', 'gate_up_proj', 'o_proj', 'qkv_proj']);
+    expect(cfg.rank_pattern).toEqual({ qkv_proj: 3 * r, gate_up_proj: 2 * r });
+    // PEFT's scale alpha/rank stays the run's alpha/r for the fused modules
+    expect(cfg.alpha_pattern.qkv_proj / cfg.rank_pattern.qkv_proj).toBeCloseTo(l.config.alpha / r, 12);
+  });
 });
 
 describe('export details', () => {

@@ -1,7 +1,8 @@
 // Every adapter method's merge is the method's own math: the merged F32 export, run by llama.cpp
 // (node-llama-cpp), gives the log-probs that Hone's forward through the trained adapter gives, loaded
 // from the same checkpoint. The base is F32, so the only difference left is the order of sums.
-// (Full-parameter methods merge by replacing weights with the checkpoint's: methods-fact.test.ts.)
+// Full-parameter methods merge by replacing weights with the checkpoint's (methods-fact.test.ts); the
+// phi3 case here checks that its fused tensors are rebuilt from the trained parts.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -31,14 +32,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** log-probs of `tokens` from Hone's evaluation forward with the run's adapter (its newest checkpoint) */
 function honeWithAdapter(base: string, runDir: string, cfg: TrainConfig, tokens: number[]): Float64Array {
   const engine = openEngine({ backend: 'cpu' });
-  const model = LlamaModel.load(base, engine);
+  const full = methodOf(cfg.method).full; // the trained weights are the model's F32 masters
+  const model = LlamaModel.load(base, engine, { master: full });
   const adapter = methodOf(cfg.method).build(engine, modelView(model, model), { ...cfg, dropout: 0 }, OPTIMIZER_DEFAULTS);
   const b = new GraphBuilder();
   try {
     expect(loadLatestCheckpoint(runDir, adapter)).not.toBeNull();
     const n = tokens.length;
     const inp = forwardInputs(b, n, 1);
-    const logits = buildForward(b, { hp: model.hp, weights: adapter.weightsFor?.(model.weights) ?? model.weights }, inp, n, 1, adapterHook(adapter));
+    const logits = buildForward(b, { hp: model.hp, weights: adapter.weightsFor?.(model.weights) ?? model.weights }, inp, n, 1, full ? undefined : adapterHook(adapter));
     const g = new Graph(engine, b, [logits], { exact: true });
     setForwardInputs(inp, Int32Array.from(tokens), n, 1);
     g.compute();
@@ -60,7 +62,7 @@ function prunedBase(base: string): { model: string; masks: string } {
   const rng = new Rng(5);
   const kept: { name: string; shape: number[]; keep: Uint8Array }[] = [];
   rewriteModel(f, model, (info) => {
-    if (!/^blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight$/.test(info.name)) return null;
+    if (!/^blk\.\d+\.(attn_(q|k|v|qkv|output)|ffn_(gate|up|down))\.weight$/.test(info.name)) return null;
     const w = readValues(f, info);
     const keep = Uint8Array.from(w, () => (rng.next() < 0.5 ? 1 : 0));
     w.forEach((_, i) => { if (!keep[i]) w[i] = 0; });
@@ -72,15 +74,21 @@ function prunedBase(base: string): { model: string; masks: string } {
 }
 
 describe('the merged export computes what the trained adapter computes', () => {
-  const base = tinyModel({ nLayer: 2 });
-  const cases: [string, Partial<TrainConfig>, boolean?][] = [
+  const llama = tinyModel({ nLayer: 2 });
+  // phi3: fused attn_qkv and gate-up, merged part by part (PERP's masks are the fused tensors')
+  const phi3 = tinyModel({ arch: 'phi3', nLayer: 2, nHead: 4, nHeadKv: 2 });
+  const cases: [string, Partial<TrainConfig>, boolean?, string?][] = [
     ['LoRA', { method: 'lora' }],
     ['HUT (scaling)', { method: 'hut', hutForm: 'scaling', dropout: 0 }],
     ['HUT (hadamard)', { method: 'hut', hutForm: 'hadamard', dropout: 0 }],
     ['MoS', { method: 'mos', rank: 8, alpha: 16, mosBudget: 6, mosShards: 2, mosPrivate: 1 }],
     ['PERP (MaskLoRA on a pruned model, norms and biases)', { method: 'perp', dropout: 0 }, true],
+    ['phi3 HUT (hadamard)', { method: 'hut', hutForm: 'hadamard', dropout: 0 }, false, phi3],
+    ['phi3 MoS', { method: 'mos', rank: 8, alpha: 16, mosBudget: 6, mosShards: 2, mosPrivate: 1 }, false, phi3],
+    ['phi3 PERP', { method: 'perp', dropout: 0 }, true, phi3],
+    ['phi3 full-parameter (fused tensors written back from the trained parts)', { method: 'full', dropout: 0, lr: 1e-3 }, false, phi3],
   ];
-  for (const [name, over, pruned] of cases) {
+  for (const [name, over, pruned, base = llama] of cases) {
     it(name, async () => {
       const p = pruned ? prunedBase(base) : { model: base, masks: undefined };
       const runDir = join(dir, name.replace(/\W+/g, '-'));

@@ -30,6 +30,9 @@ const PARITY_CASES: [string, Partial<TinySpec>, number][] = [
   ['qwen2 GQA, Q8_0, tied', { arch: 'qwen2', nLayer: 1, nHead: 4, nHeadKv: 2, type: 'q8_0', tied: true }, 1e-4],
   ['qwen3 F32 (q/k head norms, no biases)', { arch: 'qwen3', nLayer: 2 }, 5e-4],
   ['qwen3 GQA, Q8_0, tied', { arch: 'qwen3', nLayer: 1, nHead: 4, nHeadKv: 2, type: 'q8_0', tied: true }, 1e-4],
+  // fused attn_qkv and gate-up read as row ranges: the same products as llama.cpp's fused ones
+  ['phi3 F32 (fused qkv and gate-up, NeoX rope)', { arch: 'phi3' }, 1e-4],
+  ['phi3 GQA, Q8_0, short rope factors', { arch: 'phi3', nHead: 4, nHeadKv: 2, type: 'q8_0', ropeFreqs: true }, 1e-4],
 ];
 
 const LONG_TEXT = Array.from({ length: 6 }, (_, i) => `${SAMPLE_TEXT} Line ${i}.`).join('\n');

@@ -24,11 +24,13 @@ export interface Calibration {
   grams: Map<string, Gram>;
 }
 
-/** the (layer, module) of a linear weight's GGUF name, or null for other tensors */
+/** the (layer, module) of a linear weight's GGUF name, or null for other tensors; a fused weight is
+ *  known by its first part (phi3's attn_qkv by q: all its rows read the same input, as do ffn_up's
+ *  gate and up rows) */
 export function linearOf(name: string): { layer: number; module: Module } | null {
   const m = /^blk\.(\d+)\.(\w+)\.weight$/.exec(name);
   if (!m) return null;
-  const module = MODULES.find((x) => GGUF_NAMES[x] === m[2]);
+  const module = m[2] === 'attn_qkv' ? 'q' : MODULES.find((x) => GGUF_NAMES[x] === m[2]);
   return module ? { layer: Number(m[1]), module } : null;
 }
 

@@ -2,7 +2,7 @@
 // into the job's folder and record themselves in compress.json. A job run again with the same
 // settings skips the stages already done (resumable at stage boundaries; PERP's retraining also
 // resumes from its own checkpoints); the input model is only ever read.
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { makeFolder } from '../store/folders.js';
 import { basename, dirname, join, resolve } from 'node:path';
 import { openEngine } from '../engine/backend.js';
@@ -10,7 +10,7 @@ import { loadDataset } from '../data/dataset.js';
 import { fileKind } from '../data/read.js';
 import { readGguf, type GgufTensorInfo } from '../model/gguf.js';
 import { LlamaModel, hparamsOf } from '../model/llama.js';
-import { planStructured, writeStructured } from './structured.js';
+import { checkStructured, planStructured, writeStructured } from './structured.js';
 import { perplexity } from '../eval/perplexity.js';
 import { tokenize } from '../engine/llamacpp.js';
 import { exportMergedGguf, stopStrings, withTrainedRun } from '../export/run-export.js';
@@ -231,8 +231,9 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     if (cfg.prune === 'structured') {
       const src = current;
       current = await stage('prune', join(out, 'stage-pruned.gguf'), async (rec) => {
-        const f = readGguf(src);
-        const plan = planStructured(f, hparamsOf(f), await calibrateOn(src), { ffn: cfg.sparsity, heads: cfg.heads });
+        const f = readGguf(src), hp = hparamsOf(f);
+        checkStructured(f, hp);
+        const plan = planStructured(f, hp, await calibrateOn(src), { ffn: cfg.sparsity, heads: cfg.heads });
         writeStructured(src, rec.file, plan, { signal: opts.signal, onTensor: (d, t, what) => emit({ type: 'progress', stage: 'prune', done: d, total: t, what }) });
         rec.structure = { nFf: plan.nFf, nHead: plan.nHead, nHeadKv: plan.nHeadKv };
       });

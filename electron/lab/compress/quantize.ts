@@ -4,7 +4,7 @@
 import { T, ggmlTypeName } from '../engine/types.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { NUPES_BITS_KEY, nupesExponentName, nupesScaleName, packNibbles } from '../model/nupes-weights.js';
-import { kv, type GgufTensorOut } from '../model/gguf-writer.js';
+import { kv } from '../model/gguf-writer.js';
 import { gramOf, linearOf, type Calibration } from './calibrate.js';
 import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, roundHalf, type LearnableType } from './grid.js';
 import { learnCodes, outputError } from './learn-codes.js';

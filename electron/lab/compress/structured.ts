@@ -9,7 +9,7 @@
 // head_count), channels rounded to a multiple of 32 so that ggml's block types still fit.
 import { T } from '../engine/types.js';
 import { readGguf, type GgufFile, type GgufTensorInfo } from '../model/gguf.js';
-import { hparamsOf, type Hparams } from '../model/llama.js';
+import { fusedParts, hparamsOf, planWeights, type Hparams } from '../model/llama.js';
 import { kv, type GgufTensorOut } from '../model/gguf-writer.js';
 import { inputNormSq, type Calibration } from './calibrate.js';
 import { encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
@@ -52,7 +52,14 @@ export function topIndices(scores: Float64Array, count: number): number[] {
   return [...scores.keys()].sort((a, b) => scores[b] - scores[a] || a - b).slice(0, count).sort((a, b) => a - b);
 }
 
+/** refuses a model whose blocks structured pruning cannot cut (fused weights), before calibration */
+export function checkStructured(f: GgufFile, hp: Hparams) {
+  const fused = [...fusedParts(planWeights(f, hp)).keys()];
+  if (fused.length) throw new Error(`structured pruning does not cut ${hp.arch}'s fused weights (${fused[0].replace(/^blk\.\d+\./, '')}) yet; prune weights instead (--prune wanda, icbs or perp)`);
+}
+
 export function planStructured(f: GgufFile, hp: Hparams, calib: Calibration, t: StructuredTargets): StructuredPlan {
+  checkStructured(f, hp);
   const get = (name: string) => readValues(f, f.tensors.find((x) => x.name === name)!);
   const { nEmbd: d, nFf, nHead, nHeadKv, headDim: hd } = hp;
   const group = nHead / nHeadKv;

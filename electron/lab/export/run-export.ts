@@ -9,7 +9,8 @@ import { openEngine, type Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { GgufValueType, readGguf, readTensorBytes, type GgufFile, type GgufValue } from '../model/gguf.js';
-import { modelHeader, type Hparams, type Module } from '../model/llama.js';
+import { fusedParts, modelHeader, type Hparams, type Module, type PlanTensor } from '../model/llama.js';
+import { ARCHITECTURES } from '../model/architectures.js';
 import { listCheckpoints, loadLatestCheckpoint } from '../tune/checkpoint.js';
 import { GGUF_NAMES, moduleDims, type Adapter } from '../tune/adapter.js';
 import { methodOf, modelView, type Method } from '../tune/methods.js';
@@ -36,6 +37,8 @@ export interface TrainedRun {
    *  pools. Read from the method's adapter on first use. */
   readonly pairs: LowRankPair[];
   scale: number;
+  /** the parts of each fused file tensor (phi3's attn_qkv.weight: q, k, v), in row order */
+  parts: Map<string, PlanTensor[]>;
   /** whether the run trained the base weight `name` */
   trains(name: string): boolean;
   /** folds the training into the dequantized base weight `name` (ggml order, [out][in] rows) in place */
@@ -90,18 +93,28 @@ export function loadTrainedRun(runDir: string): TrainedRun {
   const header = modelHeader(config.model);
   const { file: base, hp } = header;
   const scale = config.alpha / config.rank;
-  const common = { config, method, base, hp, scale };
+  const parts = fusedParts(header.plan);
+  const common = { config, method, base, hp, scale, parts };
+
+  // a fused file tensor (phi3's attn_qkv) is trained and merged through its parts, row range by row range
+  const rowsOf = (p: PlanTensor, w: Float32Array) => w.subarray(p.part!.row * p.shape[0], (p.part!.row + p.shape[1]) * p.shape[0]);
+  const throughParts = (trains: (name: string) => boolean, merge: (name: string, w: Float32Array) => void) => ({
+    trains: (name: string) => parts.get(name)?.some((p) => trains(p.name)) ?? trains(name),
+    merge: (name: string, w: Float32Array) => {
+      const of = parts.get(name);
+      if (!of) return merge(name, w);
+      for (const p of of) if (trains(p.name)) merge(p.name, rowsOf(p, w));
+    },
+  });
 
   if (method.full) {
     // every trained weight is in the checkpoint under its own name: the merge replaces the base's
     const checkpoint = listCheckpoints(runDir).at(-1)!;
     const ck = readGguf(checkpoint);
     const byName = new Map(ck.tensors.map((t) => [t.name, t]));
-    const trained = new Set(base.tensors.map((t) => t.name).filter((n) => byName.has(n)));
     return {
       ...common, checkpoint, step: checkpointStep(ck), pairs: [],
-      trains: (name) => trained.has(name),
-      merge: (name, w) => { if (trained.has(name)) w.set(new Float32Array(bytesOf(readTensorBytes(checkpoint, byName.get(name)!)))); },
+      ...throughParts((name) => byName.has(name), (name, w) => { if (byName.has(name)) w.set(new Float32Array(bytesOf(readTensorBytes(checkpoint, byName.get(name)!)))); }),
       free: () => {},
     };
   }
@@ -131,8 +144,7 @@ export function loadTrainedRun(runDir: string): TrainedRun {
       pairs ??= adapterPairs(engine, adapter, hp, config.targets);
       return pairs;
     },
-    trains: (name) => !!adapter.replaces?.(name) || !!linears(name),
-    merge: (name, w) => {
+    ...throughParts((name) => !!adapter.replaces?.(name) || !!linears(name), (name, w) => {
       const copy = adapter.replaces?.(name);
       if (copy) { w.set(copy.get()); return; }
       const l = linears(name);
@@ -142,10 +154,10 @@ export function loadTrainedRun(runDir: string): TrainedRun {
         const W = b.input(T.F32, [inDim, outDim], name);
         const merged = adapter.merged?.(b, l.layer, l.module, W);
         if (!merged) throw new Error(`${method.name} has no merge for ${name}`);
-        return { outputs: [merged], inputs: [[W, w]] };
+        return { outputs: [merged], inputs: [[W, w.slice()]] };
       });
       w.set(out);
-    },
+    }),
     free: () => { adapter.free(); engine.free(); },
   };
 }
@@ -186,6 +198,35 @@ function needsPairs(l: TrainedRun, format: string) {
 
 const f32bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
 
+/**
+ * The run's pairs per file tensor: a weight's own pair, or for a fused tensor (phi3's attn_qkv) one
+ * pair of rank R = r·(parts trained) whose B·A equals each part's B·A on its rows: A stacks the parts'
+ * A [r][in] as R rows, B [out][R] holds part k's B in its rows and rank columns k·r…, zeros elsewhere.
+ */
+export function filePairs(l: TrainedRun, pairs: LowRankPair[] = l.pairs): (Omit<LowRankPair, 'module'> & { rank: number })[] {
+  const r = l.config.rank;
+  const byWeight = new Map(pairs.map((p) => [p.weight, p]));
+  const out: (Omit<LowRankPair, 'module'> & { rank: number })[] = [];
+  const done = new Set<string>();
+  for (const p of pairs) {
+    const fused = [...l.parts].find(([, ps]) => ps.some((t) => t.name === p.weight));
+    if (!fused) { out.push({ ...p, rank: r }); continue; }
+    const [file, ps] = fused;
+    if (done.has(file)) continue;
+    done.add(file);
+    const present = ps.filter((t) => byWeight.has(t.name));
+    const R = r * present.length, inDim = p.inDim, outDim = ps.reduce((n, t) => n + t.shape[1], 0);
+    const a = new Float32Array(R * inDim), b = new Float32Array(outDim * R);
+    present.forEach((t, k) => {
+      const q = byWeight.get(t.name)!;
+      a.set(q.a, k * r * inDim);
+      for (let o = 0; o < t.shape[1]; o++) b.set(q.b.subarray(o * r, (o + 1) * r), (t.part!.row + o) * R + k * r);
+    });
+    out.push({ weight: file, layer: p.layer, a, b, inDim, outDim, rank: R });
+  }
+  return out;
+}
+
 /** llama.cpp's LoRA adapter GGUF: blk.N.<name>.weight.lora_a [in, r] / .lora_b [r, out], adapter.lora.alpha */
 export function exportAdapterGguf(l: TrainedRun, path: string, overwrite = false) {
   needsPairs(l, 'llama.cpp adapter');
@@ -196,9 +237,10 @@ export function exportAdapterGguf(l: TrainedRun, path: string, overwrite = false
     ['adapter.type', kv.str('lora')],
     ['adapter.lora.alpha', kv.f32(l.config.alpha)],
   ]);
-  const tensors: GgufTensorOut[] = l.pairs.flatMap((p) => [
-    { name: `${p.weight}.lora_a`, shape: [p.inDim, l.config.rank], type: T.F32, data: f32bytes(p.a) },
-    { name: `${p.weight}.lora_b`, shape: [l.config.rank, p.outDim], type: T.F32, data: f32bytes(p.b) },
+  // llama.cpp scales each tensor's B·A by alpha / (its rank): a fused pair of rank R has B scaled by R/r
+  const tensors: GgufTensorOut[] = filePairs(l).flatMap((p) => [
+    { name: `${p.weight}.lora_a`, shape: [p.inDim, p.rank], type: T.F32, data: f32bytes(p.a) },
+    { name: `${p.weight}.lora_b`, shape: [p.rank, p.outDim], type: T.F32, data: f32bytes(p.rank === l.config.rank ? p.b : p.b.map((x) => (x * p.rank) / l.config.rank)) },
   ]);
   writeGguf(path, md, tensors, { overwrite });
 }
@@ -237,10 +279,6 @@ export function exportMergedGguf(l: TrainedRun, path: string, type: MergedType, 
   }
 }
 
-const HF_NAMES: Record<Module, string> = {
-  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj', gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
-};
-
 /**
  * llama.cpp's converter permutes q and k rows of llama models (rotary pairs interleaved); Hugging
  * Face keeps halves. For output row index `g` in GGUF order, the row in Hugging Face order.
@@ -250,28 +288,40 @@ export function hfRowOfGguf(g: number, headDim: number): number {
   return h * headDim + s * (headDim / 2) + j;
 }
 
-/** PEFT adapter: adapter_model.safetensors + adapter_config.json, as PEFT writes them for a llama model. */
+/**
+ * PEFT adapter: adapter_model.safetensors + adapter_config.json, as PEFT writes them, with Hugging
+ * Face's module names (the architecture unit's hfNames). A fused module (phi3's qkv_proj) gets the
+ * fused pair of filePairs, its rank and alpha in rank_pattern/alpha_pattern (same scale alpha/r).
+ */
 export function exportPeft(l: TrainedRun, dir: string, overwrite = false) {
   needsPairs(l, 'PEFT adapter');
   makeFolder(dir, 'the export folder');
   const files = [join(dir, 'adapter_model.safetensors'), join(dir, 'adapter_config.json')];
   for (const f of files) if (!overwrite && existsSync(f)) throw new Error(`${f} already exists; choose another folder or remove it first`);
+  const unit = ARCHITECTURES[l.hp.arch];
   const r = l.config.rank;
+  // llama.cpp's converter interleaves the rotary pairs of llama's q and k rows; Hugging Face keeps halves
+  const pairs = l.pairs.map((p) => {
+    if (unit.rope !== 'normal' || (p.module !== 'q' && p.module !== 'k')) return p;
+    const b = new Float32Array(p.b.length);
+    for (let g = 0; g < p.outDim; g++) b.set(p.b.subarray(g * r, (g + 1) * r), hfRowOfGguf(g, l.hp.headDim) * r);
+    return { ...p, b };
+  });
   const entries: { name: string; shape: number[]; data: Float32Array }[] = [];
-  for (const p of l.pairs) {
-    let b = p.b; // [out][r]
-    if (l.hp.arch === 'llama' && (p.module === 'q' || p.module === 'k')) {
-      b = new Float32Array(p.b.length);
-      for (let g = 0; g < p.outDim; g++) b.set(p.b.subarray(g * r, (g + 1) * r), hfRowOfGguf(g, l.hp.headDim) * r);
-    }
-    const prefix = `base_model.model.model.layers.${p.layer}.${HF_NAMES[p.module]}`;
-    entries.push({ name: `${prefix}.lora_A.weight`, shape: [r, p.inDim], data: p.a });
-    entries.push({ name: `${prefix}.lora_B.weight`, shape: [p.outDim, r], data: b });
+  const rankPattern: Record<string, number> = {}, alphaPattern: Record<string, number> = {};
+  for (const p of filePairs(l, pairs)) {
+    const hf = unit.hfNames[p.weight.replace(/^blk\.\d+\./, '')];
+    if (!hf) throw new Error(`${p.weight} has no Hugging Face name for a ${l.hp.arch} model`);
+    const prefix = `base_model.model.model.layers.${p.layer}.${hf}`;
+    entries.push({ name: `${prefix}.lora_A.weight`, shape: [p.rank, p.inDim], data: p.a });
+    entries.push({ name: `${prefix}.lora_B.weight`, shape: [p.outDim, p.rank], data: p.b });
+    if (p.rank !== r) { rankPattern[hf.split('.')[1]] = p.rank; alphaPattern[hf.split('.')[1]] = (l.config.alpha * p.rank) / r; }
   }
   writeFileAtomic(files[0], safetensors(entries));
-  const targets = [...new Set(l.config.targets.map((m) => HF_NAMES[m].split('.')[1]))];
+  const targets = [...new Set(entries.map((e) => e.name.split('.').at(-3)!))];
   writeFileAtomic(files[1], Buffer.from(JSON.stringify({
     peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: l.config.alpha, lora_dropout: 0, target_modules: targets, bias: 'none',
+    rank_pattern: rankPattern, alpha_pattern: alphaPattern,
     fan_in_fan_out: false, inference_mode: true, base_model_name_or_path: String(l.base.metadata.get('general.name')?.value ?? basename(l.config.model)),
   }, null, 2)));
 }

@@ -1,6 +1,7 @@
-// The llama family (llama, Mistral — stored by llama.cpp as "llama" — qwen2 and qwen3) on ggml:
-// hyperparameters from GGUF metadata, weights loaded from the file, and the forward graph, op for op
-// what llama.cpp computes (src/models/llama.cpp, qwen2.cpp, qwen3.cpp) so the logits agree.
+// The llama-family graph on ggml, for every architecture unit (model/arch/: llama — with Mistral —,
+// qwen2, qwen3, phi3): hyperparameters from GGUF metadata, the weight plan the unit lays out, weights
+// loaded from the file, and the forward graph, op for op what llama.cpp computes (src/models/*.cpp)
+// so the logits agree.
 import { GgufError, GgufValueType, meta, metaNumber, readGguf, readTensorBytes, type GgufFile, type GgufTensorInfo } from './gguf.js';
 import { Graph, GraphBuilder, Tensor, allocStatic, attnSumReady, type RopeParams } from '../engine/graph.js';
 import { int8Available, packInt8, type Int8Weights } from './int8-weights.js';
@@ -8,9 +9,8 @@ import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
 import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
-
-export const TRAINABLE_ARCHITECTURES = ['llama', 'qwen2', 'qwen3'] as const;
-export type Architecture = (typeof TRAINABLE_ARCHITECTURES)[number];
+import type { Architecture, BlockField } from './architecture.js';
+import { architectureOf } from './architectures.js';
 
 /** ggml types a frozen weight may have: those ggml's matmul accepts as its first operand. */
 export const WEIGHT_TYPES = new Set(
@@ -19,7 +19,8 @@ export const WEIGHT_TYPES = new Set(
 );
 
 export interface Hparams {
-  arch: Architecture;
+  /** general.architecture: the unit in model/arch/ that described the file */
+  arch: string;
   nVocab: number;
   nCtxTrain: number;
   nEmbd: number;
@@ -32,15 +33,21 @@ export interface Hparams {
   rope: RopeParams;
 }
 
-const ROPE_NORMAL = 0;
-const ROPE_NEOX = 2;
+const ROPE_MODE = { normal: 0, neox: 2 } as const;
 
-export function hparamsOf(f: GgufFile): Hparams {
+/** the architecture unit of a GGUF, or a GgufError saying why Hone cannot train it */
+export function architectureOfFile(f: GgufFile): Architecture {
   const arch = meta<string>(f, 'general.architecture');
   if (arch === undefined) throw new GgufError(f.path, 'general.architecture is missing, so Hone cannot tell which model this is');
-  if (!(TRAINABLE_ARCHITECTURES as readonly string[]).includes(arch)) {
-    throw new GgufError(f.path, `architecture "${arch}" is not one Hone can train; it can train: ${TRAINABLE_ARCHITECTURES.join(', ')} (Mistral models are stored as "llama")`);
-  }
+  const experts = Number(metaNumber(f, `${arch}.expert_count`) ?? 0);
+  const unit = architectureOf(String(arch), Number.isFinite(experts) ? experts : 0);
+  if (typeof unit === 'string') throw new GgufError(f.path, unit);
+  return unit;
+}
+
+export function hparamsOf(f: GgufFile): Hparams {
+  const unit = architectureOfFile(f);
+  const arch = unit.name;
   // every number checked where it is read: a header that passes gives a graph ggml can build
   const number = (key: string, kind: 'count' | 'positive'): number | undefined => {
     const v = f.metadata.get(`${arch}.${key}`);
@@ -65,11 +72,13 @@ export function hparamsOf(f: GgufFile): Hparams {
   const nVocab = number('vocab_size', 'count') ?? (Array.isArray(tokens) ? tokens.length : 0);
   if (!nVocab) throw new GgufError(f.path, `the vocabulary is missing: neither ${arch}.vocab_size nor tokenizer.ggml.tokens is there`);
   const nCtxTrain = need('context_length');
+  // rope scaling: linear stretches every frequency; Llama 3.1's factors and phi3's long-rope are
+  // tensors of per-frequency factors (Architecture.ropeFactors) with ggml's plain rope
   const scaling = meta<string>(f, `${arch}.rope.scaling.type`) ?? 'none';
-  if (!['none', 'linear'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear and Llama-3 frequency factors)`);
+  if (!['none', 'linear', 'longrope'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear, long-rope and Llama-3 frequency factors)`);
   const factor = number('rope.scaling.factor', 'positive') ?? 0;
   return {
-    arch: arch as Architecture,
+    arch,
     nVocab,
     nCtxTrain,
     nEmbd,
@@ -81,12 +90,12 @@ export function hparamsOf(f: GgufFile): Hparams {
     rmsEps: need('attention.layer_norm_rms_epsilon', 'positive'),
     rope: {
       nDims: number('rope.dimension_count', 'count') ?? headDim,
-      mode: arch === 'qwen2' || arch === 'qwen3' ? ROPE_NEOX : ROPE_NORMAL,
-      nCtxOrig: nCtxTrain,
+      mode: ROPE_MODE[unit.rope],
+      nCtxOrig: number('rope.scaling.original_context_length', 'count') ?? nCtxTrain,
       freqBase: number('rope.freq_base', 'positive') ?? 10000,
       freqScale: scaling === 'linear' && factor > 0 ? 1 / factor : 1,
       extFactor: 0,
-      attnFactor: 1,
+      attnFactor: number('rope.scaling.attn_factor', 'positive') ?? 1,
       betaFast: 32,
       betaSlow: 1,
     },
@@ -113,18 +122,42 @@ export interface WeightsOf<X> {
 }
 
 export type Layer = LayerOf<Tensor>;
-export type LayerField = keyof LayerOf<unknown>;
+export type LayerField = BlockField;
 /** a block's tensors in a fixed order (streaming reads them one by one) */
 export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm', 'ffnNorm', 'wGate', 'wUp', 'wDown'];
 export type Weights = WeightsOf<Tensor>;
 
 /**
- * Finds every tensor the graph needs in the file and checks its shape and type against the
- * metadata. Throws a GgufError naming the first tensor that is missing or wrong.
+ * A weight the graph reads: a tensor of the file, or a row range of a fused one (phi3's q, k and v
+ * in attn_qkv), named as its own tensor would be (blk.0.attn_q.weight) with the offset of its rows,
+ * so loading, streaming, checkpoints and adapters treat it as any other weight.
  */
-export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorInfo> {
+export interface PlanTensor extends GgufTensorInfo {
+  /** the file tensor it is rows of, and its first row there */
+  part?: { of: string; row: number };
+}
+
+/** the file tensor name of each fused weight's parts, in row order: attn_qkv.weight → q, k, v */
+export function fusedParts(plan: WeightsOf<PlanTensor>): Map<string, PlanTensor[]> {
+  const out = new Map<string, PlanTensor[]>();
+  for (const L of plan.layers) {
+    for (const f of LAYER_FIELDS) {
+      const t = L[f];
+      if (t?.part) out.set(t.part.of, [...(out.get(t.part.of) ?? []), t]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Finds every tensor the graph needs in the file and checks its shape and type against the
+ * metadata, as the architecture unit lays the block out. Throws a GgufError naming the first
+ * tensor that is missing or wrong.
+ */
+export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<PlanTensor> {
+  const unit = architectureOfFile(file);
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
-  const { nEmbd: d, nHead, nHeadKv, headDim, nFf, nVocab } = hp;
+  const { nEmbd: d, nHead, nHeadKv, headDim: hd, nFf, nVocab } = hp;
   function take(name: string, shape: number[]): GgufTensorInfo;
   function take(name: string, shape: number[], optional: true): GgufTensorInfo | undefined;
   function take(name: string, shape: number[], optional = false): GgufTensorInfo | undefined {
@@ -141,27 +174,30 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
     if (shape.length === 1 && info.type !== T.F32) throw new GgufError(file.path, `tensor "${name}" is ${ggmlTypeName(info.type)}; norms and biases must be F32`);
     return info;
   }
+  /** a fused weight's row ranges, each as a weight of its own */
+  const split = (info: GgufTensorInfo, parts: [LayerField, number][], p: string): [LayerField, PlanTensor][] => {
+    if (isNupesTensor(file, info.name)) throw new GgufError(file.path, `tensor "${info.name}" is a fused weight in Hone's NUPES form, which Hone cannot split for training; train the model before quantizing it`);
+    const rows = info.shape[1], rowBytes = info.bytes / rows;
+    let row = 0;
+    return parts.map(([field, n]) => {
+      const t: PlanTensor = { name: `${p}${FIELD_NAMES[field]}`, shape: [info.shape[0], n], type: info.type, offset: info.offset + row * rowBytes, bytes: n * rowBytes, part: { of: info.name, row } };
+      row += n;
+      return [field, t];
+    });
+  };
   const tokEmbd = take('token_embd.weight', [d, nVocab]);
-  const layers: LayerOf<GgufTensorInfo>[] = [];
+  const dims = { d, nq: nHead * hd, nkv: nHeadKv * hd, hd, ff: nFf };
+  const layers: LayerOf<PlanTensor>[] = [];
   for (let i = 0; i < hp.nLayer; i++) {
     const p = `blk.${i}.`;
-    layers.push({
-      attnNorm: take(`${p}attn_norm.weight`, [d]),
-      wq: take(`${p}attn_q.weight`, [d, nHead * headDim]),
-      wk: take(`${p}attn_k.weight`, [d, nHeadKv * headDim]),
-      wv: take(`${p}attn_v.weight`, [d, nHeadKv * headDim]),
-      wo: take(`${p}attn_output.weight`, [nHead * headDim, d]),
-      bq: take(`${p}attn_q.bias`, [nHead * headDim], true),
-      bk: take(`${p}attn_k.bias`, [nHeadKv * headDim], true),
-      bv: take(`${p}attn_v.bias`, [nHeadKv * headDim], true),
-      bo: take(`${p}attn_output.bias`, [d], true),
-      qNorm: hp.arch === 'qwen3' ? take(`${p}attn_q_norm.weight`, [headDim]) : undefined,
-      kNorm: hp.arch === 'qwen3' ? take(`${p}attn_k_norm.weight`, [headDim]) : undefined,
-      ffnNorm: take(`${p}ffn_norm.weight`, [d]),
-      wGate: take(`${p}ffn_gate.weight`, [d, nFf]),
-      wUp: take(`${p}ffn_up.weight`, [d, nFf]),
-      wDown: take(`${p}ffn_down.weight`, [nFf, d]),
-    });
+    const L: Partial<LayerOf<PlanTensor>> = {};
+    for (const bt of unit.block(dims)) {
+      const info = bt.optional ? take(p + bt.name, bt.shape, true) : take(p + bt.name, bt.shape);
+      if (!info) continue;
+      if (typeof bt.field === 'string') L[bt.field] = info;
+      else for (const [field, t] of split(info, bt.field, p)) L[field] = t;
+    }
+    layers.push(L as LayerOf<PlanTensor>);
   }
   const extra = file.tensors.find((t) => Number(/^blk\.(\d+)\./.exec(t.name)?.[1] ?? -1) >= hp.nLayer);
   if (extra) throw new GgufError(file.path, `tensor "${extra.name}" belongs to a block past ${hp.arch}.block_count (${hp.nLayer}): the header and the tensors disagree`);
@@ -170,16 +206,23 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<GgufTensorIn
     outputNorm: take('output_norm.weight', [d]),
     output: byName.has('output.weight') ? take('output.weight', [d, nVocab]) : tokEmbd,
     outputBias: take('output.bias', [nVocab], true),
-    ropeFreqs: take('rope_freqs.weight', [hp.rope.nDims / 2], true),
+    ropeFreqs: unit.ropeFactors ? take(unit.ropeFactors, [hp.rope.nDims / 2], true) : undefined,
     layers,
   };
 }
+
+/** the separate tensor's name of each field (a fused weight's parts are named so) */
+const FIELD_NAMES: Record<LayerField, string> = {
+  attnNorm: 'attn_norm.weight', wq: 'attn_q.weight', wk: 'attn_k.weight', wv: 'attn_v.weight', wo: 'attn_output.weight',
+  bq: 'attn_q.bias', bk: 'attn_k.bias', bv: 'attn_v.bias', bo: 'attn_output.bias', qNorm: 'attn_q_norm.weight', kNorm: 'attn_k_norm.weight',
+  ffnNorm: 'ffn_norm.weight', wGate: 'ffn_gate.weight', wUp: 'ffn_up.weight', wDown: 'ffn_down.weight',
+};
 
 /** A model's header, read once: its hyperparameters and every tensor the graph reads, checked. */
 export interface ModelHeader {
   file: GgufFile;
   hp: Hparams;
-  plan: WeightsOf<GgufTensorInfo>;
+  plan: WeightsOf<PlanTensor>;
 }
 
 /** the header of the GGUF at `source` (or of one already read), checked against the architecture */
@@ -235,7 +278,7 @@ export class LlamaModel implements ModelHeader {
   private constructor(
     readonly file: GgufFile,
     readonly hp: Hparams,
-    readonly plan: WeightsOf<GgufTensorInfo>,
+    readonly plan: WeightsOf<PlanTensor>,
     readonly weights: Weights,
     private readonly builder: GraphBuilder,
     readonly bufferId: number,

@@ -1,14 +1,17 @@
-// The tiny model factory (`hone make-tiny`): a llama-family GGUF with seeded random weights and a
-// real tokenizer vocabulary, in any weight type ggml can quantize to. Tests and the demo use it.
+// The tiny model factory (`hone make-tiny`): a GGUF of any architecture unit (model/arch/), laid out
+// as the unit describes its blocks, with seeded random weights and a real tokenizer vocabulary, in
+// any weight type ggml can quantize to. Tests and the demo use it.
 import { GgufValueType, readGguf, type GgufValue } from './gguf.js';
 import { VOCABS, vocabPath, type VocabName } from './vocab.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 import { native } from '../engine/native.js';
 import { GGML_TYPES, T, ggmlTypeByName } from '../engine/types.js';
 import { WEIGHT_TYPES } from './llama.js';
+import { ARCHITECTURES, ARCHITECTURE_NAMES } from './architectures.js';
 
 export interface TinySpec {
-  arch: 'llama' | 'qwen2' | 'qwen3';
+  /** an architecture unit's name: llama, qwen2, qwen3, phi3 */
+  arch: string;
   vocab: VocabName;
   nEmbd: number;
   nLayer: number;
@@ -58,7 +61,9 @@ function hash(s: string): number {
 
 export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { overwrite?: boolean } = {}): TinySpec {
   const spec: TinySpec = { ...TINY_DEFAULTS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
-  if (partial.arch && !partial.vocab) spec.vocab = spec.arch === 'llama' ? 'llama-spm' : 'qwen2'; // Qwen3 keeps Qwen2's tokenizer
+  const unit = ARCHITECTURES[spec.arch];
+  if (!unit) throw new Error(`--arch must be one of ${ARCHITECTURE_NAMES.join(', ')}, got "${spec.arch}"`);
+  if (partial.arch && !partial.vocab) spec.vocab = unit.tiny.vocab;
   const { arch, nEmbd: d, nHead, nHeadKv, nFf, nLayer } = spec;
   const sizes: [string, number][] = [['embd', d], ['layers', nLayer], ['heads', nHead], ['kv-heads', nHeadKv], ['ff', nFf], ['ctx', spec.nCtx]];
   for (const [flag, v] of sizes) if (!Number.isInteger(v) || v < 1 || v > 2 ** 20) throw new Error(`--${flag} must be a whole number from 1 to ${2 ** 20}, got ${v}`);
@@ -91,7 +96,7 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   md.set(`${arch}.vocab_size`, kv.u32(nVocab));
   const template = VOCABS[spec.vocab].template;
   if (!md.has('tokenizer.chat_template') && template) md.set('tokenizer.chat_template', kv.str(template));
-  if (!md.has('tokenizer.ggml.add_bos_token')) md.set('tokenizer.ggml.add_bos_token', { type: GgufValueType.BOOL, value: arch === 'llama' });
+  if (!md.has('tokenizer.ggml.add_bos_token')) md.set('tokenizer.ggml.add_bos_token', { type: GgufValueType.BOOL, value: unit.tiny.addBos });
 
   const tensors: GgufTensorOut[] = [];
   const add = (name: string, shape: number[], std: number, mean = 0, want = wtype.id) => {
@@ -110,30 +115,21 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   add('output_norm.weight', [d], 0.1, 1, T.F32);
   if (!spec.tied) add('output.weight', [d, nVocab], 2 / Math.sqrt(d));
   if (spec.ropeFreqs) {
-    // Llama-3 style: low frequencies stretched by up to 8, as its conversion computes them
+    // Llama-3 style: low frequencies stretched by up to 8, as its conversion computes them (phi3's
+    // short long-rope factors are the same kind of tensor)
+    if (!unit.ropeFactors) throw new Error(`${arch} models have no rope frequency factors`);
     const f = new Float32Array(hd / 2).map((_, i) => 1 + (7 * i) / Math.max(1, hd / 2 - 1));
-    tensors.push({ name: 'rope_freqs.weight', shape: [hd / 2], type: T.F32, data: new Uint8Array(f.buffer) });
+    tensors.push({ name: unit.ropeFactors, shape: [hd / 2], type: T.F32, data: new Uint8Array(f.buffer) });
   }
+  const dims = { d, nq: d, nkv: hd * nHeadKv, hd, ff: nFf };
   for (let i = 0; i < nLayer; i++) {
-    const p = `blk.${i}.`;
-    add(`${p}attn_norm.weight`, [d], 0.1, 1, T.F32);
-    add(`${p}attn_q.weight`, [d, d], 1 / Math.sqrt(d));
-    add(`${p}attn_k.weight`, [d, hd * nHeadKv], 1 / Math.sqrt(d));
-    add(`${p}attn_v.weight`, [d, hd * nHeadKv], 1 / Math.sqrt(d));
-    if (arch === 'qwen2') {
-      add(`${p}attn_q.bias`, [d], 0.1, 0, T.F32);
-      add(`${p}attn_k.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
-      add(`${p}attn_v.bias`, [hd * nHeadKv], 0.1, 0, T.F32);
+    for (const t of unit.block(dims)) {
+      if (t.optional && !t.tiny) continue;
+      const name = `blk.${i}.${t.name}`;
+      if (t.shape.length > 1) add(name, t.shape, 1 / Math.sqrt(t.shape[0])); // a weight [in, out]
+      else if (t.name.includes('norm')) add(name, t.shape, 0.1, 1, T.F32);
+      else add(name, t.shape, 0.1, 0, T.F32); // a bias
     }
-    if (arch === 'qwen3') {
-      add(`${p}attn_q_norm.weight`, [hd], 0.1, 1, T.F32);
-      add(`${p}attn_k_norm.weight`, [hd], 0.1, 1, T.F32);
-    }
-    add(`${p}attn_output.weight`, [d, d], 1 / Math.sqrt(d));
-    add(`${p}ffn_norm.weight`, [d], 0.1, 1, T.F32);
-    add(`${p}ffn_gate.weight`, [d, nFf], 1 / Math.sqrt(d));
-    add(`${p}ffn_up.weight`, [d, nFf], 1 / Math.sqrt(d));
-    add(`${p}ffn_down.weight`, [nFf, d], 1 / Math.sqrt(nFf));
   }
   writeGguf(path, md, tensors, opts);
   return spec;

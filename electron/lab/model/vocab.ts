@@ -9,6 +9,7 @@ export const VOCABS = {
   'llama-spm': { arch: 'llama', template: llama2Template() },
   'llama-bpe': { arch: 'llama', template: llama3Template() },
   qwen2: { arch: 'qwen2', template: undefined },
+  'phi-3': { arch: 'phi3', template: undefined },
 } as const;
 export type VocabName = keyof typeof VOCABS;
 

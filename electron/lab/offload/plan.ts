@@ -115,7 +115,6 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const head = file.tensors.find((t) => t.name === 'output.weight') ?? file.tensors.find((t) => t.name === 'token_embd.weight')!;
   const headCopy = full || head.type === 0 ? 0 : F32 * count(head);
   const fixedDevice = (full ? residentTrainable : otherBytes) + logits + window + boundary * 2 + computeBuffers + headCopy;
-  const allWeights = blockBytes.reduce((a, c) => a + c, 0);
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
   let ramUse = 0;

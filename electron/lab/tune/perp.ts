@@ -9,7 +9,7 @@
 import type { Engine } from '../engine/backend.js';
 import { GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
-import type { Hparams, Layer, Module, Weights, WeightsOf } from '../model/llama.js';
+import { fusedParts, type Hparams, type Layer, type Module, type Weights, type WeightsOf } from '../model/llama.js';
 import { Rng } from '../data/pack.js';
 import { GGUF_NAMES, TrainableStore, addGrad, checkTargets, lowRankMerged, lowRankProduct, moduleDims, type Adapter, type TrainedLinear } from './adapter.js';
 import type { Method } from './method.js';
@@ -25,6 +25,8 @@ export interface PerpConfig {
   masks?: string;
   /** train the norms' gains and the biases too (default true) */
   norms?: boolean;
+  /** the fused file tensor a weight is rows of, for masks written per file tensor (phi3) */
+  partOf?: (weight: string) => { of: string; row: number } | undefined;
 }
 
 interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask?: Tensor }
@@ -64,7 +66,9 @@ export class Perp implements Adapter {
         const name = `blk.${il}.${GGUF_NAMES[module]}.weight`;
         let mask: Tensor | undefined;
         if (masks) {
-          const keep = masks.get(name);
+          // a fused file tensor's mask (phi3's attn_qkv, ffn_up) holds this weight's rows from its first row on
+          const part = cfg.partOf?.(name);
+          const keep = part ? masks.get(part.of)?.subarray(part.row * inDim, (part.row + outDim) * inDim) : masks.get(name);
           if (!keep) throw new Error(`${cfg.masks} has no mask for ${name}; prune that layer or leave it out of the targets`);
           if (keep.length !== inDim * outDim) throw new Error(`${cfg.masks}: the mask of ${name} has ${keep.length} entries, the weight ${inDim * outDim}`);
           mask = this.maskBuilder.tensor(T.F32, [inDim, outDim], `${name}.mask`);
@@ -176,6 +180,7 @@ export const perp: Method = {
   notStreamed: 'PERP trains the norms inside the blocks, which streaming training does not yet',
   build: (engine, model, c) => {
     if (c.dropout > 0) throw new Error('PERP trains without dropout (as the reference does): set --dropout 0');
-    return new Perp(engine, model.hp, model.loaded?.weights ?? model.plan, { rank: c.rank, alpha: c.alpha, targets: c.targets, masks: c.perpMasks, norms: c.perpNorms });
+    const parts = new Map([...fusedParts(model.plan).values()].flat().map((t) => [t.name, t.part!]));
+    return new Perp(engine, model.hp, model.loaded?.weights ?? model.plan, { rank: c.rank, alpha: c.alpha, targets: c.targets, masks: c.perpMasks, norms: c.perpNorms, partOf: (n) => parts.get(n) });
   },
 };
