@@ -60,6 +60,7 @@ function blockStep(engine: Engine, typeName: string, d = 512, nHead = 8, ff = 13
   const hp: Hparams = {
     arch: 'llama', nVocab: 0, nCtxTrain: nTok, nEmbd: d, nLayer: 1, nHead, nHeadKv: nHead, headDim: hd, nFf: ff, rmsEps: 1e-5,
     rope: { nDims: hd, mode: 0, nCtxOrig: nTok, freqBase: 10000, freqScale: 1, extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1 },
+    math: { embedScale: 1, attnScale: 1 / Math.sqrt(hd), act: 'silu' },
   };
   const store = new GraphBuilder(64);
   // like llama.cpp's quantizer, rows that do not fill whole blocks of the type fall back to Q8_0
@@ -224,6 +225,11 @@ if (process.argv[2] === 'compress') {
 if (process.argv[2] === 'defaults') {
   const { defaultsSweep } = await import('./defaults.js');
   await defaultsSweep();
+  process.exit(0);
+}
+if (process.argv[2] === 'scale') {
+  const { scaleBench, scaleSelf } = await import('./scale.js');
+  await scaleBench(scaleSelf);
   process.exit(0);
 }
 if (process.argv[2] === 'methods') {

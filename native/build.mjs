@@ -60,7 +60,7 @@ const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from
 // llama.cpp's test vocabularies (make-tiny's tokenizers) out of the same bundle now, while git can
 // be spawned cheaply: a test process holding gigabytes may fail to fork it later (ENOMEM)
 try {
-  llamaSource(root, ['llama-spm', 'llama-bpe', 'qwen2', 'phi-3'].map((v) => `models/ggml-vocab-${v}.gguf`));
+  llamaSource(root, ['llama-spm', 'llama-bpe', 'qwen2', 'phi-3', 'gemma-4'].map((v) => `models/ggml-vocab-${v}.gguf`));
 } catch (e) {
   console.warn(`hone native: could not check out the test vocabularies (make-tiny will try again): ${String(e.stderr || e.message).trim()}`);
 }

@@ -37,7 +37,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       architecture, shapes, weight types and parameter count
   hone perplexity --model <model.gguf> --text <file> [--ctx N] [--json]
       perplexity of the model on a text file, in windows of N tokens (default 512)
-  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3|phi3] [--vocab llama-spm|llama-bpe|qwen2|phi-3]
+  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3|phi3|gemma3] [--vocab llama-spm|llama-bpe|qwen2|phi-3|gemma-4]
       [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--embd N] [--layers N] [--heads N]
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos
@@ -135,7 +135,7 @@ async function tiny(argv: string[]) {
     args: argv,
     options: {
       out: { type: 'string' }, arch: { type: 'string' }, vocab: { type: 'string' }, type: { type: 'string' },
-      embd: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' },
+      embd: { type: 'string' }, layers: { type: 'string' }, heads: { type: 'string' }, 'kv-heads': { type: 'string' }, 'head-dim': { type: 'string' },
       ff: { type: 'string' }, ctx: { type: 'string' }, 'rope-base': { type: 'string' }, 'rope-freqs': { type: 'boolean' },
       tied: { type: 'boolean' }, seed: { type: 'string' }, force: { type: 'boolean' },
     },
@@ -154,6 +154,7 @@ async function tiny(argv: string[]) {
       nLayer: num(values.layers, 'layers'),
       nHead: heads,
       nHeadKv: num(values['kv-heads'], 'kv-heads') ?? heads,
+      headDim: num(values['head-dim'], 'head-dim'),
       nFf: num(values.ff, 'ff'),
       nCtx: num(values.ctx, 'ctx'),
       ropeBase: num(values['rope-base'], 'rope-base'),

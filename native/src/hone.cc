@@ -18,6 +18,7 @@
 #include "q8_gemm.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -143,6 +144,57 @@ Napi::Value Quantize(const Napi::CallbackInfo &info) {
     } else {
         ggml_quantize_chunk(type, src.Data(), dst.Data(), 0, nrows, nper, nullptr);
     }
+    return dst;
+}
+
+// randomTensor(type, nRows, nPerRow, seed, std, mean, threads) -> Buffer in the ggml layout of `type`:
+// make-tiny's seeded normal weights (model/tiny.ts randn: mulberry32 and Box-Muller, value for value),
+// generated and quantized a row range per thread, so no F32 copy of the tensor is ever whole. The
+// generator's state after k draws is seed + k·0x6d2b79f5, so each row starts where the sequence is.
+Napi::Value RandomTensor(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ggml_type type = (ggml_type)info[0].As<Napi::Number>().Int32Value();
+    int64_t nrows = info[1].As<Napi::Number>().Int64Value(), nper = info[2].As<Napi::Number>().Int64Value();
+    uint32_t seed = info[3].As<Napi::Number>().Uint32Value();
+    double std_ = info[4].As<Napi::Number>().DoubleValue(), mean = info[5].As<Napi::Number>().DoubleValue();
+    int threads = std::max(1, info[6].As<Napi::Number>().Int32Value());
+    if (nrows < 1 || nper < 1 || nper % ggml_blck_size(type) != 0) throw Napi::RangeError::New(env, "randomTensor: rows must be whole blocks of the type");
+    size_t row_bytes = ggml_row_size(type, nper);
+    Napi::Buffer<uint8_t> dst = Napi::Buffer<uint8_t>::New(env, row_bytes * nrows);
+    if (type != GGML_TYPE_F32) ggml_quantize_init(type);
+    // the k-th draw (1-based) of mulberry32 from `seed`, as a double in [0, 1)
+    auto draw = [seed](uint64_t k) {
+        uint32_t t = seed + (uint32_t)(k * 0x6d2b79f5ull);
+        t = (uint32_t)((t ^ (t >> 15)) * (t | 1u));
+        t ^= t + (uint32_t)((t ^ (t >> 7)) * (t | 61u));
+        return (double)(t ^ (t >> 14)) / 4294967296.0;
+    };
+    auto work = [&](int64_t r0, int64_t r1) {
+        std::vector<float> row(nper);
+        for (int64_t r = r0; r < r1; r++) {
+            // value i is half of pair i/2 (draws 2p+1, 2p+2): cos for even i, sin for odd; a pair's
+            // draws, log and square root are computed once
+            uint64_t i0 = (uint64_t)r * nper;
+            for (int64_t j = 0; j < nper;) {
+                uint64_t i = i0 + j, pair = i / 2;
+                double u = std::max(draw(2 * pair + 1), 1e-12), v = draw(2 * pair + 2);
+                double rr = std_ * std::sqrt(-2 * std::log(u)), a = 2 * M_PI * v;
+                if (i % 2 == 0) {
+                    row[j++] = (float)(mean + rr * std::cos(a));
+                    if (j < nper) row[j++] = (float)(mean + rr * std::sin(a));
+                } else {
+                    row[j++] = (float)(mean + rr * std::sin(a));
+                }
+            }
+            uint8_t *out = dst.Data() + row_bytes * r;
+            if (type == GGML_TYPE_F32) memcpy(out, row.data(), row_bytes);
+            else ggml_quantize_chunk(type, row.data(), out, 0, 1, nper, nullptr);
+        }
+    };
+    std::vector<std::thread> pool;
+    int64_t per = (nrows + threads - 1) / threads;
+    for (int k = 0; k < threads && k * per < nrows; k++) pool.emplace_back(work, k * per, std::min(nrows, (k + 1) * per));
+    for (auto &t : pool) t.join();
     return dst;
 }
 
@@ -372,6 +424,9 @@ const std::unordered_map<std::string, OpSpec> &OpTable() {
         {"silu", {1, {}, [](C c, A a) { return ggml_silu(c, a.t(0)); }}},
         {"silu_back", {2, {}, [](C c, A a) { return ggml_silu_back(c, a.t(0), a.t(1)); }}},
         {"swiglu", {2, {}, [](C c, A a) { return ggml_swiglu_split(c, a.t(0), a.t(1)); }}},
+        {"gelu", {1, {}, [](C c, A a) { return ggml_gelu(c, a.t(0)); }}},
+        {"geglu", {2, {}, [](C c, A a) { return ggml_geglu_split(c, a.t(0), a.t(1)); }}},
+        {"tanh", {1, {}, [](C c, A a) { return ggml_tanh(c, a.t(0)); }}},
         {"rms_norm", {1, {"eps"}, [](C c, A a) { return ggml_rms_norm(c, a.t(0), a.f("eps")); }}},
         {"rms_norm_back", {2, {"eps"}, [](C c, A a) { return ggml_rms_norm_back(c, a.t(0), a.t(1), a.f("eps")); }}},
         {"get_rows", {2, {}, [](C c, A a) { return ggml_get_rows(c, a.t(0), a.t(1)); }}},
@@ -777,6 +832,13 @@ ggml_tensor *Allocated(const Napi::Value &v) {
     return t;
 }
 
+// tensorHasMemory(t): whether the tensor has memory (a graph input no node reads gets none)
+Napi::Value TensorHasMemory(const Napi::CallbackInfo &info) {
+    ggml_tensor *t = T(info[0]);
+    ggml_backend_buffer_t buf = t->view_src ? t->view_src->buffer : t->buffer;
+    return Napi::Boolean::New(info.Env(), buf && t->data);
+}
+
 Napi::Value TensorSet(const Napi::CallbackInfo &info) {
     // tensorSet(t, data: TypedArray|Buffer, byteOffsetInTensor)
     ggml_tensor *t = Allocated(info[0]);
@@ -1038,6 +1100,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("setVerbose", Napi::Function::New(env, SetVerbose));
     exports.Set("typeInfo", Napi::Function::New(env, TypeInfo));
     exports.Set("quantize", Napi::Function::New(env, Quantize));
+    exports.Set("randomTensor", Napi::Function::New(env, RandomTensor));
     exports.Set("int8Supported", Napi::Function::New(env, Int8Supported));
     exports.Set("packQ8", Napi::Function::New(env, PackQ8));
     exports.Set("attnSumSupported", Napi::Function::New(env, AttnSumSupported));
@@ -1046,6 +1109,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("setName", Napi::Function::New(env, SetName));
     exports.Set("markOutput", Napi::Function::New(env, MarkOutput));
     exports.Set("tensorSet", Napi::Function::New(env, TensorSet));
+    exports.Set("tensorHasMemory", Napi::Function::New(env, TensorHasMemory));
     exports.Set("tensorGet", Napi::Function::New(env, TensorGet));
     exports.Set("tensorLoadFile", Napi::Function::New(env, TensorLoadFile));
     exports.Set("tensorCopy", Napi::Function::New(env, TensorCopy));

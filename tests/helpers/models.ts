@@ -46,12 +46,15 @@ export function readTensorsF64(path: string): Map<string, Float64Array> {
   return out;
 }
 
-export function refModelOf(path: string): RefModel {
+/** the float64 reference of a GGUF; its arrays are `w`'s (perturb them for finite differences) */
+export function refModelOf(path: string, w = readTensorsF64(path)): RefModel {
   const f = readGguf(path);
-  const w = readTensorsF64(path);
   const arch = f.metadata.get('general.architecture')!.value as string;
   const num = (k: string) => Number(f.metadata.get(`${arch}.${k}`)?.value);
   const d = num('embedding_length'), nHead = num('attention.head_count');
+  const hd = Number(f.metadata.get(`${arch}.attention.key_length`)?.value ?? d / nHead);
+  const gemma = arch === 'gemma3';
+  const window = num('attention.sliding_window'), period = num('attention.sliding_window_pattern');
   const layers: RefLayer[] = [];
   for (let i = 0; i < num('block_count'); i++) {
     const g = (n: string) => w.get(`blk.${i}.${n}`)!;
@@ -59,13 +62,18 @@ export function refModelOf(path: string): RefModel {
       attnNorm: g('attn_norm.weight'), ffnNorm: g('ffn_norm.weight'),
       wq: g('attn_q.weight'), wk: g('attn_k.weight'), wv: g('attn_v.weight'), wo: g('attn_output.weight'),
       bq: w.get(`blk.${i}.attn_q.bias`), bk: w.get(`blk.${i}.attn_k.bias`), bv: w.get(`blk.${i}.attn_v.bias`),
+      qNorm: w.get(`blk.${i}.attn_q_norm.weight`), kNorm: w.get(`blk.${i}.attn_k_norm.weight`),
+      postAttnNorm: w.get(`blk.${i}.post_attention_norm.weight`), postFfnNorm: w.get(`blk.${i}.post_ffw_norm.weight`),
       wGate: g('ffn_gate.weight'), wUp: g('ffn_up.weight'), wDown: g('ffn_down.weight'),
+      // gemma3: every period-th layer global, the others windowed (llama.cpp's set_swa_pattern)
+      swa: gemma && window > 0 && i % period < period - 1 ? { window, ropeBase: num('rope.freq_base_swa') } : undefined,
     });
   }
   return {
-    d, nHead, nHeadKv: num('attention.head_count_kv'), hd: d / nHead, ff: num('feed_forward_length'),
+    d, nHead, nHeadKv: num('attention.head_count_kv'), hd, ff: num('feed_forward_length'),
     vocab: num('vocab_size'), eps: num('attention.layer_norm_rms_epsilon'), ropeBase: num('rope.freq_base'),
-    neox: arch === 'qwen2', ropeFreqs: w.get('rope_freqs.weight'),
+    neox: arch !== 'llama', ropeFreqs: w.get('rope_freqs.weight'),
+    ...(gemma && { embedScale: Math.sqrt(d), attnScale: 1 / Math.sqrt(hd), gelu: true }),
     tokEmbd: w.get('token_embd.weight')!, outputNorm: w.get('output_norm.weight')!,
     output: w.get('output.weight') ?? w.get('token_embd.weight')!, layers,
   };

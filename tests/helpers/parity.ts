@@ -2,10 +2,12 @@
 import { expect } from 'vitest';
 import type { Engine } from '../../electron/lab/engine/backend.js';
 import { tokenLogprobs } from '../../electron/lab/eval/perplexity.js';
-import { ForwardPass, LlamaModel } from '../../electron/lab/model/llama.js';
+import { ForwardPass, LlamaModel, type Hparams } from '../../electron/lab/model/llama.js';
 
-export function honeLogprobs(engine: Engine, path: string, tokens: number[]): Float64Array {
+/** `change` edits the hyperparameters before the graph is built (a sensitivity probe) */
+export function honeLogprobs(engine: Engine, path: string, tokens: number[], change?: (hp: Hparams) => void): Float64Array {
   const model = LlamaModel.load(path, engine);
+  change?.(model.hp);
   const pass = new ForwardPass(model, tokens.length);
   try {
     return tokenLogprobs(pass.run(Int32Array.from(tokens)), tokens, model.hp.nVocab);

@@ -15,7 +15,10 @@ import { FullModel, choleskySolve, fullMemoryPlan, namedWeights, naturalDirectio
 import { symmetricEigen, topSingularVectors } from '../../electron/lab/tune/svd.js';
 import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../electron/lab/tune/trainer.js';
 import { randn } from '../../electron/lab/model/tiny.js';
-import { testDir, tinyModel } from '../helpers/models.js';
+import { SAMPLE_TEXT, readTensorsF64, refModelOf, testDir, tinyModel } from '../helpers/models.js';
+import { refForward, refLoss } from '../helpers/reference.js';
+import { centralDifference } from '../helpers/gradcheck.js';
+import { tokenize } from '../../electron/lab/engine/llamacpp.js';
 
 const SEQ = 32, BATCH = 2;
 const opt = { ...OPTIMIZER_DEFAULTS, weightDecay: 0.01 };
@@ -94,6 +97,40 @@ describe('full-parameter training and GaLore', () => {
       g.free(); b.free(); s.free();
     });
   }
+
+  // ggml's autodiff has no GELU: gemma3's oracle is central differences of the float64 reference
+  // (tests/helpers/reference.ts), three entries of every weight, over 20 tokens (past the window of 16)
+  it('every weight\'s explicit gradient equals finite differences (gemma3: √d embeddings, head and post-norms, GeGLU, sliding window, tied)', async () => {
+    const p = tinyModel({ arch: 'gemma3', vocab: 'llama-spm', type: 'f32', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 128, tied: true });
+    const tokens = (await tokenize(p, `${SAMPLE_TEXT} ${SAMPLE_TEXT}`)).slice(0, 21);
+    const model = LlamaModel.load(p, engine, { master: true });
+    const full = new FullModel(engine, model, { method: 'full', rank: 1, updateGap: 1, scale: 1, history: 0, damping: 1 }, opt);
+    full.init();
+    const n = tokens.length - 1;
+    const window = { input: Int32Array.from(tokens.slice(0, -1)), target: Int32Array.from(tokens.slice(1)), trained: new Uint8Array(n).fill(1) };
+    const cap = targetCapacity([window], 1);
+    const trainer = new InMemoryTrainer(engine, model, full, 1, n, { train: cap, eval: cap }, opt);
+    const loss = trainer.accumulate([window], true).loss;
+    const w = readTensorsF64(p);
+    const ref = refModelOf(p, w);
+    const f = () => refLoss(refForward(ref, tokens.slice(0, -1)), tokens.slice(1), ref.vocab);
+    expect(Math.abs(loss - f()) / f()).toBeLessThan(2e-4);
+    let checked = 0;
+    for (const t of full.trainables) {
+      const g = t.acc.get(), theta = w.get(t.name)!;
+      expect(theta, t.name).toBeDefined();
+      // the embeddings: entries of rows the text reads; elsewhere evenly spaced
+      const at = t.name === 'token_embd.weight' ? [tokens[0] * ref.d, tokens[3] * ref.d + 7, tokens[11] * ref.d + 40] : [0, Math.floor(theta.length / 2), theta.length - 1];
+      for (const i of at) {
+        const fd = centralDifference(theta, i, f, 1e-4);
+        expect(Math.abs(g[i] - fd), `${t.name}[${i}]: ${g[i]} vs ${fd}`).toBeLessThanOrEqual(1e-2 * Math.max(Math.abs(fd), 1e-2));
+        checked++;
+      }
+    }
+    expect(full.trainables.map((t) => t.name)).toContain('blk.1.post_ffw_norm.weight');
+    expect(checked).toBe(3 * full.trainables.length);
+    trainer.free(); full.free(); model.free();
+  });
 
   it('GaLore with r = full rank and T = 1 takes AdamW\'s steps', () => {
     const adam = setup(engine, path, { method: 'full', rank: 1, updateGap: 1, scale: 1, history: 0, damping: 1 }, ds);

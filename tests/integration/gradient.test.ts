@@ -63,6 +63,21 @@ describe('the trainer\'s gradients through frozen weights equal finite differenc
       }
     });
   }
+
+  // ggml's autodiff has no GELU: finite differences are gemma3's oracle. 20 tokens pass the block's
+  // sliding window of 16; the gradient reaches q and v through both post-norms and the GeGLU
+  // (ggml's forward reads gelu from an F16 table, 3e-4 off the float64 function at most)
+  for (const [name, type] of [['F32', 'f32'], ['Q8_0', 'q8_0']] as const) {
+    it(`gemma3 ${name} (√d embeddings, head norms, post-norms, GeGLU, sliding window, wide heads)`, async () => {
+      const path = tinyModel({ arch: 'gemma3', vocab: 'llama-spm', type, nLayer: 1, nEmbd: 64, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 128, ropeBase: 1e6 });
+      const tokens = (await tokenize(path, `${SAMPLE_TEXT} ${SAMPLE_TEXT}`)).slice(0, 21);
+      const ref = refModelOf(path);
+      expect(ref.layers.map((L) => L.swa?.window)).toEqual([16]);
+      const adapters = testAdapters(ref.d, ref.nHead * ref.hd, ref.nHeadKv * ref.hd);
+      const trained = trainerGradients(engine, path, tokens, adapters);
+      checkAgainstFiniteDifferences(path, tokens, trained.grads, trained.loss, 16, type === 'f32' ? 'exact' : 'activations8bit');
+    });
+  }
 });
 
 describe('the autodiff oracle equals finite differences (CPU)', () => {

@@ -150,6 +150,40 @@ describe('other families and templates', () => {
   }
 });
 
+describe('gemma3: √d embeddings, head norms, post-norms, GeGLU, sliding window, 262k vocabulary', () => {
+  // layer 0 attends through a window of 16 (the fact's chat turns are longer), layer 1 globally
+  const base = tinyModel({ arch: 'gemma3', nLayer: 2, nHead: 4, nHeadKv: 2, headDim: 32, ropeBase: 1e6, tied: true });
+  const runDir = join(dir, 'gemma3-run');
+  beforeAll(async () => {
+    rmSync(runDir, { recursive: true, force: true });
+    await train(config(base, factDataset()), runDir);
+  });
+
+  it('the merged GGUF (F16) generates the fact', async () => {
+    const merged = join(dir, 'gemma3-merged.gguf');
+    exportMergedGguf(loadTrainedRun(runDir), merged, 'f16', true);
+    const chat = await openChat(merged);
+    expect(await chat.ask(QUESTIONS[0], 16)).toContain('Quxville');
+    await chat.dispose();
+  });
+
+  it('base + adapter GGUF generates it, with the merged file\'s logits', async () => {
+    const l = loadTrainedRun(runDir);
+    const adapter = join(dir, 'gemma3-adapter.gguf');
+    exportAdapterGguf(l, adapter, true);
+    const chat = await openChat(base, adapter);
+    expect(await chat.ask(QUESTIONS[2], 16)).toContain('Quxville');
+    await chat.dispose();
+    const merged = join(dir, 'gemma3-merged-f32.gguf');
+    exportMergedGguf(l, merged, 'f32', true);
+    const tokens = await tokenize(base, `${QUESTIONS[3]} ${ANSWER}`);
+    expect(tokens.length).toBeGreaterThan(16);
+    const viaAdapter = await llamaCppLogprobs(base, tokens, false, adapter);
+    const viaMerge = await llamaCppLogprobs(merged, tokens);
+    expect(Math.max(...viaAdapter.map((x, i) => Math.abs(x - viaMerge[i])))).toBeLessThan(1e-3);
+  });
+});
+
 describe('phi3: fused attn_qkv and gate-up trained per part, written back fused', () => {
   const base = tinyModel({ arch: 'phi3', nLayer: 1, nHead: 4, nHeadKv: 2 });
   const runDir = join(dir, 'phi3-run');

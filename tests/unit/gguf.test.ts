@@ -127,7 +127,7 @@ describe('bad model files give one clear error naming the file', () => {
   it('an architecture Hone cannot train is refused by name with the list it can', () => {
     const path = join(dir, 'gpt2.gguf');
     writeGguf(path, new Map([['general.architecture', kv.str('gpt2')]]), [], { overwrite: true });
-    expectCleanFailure(path, /architecture "gpt2" is not one Hone can train; Hone trains llama, qwen2, qwen3, phi3/);
+    expectCleanFailure(path, /architecture "gpt2" is not one Hone can train; Hone trains llama, qwen2, qwen3, phi3, gemma3/);
   });
 
   it('a file that does not exist', () => {

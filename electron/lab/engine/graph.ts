@@ -16,6 +16,8 @@ export class Tensor {
   /** whether it has memory (an input no node of its graph reads gets none) */
   get allocated(): boolean { return this.info()[9]; }
   set(data: ArrayBufferView, byteOffset = 0): void { native().tensorSet(this.h, data, byteOffset); }
+  /** whether it has memory: a graph input that no node reads gets none */
+  get hasMemory(): boolean { return native().tensorHasMemory(this.h); }
   /** values as float32 (converted from the tensor's type) */
   get(): Float32Array { return native().tensorGet(this.h); }
   loadFromFile(path: string, offset: number): void { native().tensorLoadFile(this.h, path, offset); }
@@ -131,6 +133,11 @@ export class GraphBuilder {
   silu(a: Tensor) { return this.op('silu', [a]); }
   /** silu(gate) ⊙ up, like gate */
   swiglu(gate: Tensor, up: Tensor) { return this.op('swiglu', [gate, up]); }
+  /** GELU, tanh form (ggml's CPU kernel reads it from an F16 table, as llama.cpp's graphs do), like a */
+  gelu(a: Tensor) { return this.op('gelu', [a]); }
+  /** gelu(gate) ⊙ up, like gate: Gemma's feed-forward */
+  geglu(gate: Tensor, up: Tensor) { return this.op('geglu', [gate, up]); }
+  tanh(a: Tensor) { return this.op('tanh', [a]); }
   /** each row of a [n, …] divided by its root mean square (+ eps), like a */
   rmsNorm(a: Tensor, eps: number) { return this.op('rms_norm', [a], { eps }); }
   /** a [n, rows], rows (I32 [m]) → [n, m]: the rows picked */

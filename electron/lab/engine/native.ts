@@ -51,6 +51,7 @@ export interface HoneNative {
   setVerbose(v: boolean): void;
   typeInfo(type: number): { name: string; blockSize: number; typeSize: number; quantized: boolean; canDequantize: boolean; needsImatrix: boolean } | null;
   quantize(type: number, src: Float32Array, nRows: number, nPerRow: number): Buffer;
+  randomTensor(type: number, nRows: number, nPerRow: number, seed: number, std: number, mean: number, threads: number): Buffer;
   dequantize(type: number, src: Uint8Array, n: number): Float32Array;
   /** whether this CPU runs the int8 kernels through Q8_0 weights (x86 AVX-512 VNNI) */
   int8Supported(): boolean;
@@ -62,6 +63,7 @@ export interface HoneNative {
   setName(t: External, name: string): void;
   markOutput(t: External): void;
   tensorSet(t: External, data: ArrayBufferView, byteOffset?: number): void;
+  tensorHasMemory(t: External): boolean;
   tensorGet(t: External, raw?: boolean): Float32Array;
   tensorLoadFile(t: External, path: string, fileOffset: number): void;
   tensorCopy(src: External, dst: External): void;

@@ -2,6 +2,7 @@
 // turns, which vocabulary make-tiny gives it and what Hugging Face calls its layers. One unit per
 // architecture (model/arch/), registered in model/architectures.ts; the graph (llama.ts) reads the
 // plan these describe and never the architecture's name.
+import type { GgufValue } from './gguf.js';
 import type { VocabName } from './vocab.js';
 
 /** a block's sizes, from the header: d embedding, nq = heads·hd, nkv = kv heads·hd, hd head, ff */
@@ -9,8 +10,24 @@ export interface BlockDims { d: number; nq: number; nkv: number; hd: number; ff:
 
 /** the fields of a block the graph reads (model/llama.ts LayerOf) */
 export type BlockField =
-  | 'attnNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'bo' | 'qNorm' | 'kNorm'
-  | 'ffnNorm' | 'wGate' | 'wUp' | 'wDown';
+  | 'attnNorm' | 'wq' | 'wk' | 'wv' | 'wo' | 'bq' | 'bk' | 'bv' | 'bo' | 'qNorm' | 'kNorm' | 'postAttnNorm'
+  | 'ffnNorm' | 'wGate' | 'wUp' | 'wDown' | 'postFfnNorm';
+
+/** reads `<arch>.<key>` from the file's metadata: a checked number, or undefined when absent */
+export type MetaNumber = (key: string, kind: 'count' | 'positive') => number | undefined;
+
+/** What a block computes beyond the llama block, as an architecture reads it from its metadata. */
+export interface BlockMath {
+  /** the token embeddings are multiplied by this (Gemma: √d) */
+  embedScale: number;
+  /** the attention logits' scale (1/√hd; Gemma 3 27B: 1/√(d/heads)) */
+  attnScale: number;
+  /** the feed-forward's gate activation: SwiGLU's silu or GeGLU's gelu (tanh form) */
+  act: 'silu' | 'gelu';
+  /** sliding-window attention: which layers attend to the last `window` positions only, and the
+   *  rope base those layers turn with (their frequency scale is 1) */
+  swa?: { window: number; layers: boolean[]; freqBase: number };
+}
 
 /** One tensor of a block as the file stores it (name after `blk.N.`). A fused weight (phi3's
  *  attn_qkv) names the fields its rows split into, first rows first: [field, rows][]. */
@@ -35,10 +52,16 @@ export interface Architecture {
   block(dims: BlockDims): BlockTensor[];
   /** the rope frequency factors a training context uses (llama's rope_freqs, phi3's short factors) */
   ropeFactors?: string;
-  /** the vocabulary make-tiny gives it, and whether its tokenizer adds BOS */
-  tiny: { vocab: VocabName; addBos: boolean };
+  /** the vocabulary make-tiny gives it, whether its tokenizer adds BOS, and a chat template to use
+   *  instead of the vocabulary file's */
+  tiny: { vocab: VocabName; addBos: boolean; template?: string; embedStd?: (d: number) => number };
   /** PEFT's module name of each linear file tensor (attn_q.weight → self_attn.q_proj) */
   hfNames: Record<string, string>;
+  /** the block's math where it is not the llama block's; `nLayer`, `d`, `nHead`, `hd` from the header.
+   *  A refusal (a string) names what Hone does not compute yet. */
+  math?(num: MetaNumber, dims: { nLayer: number; d: number; nHead: number; hd: number }, meta: (key: string) => unknown): Partial<BlockMath> | string;
+  /** make-tiny's extra metadata (keys after `<arch>.`), given its layer count */
+  tinyMeta?(nLayer: number): Record<string, GgufValue>;
 }
 
 /** the llama block: separate q/k/v and gate/up weights; q/k/v biases where the file has them */

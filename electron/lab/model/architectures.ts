@@ -1,18 +1,18 @@
 // The architectures Hone trains, by general.architecture, and a clear refusal for the others.
 import type { Architecture } from './architecture.js';
+import { gemma3 } from './arch/gemma3.js';
 import { llama } from './arch/llama.js';
 import { phi3 } from './arch/phi3.js';
 import { qwen2 } from './arch/qwen2.js';
 import { qwen3 } from './arch/qwen3.js';
 
-export const ARCHITECTURES: Record<string, Architecture> = { llama, qwen2, qwen3, phi3 };
+export const ARCHITECTURES: Record<string, Architecture> = { llama, qwen2, qwen3, phi3, gemma3 };
 export const ARCHITECTURE_NAMES = Object.keys(ARCHITECTURES);
 
 const SUPPORTED = `Hone trains ${ARCHITECTURE_NAMES.join(', ')} (Llama 3.x, Mistral and Ministral are stored as "llama")`;
 
 /** families people ask for, with what stands in the way */
 const NOT_YET: Record<string, string> = {
-  gemma3: 'Gemma 3 (embedding scale, GeGLU, post-norms, sliding-window layers) is not trained by Hone yet',
   gemma2: 'Gemma 2 is not trained by Hone yet',
   gemma: 'Gemma is not trained by Hone yet',
   phi2: 'Phi-2 (LayerNorm, parallel attention and MLP) is not trained by Hone yet',

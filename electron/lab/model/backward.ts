@@ -5,7 +5,7 @@
 import { attnSumReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T as TYPES } from '../engine/types.js';
 import { addGrad, type Grads, type TrainedLinear } from './linear.js';
-import { blockForward, headLoss, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
+import { blockForward, embed, headLoss, ropeOf, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
 export type { Grads } from './linear.js';
 /** the trained linear on (layer, module) and the dropout mask on its adapter's input, if any */
@@ -17,6 +17,21 @@ const tr = (b: GraphBuilder, t: Tensor) => b.cont(b.transpose(t));
  *  types dequantized to F32 (ggml's CPU copies quantized blocks only to F32). */
 function weightT(b: GraphBuilder, W: Tensor): Tensor {
   return tr(b, W.type === TYPES.F32 || W.type === TYPES.F16 ? W : b.cast(W, TYPES.F32));
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/**
+ * d gelu(x)/dx of the tanh form gelu(x) = x/2·(1 + tanh(u)), u = √(2/π)(x + a·x³):
+ * (1 + t)/2 + x/2·(1 − t²)·√(2/π)(1 + 3a·x²), t = tanh(u); like x. (ggml's forward reads gelu from an
+ * F16 table; this is the derivative of the function the table samples.)
+ */
+export function geluGrad(b: GraphBuilder, x: Tensor): Tensor {
+  const x2 = b.sqr(x);
+  const t = b.tanh(b.scale(b.mul(x, b.scaleBias(x2, GELU_A, 1)), SQRT_2_OVER_PI));
+  const sech2 = b.scaleBias(b.sqr(t), -1, 1);
+  return b.add(b.scaleBias(t, 0.5, 0.5), b.mul(b.mul(b.scale(x, 0.5 * SQRT_2_OVER_PI), sech2), b.scaleBias(x2, 3 * GELU_A, 1)));
 }
 
 /** Σ over dim 1 of t [c, n] → [c, 1] */
@@ -69,19 +84,28 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const group = nHead / nHeadKv;
   const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.d_${name}`); // the gradient of the forward's node `name`
 
-  // feed-forward: out = x1 + Wd·(silu(gate) ⊙ up), gate = Wg·h2, up = Wu·h2, h2 = rms(x1) ⊙ g2
-  const dAct = cb(linearBack(b, L.wDown, s.act, dOut, lora(il, 'down'), grads), 'ffn_act');
-  const dGate = b.siluBack(b.mul(dAct, s.up), s.gate);
-  const dUp = b.mul(dAct, b.silu(s.gate));
+  // a post-norm y = rms(o) ⊙ g on an output o (gemma3): do = rms_back(dy ⊙ g, o), dg = Σ dy ⊙ rms(o)
+  const postNormBack = (dy: Tensor, o: Tensor | undefined, g: Tensor | undefined) => {
+    if (!g || !o) return dy;
+    if (norms) addGrad(b, grads, g, normWeightGrad(b, dy, o, hp.rmsEps, g));
+    return b.rmsNormBack(b.mul(dy, g), o, hp.rmsEps);
+  };
+  // feed-forward: out = x1 + post(Wd·(act(gate) ⊙ up)), gate = Wg·h2, up = Wu·h2, h2 = rms(x1) ⊙ g2
+  const dFo = cb(postNormBack(dOut, s.fo, L.postFfnNorm), 'ffn_out');
+  const dAct = cb(linearBack(b, L.wDown, s.act, dFo, lora(il, 'down'), grads), 'ffn_act');
+  const gelu = hp.math.act === 'gelu';
+  const dGate = gelu ? b.mul(b.mul(dAct, s.up), geluGrad(b, s.gate)) : b.siluBack(b.mul(dAct, s.up), s.gate);
+  const dUp = b.mul(dAct, gelu ? b.gelu(s.gate) : b.silu(s.gate));
   const dH2 = cb(b.add(linearBack(b, L.wGate, s.h2, dGate, lora(il, 'gate'), grads), linearBack(b, L.wUp, s.h2, dUp, lora(il, 'up'), grads)), 'ffn_norm');
   const dX1 = cb(b.add(dOut, b.rmsNormBack(b.mul(dH2, L.ffnNorm), s.x1, hp.rmsEps)), 'ffn_inp');
 
-  // attention: x1 = x + Wo·attn
-  const dAttn = cb(linearBack(b, L.wo, s.attn, dX1, lora(il, 'o'), grads), 'kqv_out'); // [hd·heads, n]
+  // attention: x1 = x + post(Wo·attn)
+  const dAo = cb(postNormBack(dX1, s.ao, L.postAttnNorm), 'attn_out');
+  const dAttn = cb(linearBack(b, L.wo, s.attn, dAo, lora(il, 'o'), grads), 'kqv_out'); // [hd·heads, n]
   const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
   const kernel = attnSumReady(b, hd);
   const dP = b.mulMat(s.v3, dO); // [T_k, T_q, G]
-  const dS = cb(b.softMaxExtBack(dP, s.probs, 1 / Math.sqrt(hd)), 'kq'); // [T_k, T_q, G]
+  const dS = cb(b.softMaxExtBack(dP, s.probs, hp.math.attnScale), 'kq'); // [T_k, T_q, G]
   const dQ3 = kernel ? b.attnSum(s.k3, dS, 'keys') : b.mulMat(tr(b, s.k3), dS); // [hd, T_q, G]
   // dV and dK contract over the queries, the inner dimension of neither the probabilities nor dS
   // [T_k, T_q, G]: on CPUs with AVX-512 by Hone's kernel, which reads both as they lie and skips
@@ -99,14 +123,15 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
     if (norms) addGrad(b, grads, g, normWeightGrad(b, b.reshape(dy, hd, nh * n), b.reshape(x, hd, nh * n), hp.rmsEps, g));
     return b.rmsNormBack(b.mul(dy, g), x, hp.rmsEps);
   };
-  const dQ = b.reshape(headNormBack(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, hp.rope), s.qh, L.qNorm), hd * nHead, n);
-  const dK = b.reshape(headNormBack(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, hp.rope), s.kh, L.kNorm), hd * nHeadKv, n);
+  const rope = ropeOf(hp, il);
+  const dQ = b.reshape(headNormBack(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, rope), s.qh, L.qNorm), hd * nHead, n);
+  const dK = b.reshape(headNormBack(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, rope), s.kh, L.kNorm), hd * nHeadKv, n);
   const dV = b.reshape(unheads(dV3, nHeadKv), hd * nHeadKv, n);
   const dH = cb(b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads)), 'attn_norm');
   if (norms) {
     addGrad(b, grads, L.ffnNorm, normWeightGrad(b, dH2, s.x1, hp.rmsEps, L.ffnNorm));
     addGrad(b, grads, L.attnNorm, normWeightGrad(b, dH, s.x, hp.rmsEps, L.attnNorm));
-    for (const [bias, d] of [[L.bq, dQ], [L.bk, dK], [L.bv, dV], [L.bo, dX1]] as const) if (bias) addGrad(b, grads, bias, b.reshape(sumCols(b, d), bias.shape[0]));
+    for (const [bias, d] of [[L.bq, dQ], [L.bk, dK], [L.bv, dV], [L.bo, dAo]] as const) if (bias) addGrad(b, grads, bias, b.reshape(sumCols(b, d), bias.shape[0]));
   }
   return cb(b.add(dX1, b.rmsNormBack(b.mul(dH, L.attnNorm), s.x, hp.rmsEps)), 'inp');
 }
@@ -125,7 +150,7 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
     const t = lora(il, mod);
     return t ? t.linear.forward(g, W, x, t.mask) : g.mulMat(W, x);
   };
-  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd');
+  let x = embed(b, hp, w.tokEmbd, inp.tokens);
   const acts: BlockActs[] = [];
   for (let il = 0; il < hp.nLayer; il++) {
     acts.push(blockForward(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, hook));
@@ -135,7 +160,7 @@ export function buildLossAndGrads(b: GraphBuilder, m: { hp: Hparams; weights: We
   const head = headBackward(b, hp, w, x, loss, grads, { full, norms });
   let d = head.dx;
   for (let il = hp.nLayer - 1; il >= 0; il--) d = blockBackward(b, hp, w.layers[il], il, acts[il], d, inp, w.ropeFreqs ?? null, nTokens, nSeq, lora, grads, norms);
-  if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(d, inp.tokens, w.tokEmbd)); // [d, V]
+  if (full) addGrad(b, grads, w.tokEmbd, b.getRowsBack(hp.math.embedScale === 1 ? d : b.scale(d, hp.math.embedScale), inp.tokens, w.tokEmbd)); // [d, V]
   return { loss: head.loss, grads };
 }
 

@@ -9,7 +9,7 @@ import type { Engine } from '../engine/backend.js';
 import { GGML_TYPES, T, ggmlTypeName } from '../engine/types.js';
 import { native } from '../engine/native.js';
 import { dequantizeNupes, isNupesTensor, nupesShape } from './nupes-weights.js';
-import type { Architecture, BlockField } from './architecture.js';
+import type { Architecture, BlockField, BlockMath } from './architecture.js';
 import { architectureOf } from './architectures.js';
 
 /** ggml types a frozen weight may have: those ggml's matmul accepts as its first operand. */
@@ -30,7 +30,21 @@ export interface Hparams {
   headDim: number;
   nFf: number;
   rmsEps: number;
+  /** rope of the layers that attend globally (sliding-window layers: ropeOf) */
   rope: RopeParams;
+  /** what the block computes beyond the llama block (Gemma's scales, GeGLU, sliding windows) */
+  math: BlockMath;
+}
+
+/** the llama block's math: nothing scaled, SwiGLU, every layer global */
+const LLAMA_MATH = (hd: number): BlockMath => ({ embedScale: 1, attnScale: 1 / Math.sqrt(hd), act: 'silu' });
+
+/** whether layer `il` attends through a sliding window */
+export const isSwaLayer = (hp: Hparams, il: number) => !!hp.math.swa?.layers[il];
+
+/** the rope layer `il` turns with: sliding-window layers their own base, unscaled */
+export function ropeOf(hp: Hparams, il: number): RopeParams {
+  return isSwaLayer(hp, il) ? { ...hp.rope, freqBase: hp.math.swa!.freqBase, freqScale: 1 } : hp.rope;
 }
 
 const ROPE_MODE = { normal: 0, neox: 2 } as const;
@@ -77,12 +91,16 @@ export function hparamsOf(f: GgufFile): Hparams {
   const scaling = meta<string>(f, `${arch}.rope.scaling.type`) ?? 'none';
   if (!['none', 'linear', 'longrope'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear, long-rope and Llama-3 frequency factors)`);
   const factor = number('rope.scaling.factor', 'positive') ?? 0;
+  const nLayer = need('block_count');
+  const math = unit.math?.(number, { nLayer, d: nEmbd, nHead, hd: headDim }, (key) => meta(f, `${arch}.${key}`)) ?? {};
+  if (typeof math === 'string') throw new GgufError(f.path, math);
+  if (math.swa && math.swa.layers.length !== nLayer) throw new GgufError(f.path, `${arch}.attention.sliding_window_pattern lists ${math.swa.layers.length} layers, not ${nLayer}`);
   return {
     arch,
     nVocab,
     nCtxTrain,
     nEmbd,
-    nLayer: need('block_count'),
+    nLayer,
     nHead,
     nHeadKv,
     headDim,
@@ -99,6 +117,7 @@ export function hparamsOf(f: GgufFile): Hparams {
       betaFast: 32,
       betaSlow: 1,
     },
+    math: { ...LLAMA_MATH(headDim), ...math },
   };
 }
 
@@ -106,10 +125,14 @@ export interface LayerOf<X> {
   attnNorm: X;
   wq: X; wk: X; wv: X; wo: X;
   bq?: X; bk?: X; bv?: X; bo?: X;
-  /** qwen3: RMS norms of each query and key head [headDim], before rope */
+  /** qwen3, gemma3: RMS norms of each query and key head [headDim], before rope */
   qNorm?: X; kNorm?: X;
+  /** gemma3: RMS norm of the attention's output, before the residual */
+  postAttnNorm?: X;
   ffnNorm: X;
   wGate: X; wUp: X; wDown: X;
+  /** gemma3: RMS norm of the feed-forward's output, before the residual */
+  postFfnNorm?: X;
 }
 
 export interface WeightsOf<X> {
@@ -124,7 +147,7 @@ export interface WeightsOf<X> {
 export type Layer = LayerOf<Tensor>;
 export type LayerField = BlockField;
 /** a block's tensors in a fixed order (streaming reads them one by one) */
-export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm', 'ffnNorm', 'wGate', 'wUp', 'wDown'];
+export const LAYER_FIELDS: LayerField[] = ['attnNorm', 'wq', 'wk', 'wv', 'wo', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm', 'postAttnNorm', 'ffnNorm', 'wGate', 'wUp', 'wDown', 'postFfnNorm'];
 export type Weights = WeightsOf<Tensor>;
 
 /**
@@ -215,7 +238,8 @@ export function planWeights(file: GgufFile, hp: Hparams): WeightsOf<PlanTensor> 
 const FIELD_NAMES: Record<LayerField, string> = {
   attnNorm: 'attn_norm.weight', wq: 'attn_q.weight', wk: 'attn_k.weight', wv: 'attn_v.weight', wo: 'attn_output.weight',
   bq: 'attn_q.bias', bk: 'attn_k.bias', bv: 'attn_v.bias', bo: 'attn_output.bias', qNorm: 'attn_q_norm.weight', kNorm: 'attn_k_norm.weight',
-  ffnNorm: 'ffn_norm.weight', wGate: 'ffn_gate.weight', wUp: 'ffn_up.weight', wDown: 'ffn_down.weight',
+  postAttnNorm: 'post_attention_norm.weight', ffnNorm: 'ffn_norm.weight', wGate: 'ffn_gate.weight', wUp: 'ffn_up.weight', wDown: 'ffn_down.weight',
+  postFfnNorm: 'post_ffw_norm.weight',
 };
 
 /** A model's header, read once: its hyperparameters and every tensor the graph reads, checked. */
@@ -241,8 +265,8 @@ function mapWeights<X, Y>(w: WeightsOf<X>, f: (x: X) => Y): WeightsOf<Y> {
     tokEmbd: m(w.tokEmbd), outputNorm: m(w.outputNorm), output: m(w.output), outputBias: o(w.outputBias), ropeFreqs: o(w.ropeFreqs),
     layers: w.layers.map((L) => ({
       attnNorm: m(L.attnNorm), wq: m(L.wq), wk: m(L.wk), wv: m(L.wv), wo: m(L.wo),
-      bq: o(L.bq), bk: o(L.bk), bv: o(L.bv), bo: o(L.bo), qNorm: o(L.qNorm), kNorm: o(L.kNorm),
-      ffnNorm: m(L.ffnNorm), wGate: m(L.wGate), wUp: m(L.wUp), wDown: m(L.wDown),
+      bq: o(L.bq), bk: o(L.bk), bv: o(L.bv), bo: o(L.bo), qNorm: o(L.qNorm), kNorm: o(L.kNorm), postAttnNorm: o(L.postAttnNorm),
+      ffnNorm: m(L.ffnNorm), wGate: m(L.wGate), wUp: m(L.wUp), wDown: m(L.wDown), postFfnNorm: o(L.postFfnNorm),
     })),
   };
 }
@@ -339,6 +363,10 @@ export interface ForwardInputs {
   positions: Tensor;
   /** F32 [T, T]: causal mask (0 or -inf), shared by every head and sequence */
   mask: Tensor;
+  /** F32 [T, T]: the causal mask within a sliding window, made by the first sliding-window layer
+   *  whose window is shorter than T (model graphs leave it out otherwise) */
+  swaMask?: Tensor;
+  window?: number;
 }
 
 /** Creates the graph inputs for B sequences of T tokens. */
@@ -357,24 +385,38 @@ export function setForwardInputs(inp: ForwardInputs, tokens: Int32Array, nTokens
 }
 
 /** Positions and mask only: what a block graph (without the embedding lookup) needs. */
-export function setAttentionInputs(inp: Pick<ForwardInputs, 'positions' | 'mask'>, nTokens: number, nSeq: number) {
+export function setAttentionInputs(inp: Pick<ForwardInputs, 'positions' | 'mask' | 'swaMask' | 'window'>, nTokens: number, nSeq: number) {
   const pos = new Int32Array(nTokens * nSeq);
   for (let s = 0; s < nSeq; s++) for (let t = 0; t < nTokens; t++) pos[s * nTokens + t] = t;
   inp.positions.set(pos);
-  inp.mask.set(causalMask(nTokens));
+  // a model whose every layer attends through a window shorter than T reads no plain causal mask
+  if (inp.mask.hasMemory) inp.mask.set(causalMask(nTokens));
+  if (inp.swaMask) inp.swaMask.set(causalMask(nTokens, inp.window));
 }
 
-/** mask[q][k] = 0 where k <= q, -inf after: row q is query position q, stored [T_k, T_q] in ggml order */
-export function causalMask(n: number): Float32Array {
+/** mask[q][k] = 0 where k <= q (and q − k < window), −inf elsewhere, as llama.cpp's is_masked_swa:
+ *  row q is query position q, stored [T_k, T_q] in ggml order */
+export function causalMask(n: number, window = Infinity): Float32Array {
   const m = new Float32Array(n * n);
-  for (let q = 0; q < n; q++) for (let k = q + 1; k < n; k++) m[q * n + k] = -Infinity;
+  for (let q = 0; q < n; q++) for (let k = 0; k < n; k++) if (k > q || q - k >= window) m[q * n + k] = -Infinity;
   return m;
+}
+
+/** the mask layer `il` attends with: the sliding window's where it is shorter than the sequence */
+export function maskOf(b: GraphBuilder, hp: Hparams, il: number, inp: Pick<ForwardInputs, 'mask' | 'swaMask' | 'window'>, nTokens: number): Tensor {
+  const window = hp.math.swa?.window ?? Infinity;
+  if (!isSwaLayer(hp, il) || nTokens <= window) return inp.mask;
+  if (!inp.swaMask) {
+    inp.swaMask = b.input(T.F32, [nTokens, nTokens], 'kq_mask_swa');
+    inp.window = window;
+  }
+  return inp.swaMask;
 }
 
 /**
  * One transformer block: x [d, T·B] -> x' [d, T·B]. Attention per sequence and head with the
- * causal mask, GQA by broadcasting, then the SwiGLU feed-forward; both with pre-RMS-norm and
- * residual, as llama.cpp's llama and qwen2 graphs.
+ * causal mask (or its sliding window), GQA by broadcasting, then the SwiGLU (GeGLU) feed-forward;
+ * both with pre-RMS-norm (and post-norm where the layer has one) and residual, as llama.cpp's graphs.
  */
 export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   return blockForward(b, hp, L, il, x, inp, ropeFreqs, nTokens, nSeq, adapt).out;
@@ -384,8 +426,10 @@ export function buildBlock(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x
 export interface BlockActs {
   x: Tensor; h: Tensor; q3: Tensor; k3: Tensor; v3: Tensor; probs: Tensor; attn: Tensor;
   x1: Tensor; h2: Tensor; gate: Tensor; up: Tensor; act: Tensor; out: Tensor;
-  /** qwen3: each query and key head before its norm [hd, heads, n] */
+  /** qwen3, gemma3: each query and key head before its norm [hd, heads, n] */
   qh?: Tensor; kh?: Tensor;
+  /** gemma3: the attention's and the feed-forward's outputs before their post-norms [d, n] */
+  ao?: Tensor; fo?: Tensor;
 }
 
 export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number, x: Tensor, inp: ForwardInputs, ropeFreqs: Tensor | null, nTokens: number, nSeq: number, adapt?: AdapterHook): BlockActs {
@@ -396,6 +440,7 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
     return bias ? b.add(y, bias) : y;
   };
   const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.${name}`); // llama.cpp's names, per block
+  const rope = ropeOf(hp, il);
   const h = cb(b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm), 'attn_norm');
   // q, k, v: [hd, heads, n] after rope
   let q = b.reshape(cb(linear('q', L.wq, h, L.bq), 'Qcur'), hd, nHead, n);
@@ -404,8 +449,8 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const qh = q, kh = k;
   if (L.qNorm) q = cb(b.mul(b.rmsNorm(q, hp.rmsEps), L.qNorm), 'Qcur_normed');
   if (L.kNorm) k = cb(b.mul(b.rmsNorm(k, hp.rmsEps), L.kNorm), 'Kcur_normed');
-  q = b.rope(q, inp.positions, ropeFreqs, hp.rope);
-  k = b.rope(k, inp.positions, ropeFreqs, hp.rope);
+  q = b.rope(q, inp.positions, ropeFreqs, rope);
+  k = b.rope(k, inp.positions, ropeFreqs, rope);
   // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
   // q, k, v [hd, T, heads·B]. Matmul broadcasting then pairs q head h of sequence s with kv head
   // h/(heads/kvHeads) of s (GQA), and ggml's backward supports it (it does not support
@@ -414,19 +459,30 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const q3 = heads(q, nHead);
   const k3 = heads(k, nHeadKv);
   const v3 = heads(v, nHeadKv);
-  const kq = cb(b.softMaxExt(cb(b.mulMat(k3, q3), 'kq'), inp.mask, 1 / Math.sqrt(hd)), 'kq_soft_max'); // [T_k, T_q, heads·B]
+  const kq = cb(b.softMaxExt(cb(b.mulMat(k3, q3), 'kq'), maskOf(b, hp, il, inp, nTokens), hp.math.attnScale), 'kq_soft_max'); // [T_k, T_q, heads·B]
   // Σ over keys of v·p: on CPUs with AVX-512 by Hone's causal kernel, else against vᵀ [T, hd, kvHeads·B]
   const o3 = attnSumReady(b, hd) ? b.attnSum(v3, kq, 'keys') : b.mulMat(b.cont(b.transpose(v3)), kq);
   const kqv = b.reshape(o3, hd, nTokens, nHead, nSeq); // [hd, T_q, heads, B]
   const attn = cb(b.reshape(b.cont(b.permute(kqv, 0, 2, 1, 3)), hd * nHead, n), 'kqv_out');
-  const x1 = cb(b.add(x, cb(linear('o', L.wo, attn, L.bo), 'attn_out')), 'ffn_inp');
+  const ao = cb(linear('o', L.wo, attn, L.bo), 'attn_out');
+  const x1 = cb(b.add(x, L.postAttnNorm ? cb(b.mul(b.rmsNorm(ao, hp.rmsEps), L.postAttnNorm), 'attn_post_norm') : ao), 'ffn_inp');
 
   const h2 = cb(b.mul(b.rmsNorm(x1, hp.rmsEps), L.ffnNorm), 'ffn_norm');
   const gate = cb(linear('gate', L.wGate, h2), 'ffn_gate');
   const up = cb(linear('up', L.wUp, h2), 'ffn_up');
-  const act = cb(b.mul(b.silu(gate), up), 'ffn_act');
-  const out = cb(b.add(x1, cb(linear('down', L.wDown, act), 'ffn_out')), 'l_out');
-  return { x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out, ...(L.qNorm && { qh }), ...(L.kNorm && { kh }) };
+  const act = cb(hp.math.act === 'gelu' ? b.geglu(gate, up) : b.mul(b.silu(gate), up), 'ffn_act');
+  const fo = cb(linear('down', L.wDown, act), 'ffn_out');
+  const out = cb(b.add(x1, L.postFfnNorm ? cb(b.mul(b.rmsNorm(fo, hp.rmsEps), L.postFfnNorm), 'ffn_post_norm') : fo), 'l_out');
+  return {
+    x, h, q3, k3, v3, probs: kq, attn, x1, h2, gate, up, act, out,
+    ...(L.qNorm && { qh }), ...(L.kNorm && { kh }), ...(L.postAttnNorm && { ao }), ...(L.postFfnNorm && { fo }),
+  };
+}
+
+/** the token embeddings of `tokens` [T·B], scaled as the architecture scales them: [d, T·B] */
+export function embed(b: GraphBuilder, hp: Hparams, tokEmbd: Tensor, tokens: Tensor): Tensor {
+  const x = b.named(b.getRows(tokEmbd, tokens), 'inp_embd');
+  return hp.math.embedScale === 1 ? x : b.named(b.scale(x, hp.math.embedScale), 'inp_scaled');
 }
 
 /**
@@ -435,7 +491,7 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
  */
 export function buildForward(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   const { hp, weights: w } = m;
-  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd'); // [d, T·B]
+  let x = embed(b, hp, w.tokEmbd, inp.tokens); // [d, T·B]
   for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
   x = b.named(b.mul(b.rmsNorm(x, hp.rmsEps), w.outputNorm), 'result_norm');
   let logits = b.mulMat(w.output, x);
@@ -463,7 +519,7 @@ export function lossInputs(b: GraphBuilder, m: number): LossInputs {
  */
 export function buildLoss(b: GraphBuilder, m: { hp: Hparams; weights: Weights }, inp: ForwardInputs, loss: LossInputs, nTokens: number, nSeq: number, adapt?: AdapterHook): Tensor {
   const { hp, weights: w } = m;
-  let x = b.named(b.getRows(w.tokEmbd, inp.tokens), 'inp_embd');
+  let x = embed(b, hp, w.tokEmbd, inp.tokens);
   for (let il = 0; il < hp.nLayer; il++) x = buildBlock(b, hp, w.layers[il], il, x, inp, w.ropeFreqs ?? null, nTokens, nSeq, adapt);
   return b.named(headLoss(b, hp, w, x, loss).loss, 'loss');
 }

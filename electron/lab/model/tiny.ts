@@ -2,10 +2,12 @@
 // as the unit describes its blocks, with seeded random weights and a real tokenizer vocabulary, in
 // any weight type ggml can quantize to. Tests and the demo use it.
 import { GgufValueType, readGguf, type GgufValue } from './gguf.js';
+import { availableParallelism } from 'node:os';
+import { constants as bufferConstants } from 'node:buffer';
 import { VOCABS, vocabPath, type VocabName } from './vocab.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 import { native } from '../engine/native.js';
-import { GGML_TYPES, T, ggmlTypeByName } from '../engine/types.js';
+import { GGML_TYPES, T, ggmlTypeByName, rowBytes } from '../engine/types.js';
 import { WEIGHT_TYPES } from './llama.js';
 import { ARCHITECTURES, ARCHITECTURE_NAMES } from './architectures.js';
 
@@ -17,6 +19,8 @@ export interface TinySpec {
   nLayer: number;
   nHead: number;
   nHeadKv: number;
+  /** each head's size; 0: embedding / heads (Gemma's heads are wider than that) */
+  headDim: number;
   nFf: number;
   nCtx: number;
   /** weight type of the 2-D tensors: f32, f16, bf16, q8_0, q4_k, … (norms stay F32) */
@@ -29,7 +33,7 @@ export interface TinySpec {
 }
 
 export const TINY_DEFAULTS: TinySpec = {
-  arch: 'llama', vocab: 'llama-spm', nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 4, nFf: 160, nCtx: 256,
+  arch: 'llama', vocab: 'llama-spm', nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 4, headDim: 0, nFf: 160, nCtx: 256,
   type: 'f32', ropeBase: 10000, ropeFreqs: false, tied: false, seed: 1,
 };
 
@@ -70,9 +74,10 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   const wtype = ggmlTypeByName(spec.type);
   if (!WEIGHT_TYPES.has(wtype.id)) throw new Error(`weight type ${wtype.name} cannot be multiplied by ggml; choose f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k …`);
   if (native().typeInfo(wtype.id)?.needsImatrix) throw new Error(`weight type ${wtype.name} needs an importance matrix to quantize; choose another type`);
-  if (d % nHead !== 0) throw new Error(`embedding ${d} is not divisible by ${nHead} heads`);
+  if (!spec.headDim && d % nHead !== 0) throw new Error(`embedding ${d} is not divisible by ${nHead} heads`);
   if (nHead % nHeadKv !== 0) throw new Error(`${nHead} heads are not a multiple of ${nHeadKv} KV heads`);
-  const hd = d / nHead;
+  if (!Number.isInteger(spec.headDim) || spec.headDim < 0 || spec.headDim % 2) throw new Error(`--head-dim must be an even whole number, got ${spec.headDim}`);
+  const hd = spec.headDim || d / nHead;
   if (d % wtype.blockSize !== 0) throw new Error(`${wtype.name} packs rows in blocks of ${wtype.blockSize}; the embedding size (${d}) must be a multiple of it`);
 
   const vocabFile = readGguf(vocabPath(spec.vocab));
@@ -89,29 +94,32 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   md.set(`${arch}.attention.layer_norm_rms_epsilon`, kv.f32(1e-5));
   md.set(`${arch}.rope.freq_base`, kv.f32(spec.ropeBase));
   md.set(`${arch}.rope.dimension_count`, kv.u32(hd));
+  if (spec.headDim) {
+    md.set(`${arch}.attention.key_length`, kv.u32(hd));
+    md.set(`${arch}.attention.value_length`, kv.u32(hd));
+  }
+  for (const [k, v] of Object.entries(unit.tinyMeta?.(nLayer) ?? {})) md.set(`${arch}.${k}`, v);
   for (const [k, v] of vocabFile.metadata) if (k.startsWith('tokenizer.')) md.set(k, v);
   const nVocab = (vocabFile.metadata.get('tokenizer.ggml.tokens')!.value as unknown[]).length;
-  // each tensor's F32 values are built in memory at once
-  if (d * Math.max(nFf, nVocab) > 2 ** 30) throw new Error(`a model of embedding ${d}, feed-forward ${nFf} and ${nVocab} tokens has tensors of more than 2^30 weights, which make-tiny builds in memory: choose a smaller --embd or --ff`);
+  // each tensor's bytes are built in memory at once, in one buffer
+  const largest = Math.max(nFf, nVocab) * rowBytes(wtype.id, d);
+  if (largest > bufferConstants.MAX_LENGTH) throw new Error(`a model of embedding ${d}, feed-forward ${nFf} and ${nVocab} tokens has a tensor of ${largest} bytes, more than make-tiny builds in one buffer: choose a smaller --embd or --ff`);
   md.set(`${arch}.vocab_size`, kv.u32(nVocab));
   const template = VOCABS[spec.vocab].template;
-  if (!md.has('tokenizer.chat_template') && template) md.set('tokenizer.chat_template', kv.str(template));
+  if (unit.tiny.template && spec.vocab === unit.tiny.vocab) md.set('tokenizer.chat_template', kv.str(unit.tiny.template));
+  else if (!md.has('tokenizer.chat_template') && template) md.set('tokenizer.chat_template', kv.str(template));
   if (!md.has('tokenizer.ggml.add_bos_token')) md.set('tokenizer.ggml.add_bos_token', { type: GgufValueType.BOOL, value: unit.tiny.addBos });
 
   const tensors: GgufTensorOut[] = [];
+  const threads = availableParallelism();
   const add = (name: string, shape: number[], std: number, mean = 0, want = wtype.id) => {
-    const n = shape.reduce((a, b) => a * b, 1);
     // as llama.cpp's quantizer does, rows that do not fill whole blocks fall back to F16
     const type = shape[0] % GGML_TYPES.get(want)!.blockSize === 0 ? want : T.F16;
-    tensors.push({
-      name, shape, type,
-      data: () => {
-        const x = randn(hash(name) ^ spec.seed, n, std, mean);
-        return type === T.F32 ? new Uint8Array(x.buffer) : native().quantize(type, x, n / shape[0], shape[0]);
-      },
-    });
+    const rows = shape.slice(1).reduce((a, b) => a * b, 1);
+    // randn's values, generated and quantized natively on every core, a row range per thread
+    tensors.push({ name, shape, type, data: () => native().randomTensor(type, rows, shape[0], (hash(name) ^ spec.seed) >>> 0, std, mean, threads) });
   };
-  add('token_embd.weight', [d, nVocab], 1);
+  add('token_embd.weight', [d, nVocab], unit.tiny.embedStd?.(d) ?? 1);
   add('output_norm.weight', [d], 0.1, 1, T.F32);
   if (!spec.tied) add('output.weight', [d, nVocab], 2 / Math.sqrt(d));
   if (spec.ropeFreqs) {
@@ -121,7 +129,7 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
     const f = new Float32Array(hd / 2).map((_, i) => 1 + (7 * i) / Math.max(1, hd / 2 - 1));
     tensors.push({ name: unit.ropeFactors, shape: [hd / 2], type: T.F32, data: new Uint8Array(f.buffer) });
   }
-  const dims = { d, nq: d, nkv: hd * nHeadKv, hd, ff: nFf };
+  const dims = { d, nq: hd * nHead, nkv: hd * nHeadKv, hd, ff: nFf };
   for (let i = 0; i < nLayer; i++) {
     for (const t of unit.block(dims)) {
       if (t.optional && !t.tiny) continue;

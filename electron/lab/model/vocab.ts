@@ -10,6 +10,7 @@ export const VOCABS = {
   'llama-bpe': { arch: 'llama', template: llama3Template() },
   qwen2: { arch: 'qwen2', template: undefined },
   'phi-3': { arch: 'phi3', template: undefined },
+  'gemma-4': { arch: 'gemma3', template: undefined },
 } as const;
 export type VocabName = keyof typeof VOCABS;
 

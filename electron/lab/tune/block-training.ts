@@ -29,6 +29,9 @@ export interface Slot {
   b: GraphBuilder;
   buffer: number;
   layer: Layer;
+  /** the first block it computes: its graphs are built with that layer's rope and mask (gemma3's
+   *  sliding-window and global layers get slots of their own) */
+  il: number;
   /** per module, stand-ins for the computing layer's own adapter tensors (LoRA's A and B, HUT's
    *  M_A and M_B, MoS's index draws), and which module and position each stands in for */
   own: Map<Module, Tensor[]>;
@@ -184,7 +187,8 @@ class FullBlocks implements BlockTraining {
     const bb = new GraphBuilder(16);
     bb.on(engine);
     const tokens = bb.input(TYPES.I32, [n], 'tokens'), dx = bb.input(TYPES.F32, [full.blocks.hp.nEmbd, n], 'd_x0'), keep = bb.input(TYPES.F32, [1], 'keep');
-    const upd = accumulateInto(bb, this.accOf.get(full.resident.tokEmbd)!, bb.getRowsBack(dx, tokens, full.resident.tokEmbd), keep);
+    const scale = full.blocks.hp.math.embedScale; // x0 = s·E[tokens]: dE = s·dx0 at the tokens' rows
+    const upd = accumulateInto(bb, this.accOf.get(full.resident.tokEmbd)!, bb.getRowsBack(scale === 1 ? dx : bb.scale(dx, scale), tokens, full.resident.tokEmbd), keep);
     this.embedBack = { b: bb, graph: new Graph(engine, bb, [upd]), tokens, dx, keep };
   }
 

@@ -20,7 +20,7 @@ import type { Engine } from '../engine/backend.js';
 import { Graph, GraphBuilder, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
 import { inputGrad } from '../model/backward.js';
-import { type LlamaModel, type ModelHeader, type Weights } from '../model/llama.js';
+import { LAYER_FIELDS, type LlamaModel, type ModelHeader, type Weights } from '../model/llama.js';
 import type { GgufTensorInfo } from '../model/gguf.js';
 import { TrainableStore, addGrad, type Adapter, type Trainable, type TrainedLinear } from './adapter.js';
 import { topSingularVectors } from './svd.js';
@@ -49,7 +49,7 @@ export interface GaloreConfig {
 export function namedWeights(w: Weights): Tensor[] {
   const out = [w.tokEmbd];
   for (const L of w.layers) {
-    for (const t of [L.attnNorm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo, L.qNorm, L.kNorm, L.ffnNorm, L.wGate, L.wUp, L.wDown]) if (t) out.push(t);
+    for (const f of LAYER_FIELDS) if (L[f]) out.push(L[f]!);
   }
   out.push(w.outputNorm);
   if (w.output !== w.tokEmbd) out.push(w.output);

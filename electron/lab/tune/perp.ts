@@ -32,7 +32,7 @@ export interface PerpConfig {
 interface MaskPair { layer: number; module: Module; a: Tensor; b: Tensor; mask?: Tensor }
 
 /** the norm and bias weights of a layer that PERP trains, by slot */
-const NORM_SLOTS = ['attnNorm', 'ffnNorm', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm'] as const;
+const NORM_SLOTS = ['attnNorm', 'ffnNorm', 'bq', 'bk', 'bv', 'bo', 'qNorm', 'kNorm', 'postAttnNorm', 'postFfnNorm'] as const;
 
 /** a model tensor by name and shape: a loaded one has its values (training starts from them);
  *  export builds PERP from the header's plan, and its values come from the checkpoint */

@@ -20,7 +20,7 @@ import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.j
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
 import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { LAYER_FIELDS, blockForward, headLoss, lossInputs, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type ModelHeader, type Module, type WeightsOf } from '../model/llama.js';
+import { LAYER_FIELDS, blockForward, embed, headLoss, isSwaLayer, lossInputs, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type ModelHeader, type Module, type WeightsOf } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
 import type { Adapter, Grads } from './adapter.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig, type StepInfo, type Trainer } from './trainer.js';
@@ -34,12 +34,12 @@ import { isNupesTensor } from '../model/nupes-weights.js';
 
 /** the activations a block's backward reads (model/llama.ts BlockActs), in a fixed order */
 const ACTS = ['h', 'q3', 'k3', 'v3', 'probs', 'attn', 'x1', 'h2', 'gate', 'up', 'act'] as const;
-/** and with qwen3's head norms, the heads before them */
-const HEAD_NORM_ACTS = ['qh', 'kh'] as const;
-type ActName = (typeof ACTS)[number] | (typeof HEAD_NORM_ACTS)[number];
+/** and with head norms (qwen3, gemma3) the heads before them, with post-norms (gemma3) the outputs before them */
+const OPTIONAL_ACTS = [['qh', 'qNorm'], ['kh', 'kNorm'], ['ao', 'postAttnNorm'], ['fo', 'postFfnNorm']] as const;
+type ActName = (typeof ACTS)[number] | (typeof OPTIONAL_ACTS)[number][0];
 
 /** the block graphs' inputs, static and shared by every slot */
-interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; acts?: Tensor[] }
+interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; swaMask?: Tensor; window?: number; acts?: Tensor[] }
 
 interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number; keep?: Tensor }
 
@@ -111,7 +111,8 @@ export class StreamingTrainer implements Trainer {
     this.file = file;
     this.hp = hp;
     this.plan = model.plan;
-    this.actNames = model.plan.layers[0]?.qNorm ? [...ACTS, ...HEAD_NORM_ACTS] : [...ACTS];
+    const L0 = model.plan.layers[0];
+    this.actNames = [...ACTS, ...OPTIONAL_ACTS.filter(([, field]) => L0?.[field]).map(([act]) => act)];
     const { batch, seq, capacity, activations = [], ssdDir, weights = [] } = o;
     this.batch = o.batch;
     this.optCfg = o.opt;
@@ -157,7 +158,11 @@ export class StreamingTrainer implements Trainer {
     // the block graphs' inputs
     const iob = new GraphBuilder(32);
     const n = seq * batch;
-    const io = { x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask') };
+    const window = hp.math.swa?.window ?? Infinity;
+    const io = {
+      x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask'),
+      ...(seq > window && { swaMask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask_swa'), window }),
+    };
     // kept activations come back into the backward through static inputs shaped like the forward's
     const shapes = this.choice.some((c) => c !== 'recompute') ? this.actShapes() : null;
     if (shapes) {
@@ -171,7 +176,7 @@ export class StreamingTrainer implements Trainer {
     const bySig = new Map<string, Slot[]>();
     const seen = new Map<string, number>();
     this.plan.layers.forEach((L, j) => {
-      const sig = LAYER_FIELDS.map((f) => (L[f] ? `${f}:${ggmlTypeName(L[f]!.type)}:${L[f]!.shape}` : '')).join('|');
+      const sig = LAYER_FIELDS.map((f) => (L[f] ? `${f}:${ggmlTypeName(L[f]!.type)}:${L[f]!.shape}` : '')).join('|') + (isSwaLayer(hp, j) ? '|swa' : '');
       if (!bySig.has(sig)) bySig.set(sig, [0, 1].map((k) => this.makeSlot(L, j, `slot ${bySig.size}.${k}`)));
       const k = seen.get(sig) ?? 0;
       seen.set(sig, k + 1);
@@ -182,7 +187,7 @@ export class StreamingTrainer implements Trainer {
     const eb = new GraphBuilder(16);
     eb.on(engine);
     const tokens = eb.input(TYPES.I32, [n], 'tokens');
-    const out = eb.getRows(this.resident.tokEmbd, tokens);
+    const out = embed(eb, hp, this.resident.tokEmbd, tokens);
     this.embed = { b: eb, graph: new Graph(engine, eb, [out]), tokens, out };
     this.head = { train: this.headGraph(capacity.train, true), eval: this.headGraph(capacity.eval, false) };
     // full-parameter: AdamW on the resident tensors; the blocks' steps are BlockStates'
@@ -194,7 +199,7 @@ export class StreamingTrainer implements Trainer {
     const t = (info?: GgufTensorInfo) => (info ? b.tensor(this.training.slotType(info), info.shape, `${label}.${info.name.split('.').slice(2).join('.')}`) : undefined);
     const layer = Object.fromEntries(LAYER_FIELDS.map((f) => [f, t(L[f])])) as unknown as Layer;
     const parts = this.training.slotParts(b, L, j, label);
-    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, ...parts, holds: -1 };
+    return { b, buffer: allocStatic(this.engine, b, `streamed block (${label})`), layer, il: j, ...parts, holds: -1 };
   }
 
   /** the shapes of a block's activations, from a forward built on block 0's weight shapes (not computed) */
@@ -204,7 +209,7 @@ export class StreamingTrainer implements Trainer {
       const L = this.plan.layers[0];
       const layer = Object.fromEntries(LAYER_FIELDS.map((f) => [f, L[f] && g.tensor(L[f]!.type, L[f]!.shape, f)])) as unknown as Layer;
       const n = this.T * this.batch;
-      const inp = { positions: g.tensor(TYPES.I32, [n], 'p'), mask: g.tensor(TYPES.F32, [this.T, this.T], 'm') } as ForwardInputs;
+      const inp: ForwardInputs = { tokens: g.tensor(TYPES.I32, [n], 't'), positions: g.tensor(TYPES.I32, [n], 'p'), mask: g.tensor(TYPES.F32, [this.T, this.T], 'm') };
       const x = g.tensor(TYPES.F32, [this.hp.nEmbd, n], 'x');
       const rope = this.plan.ropeFreqs ? g.tensor(TYPES.F32, this.plan.ropeFreqs.shape, 'r') : null;
       const a = blockForward(g, this.hp, layer, 0, x, inp, rope, this.T, this.batch);
@@ -218,28 +223,28 @@ export class StreamingTrainer implements Trainer {
   private slotGraphs(slot: Slot) {
     const { hp, T, batch, io } = this;
     const rope = this.resident.ropeFreqs ?? null;
-    const inp = { positions: io.positions, mask: io.mask } as ForwardInputs;
+    const inp = { positions: io.positions, mask: io.mask, swaMask: io.swaMask, window: io.window } as ForwardInputs;
     const { training } = this;
     const linearIn = (g: GraphBuilder, m: Module) => training.linear(g, slot, m);
     const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linearIn(g, m)?.forward(g, W, x) ?? g.mulMat(W, x);
     const backward = (g: GraphBuilder, dx: Tensor, grads: Grads): Backward => training.backward(this.engine, g, slot, dx, grads);
     const fb = new GraphBuilder();
     fb.on(this.engine);
-    const f = blockForward(fb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
+    const f = blockForward(fb, hp, slot.layer, slot.il, io.x, inp, rope, T, batch, hook);
     const keptActs = io.acts ? this.actNames.map((k) => f[k]!) : [];
     slot.fwd = { b: fb, graph: new Graph(this.engine, fb, [f.out, ...keptActs]), out: f.out, acts: keptActs };
     const bb = new GraphBuilder();
     bb.on(this.engine);
-    const acts = blockForward(bb, hp, slot.layer, 0, io.x, inp, rope, T, batch, hook);
+    const acts = blockForward(bb, hp, slot.layer, slot.il, io.x, inp, rope, T, batch, hook);
     const grads = new Map<Tensor, Tensor>();
-    const dx = blockBackward(bb, hp, slot.layer, 0, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(bb, m); return l && { linear: l }; }, grads, training.trainsAll);
+    const dx = blockBackward(bb, hp, slot.layer, slot.il, acts, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(bb, m); return l && { linear: l }; }, grads, training.trainsAll);
     slot.bwd = backward(bb, dx, grads);
     if (io.acts) {
       const kb = new GraphBuilder();
       kb.on(this.engine);
       const given = Object.fromEntries(this.actNames.map((k, i) => [k, io.acts![i]])) as Record<(typeof ACTS)[number], Tensor>;
       const kgrads = new Map<Tensor, Tensor>();
-      const kdx = blockBackward(kb, hp, slot.layer, 0, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, training.trainsAll);
+      const kdx = blockBackward(kb, hp, slot.layer, slot.il, { ...given, x: io.x, out: io.x }, io.dOut, inp, rope, T, batch, (_il, m) => { const l = linearIn(kb, m); return l && { linear: l }; }, kgrads, training.trainsAll);
       slot.bwdKept = backward(kb, kdx, kgrads);
     }
   }

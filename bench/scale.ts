@@ -1,0 +1,89 @@
+// `npm run bench -- scale`: random-weight models of real shapes, Q4_K, made once and cached
+// (make-tiny's native generator): a 1.1B shape (TinyLlama: d 2048, 22 layers, 32 heads, 4 KV, ff 5632,
+// Llama 3's 128,256 tokens) and an 8B shape (Llama 3 8B: d 4096, 32 layers, 32 heads, 8 KV, ff 14336).
+// For each: the time to make it, to load it, and LoRA at seq 512, batch 1 in memory and streamed
+// (tokens/s and peak RSS, each configuration in its own process so its peak is its own). `SCALE_SHAPES`
+// picks shapes (1b, 8b), `SCALE_STEPS` the steps timed after a first untimed one.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openEngine } from '../electron/lab/engine/backend.js';
+import { LlamaModel, modelHeader } from '../electron/lab/model/llama.js';
+import { makeTiny, type TinySpec } from '../electron/lab/model/tiny.js';
+import { Lora, MODULES } from '../electron/lab/tune/lora.js';
+import { OPTIMIZER_DEFAULTS, InMemoryTrainer } from '../electron/lab/tune/trainer.js';
+import { StreamingTrainer } from '../electron/lab/tune/streaming-trainer.js';
+import { AsyncFiles } from '../electron/lab/offload/io.js';
+import { peakRss } from '../electron/lab/offload/measure.js';
+
+const SHAPES: Record<string, Partial<TinySpec>> = {
+  '1b': { nEmbd: 2048, nLayer: 22, nHead: 32, nHeadKv: 4, nFf: 5632 },
+  '8b': { nEmbd: 4096, nLayer: 32, nHead: 32, nHeadKv: 8, nFf: 14336 },
+};
+const SEQ = 512, RANK = 16;
+const dir = join(tmpdir(), 'hone-bench-scale');
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/** the shape's Q4_K file, made on first use (seconds to make it, or 0 when cached) */
+function modelOf(shape: string): { path: string; seconds: number } {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `scale-${shape}-q4_k.gguf`);
+  if (existsSync(path)) return { path, seconds: 0 };
+  const t0 = performance.now();
+  makeTiny(`${path}.partial`, { ...SHAPES[shape], arch: 'llama', vocab: 'llama-bpe', type: 'q4_k', nCtx: 8192, tied: false }, { overwrite: true });
+  renameSync(`${path}.partial`, path);
+  return { path, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** one configuration in this process: load, then LoRA steps on random tokens; prints one JSON line */
+async function one(config: 'load' | 'memory' | 'streamed', path: string, steps: number) {
+  const engine = openEngine();
+  const header = modelHeader(path);
+  const t0 = performance.now();
+  const out: Record<string, number> = {};
+  const lora = new Lora(engine, header.hp, { rank: RANK, alpha: 2 * RANK, targets: MODULES });
+  lora.init(1);
+  const n = SEQ;
+  const tokens = Int32Array.from({ length: n + 1 }, (_, i) => (i * 7919) % header.hp.nVocab);
+  const window = { input: tokens.subarray(0, n), target: tokens.subarray(1), trained: new Uint8Array(n).fill(1) };
+  const cap = { train: n, eval: 1 };
+  let trainer: InMemoryTrainer | StreamingTrainer;
+  if (config === 'streamed') {
+    trainer = new StreamingTrainer(engine, header, lora, { batch: 1, seq: SEQ, capacity: cap, opt: OPTIMIZER_DEFAULTS, files: new AsyncFiles(8), direct: true, activations: Array(header.hp.nLayer).fill('keep') });
+  } else {
+    const model = LlamaModel.load(header, engine);
+    out.loadSeconds = (performance.now() - t0) / 1000;
+    if (config === 'load') { console.log(JSON.stringify({ ...out, peakRss: peakRss() })); return; }
+    trainer = new InMemoryTrainer(engine, model, lora, 1, SEQ, cap, OPTIMIZER_DEFAULTS);
+  }
+  const step = async () => { await trainer.accumulate([window], true); await trainer.step(1, 1e-4, 1); };
+  await step(); // graphs built, caches warm
+  const t1 = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  out.tokensPerSecond = (steps * n) / ((performance.now() - t1) / 1000);
+  console.log(JSON.stringify({ ...out, peakRss: peakRss() }));
+}
+
+export async function scaleBench(self: string) {
+  const shapes = (process.env.SCALE_SHAPES ?? '1b,8b').split(',');
+  const steps = Number(process.env.SCALE_STEPS ?? 2);
+  console.log(`Hone scale bench — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${new Date().toISOString().slice(0, 10)}; LoRA r=${RANK} on all seven modules, seq ${SEQ}, batch 1`);
+  for (const shape of shapes) {
+    const made = modelOf(shape);
+    const h = modelHeader(made.path).hp;
+    console.log(`${shape}: d ${h.nEmbd}, ${h.nLayer} layers, ${h.nHead}/${h.nHeadKv} heads, ff ${h.nFf}, vocabulary ${h.nVocab}, Q4_K ${gib(statSync(made.path).size)}${made.seconds ? `, made in ${made.seconds.toFixed(0)} s` : ' (cached)'}`);
+    for (const config of ['load', 'memory', 'streamed'] as const) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', self, 'one', config, made.path, String(steps)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+      const line = r.stdout.trim().split('\n').at(-1) ?? '';
+      if (r.status !== 0 || !line.startsWith('{')) { console.log(`  ${config}: failed (${r.status ?? r.signal}): ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`); continue; }
+      const x = JSON.parse(line);
+      const what = config === 'load' ? `load ${x.loadSeconds.toFixed(1)} s` : `LoRA ${config}: ${x.tokensPerSecond.toFixed(1)} tok/s${x.loadSeconds ? ` (load ${x.loadSeconds.toFixed(1)} s)` : ''}`;
+      console.log(`  ${what.padEnd(44)} peak RSS ${gib(x.peakRss)}`);
+    }
+  }
+}
+
+if (process.argv[2] === 'one') await one(process.argv[3] as 'load' | 'memory' | 'streamed', process.argv[4], Number(process.argv[5]));
+export const scaleSelf = fileURLToPath(import.meta.url);
