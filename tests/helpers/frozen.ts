@@ -5,6 +5,7 @@ import { Graph, GraphBuilder, allocStatic } from '../../electron/lab/engine/grap
 import { native } from '../../electron/lab/engine/native.js';
 import { T, ggmlTypeByName } from '../../electron/lab/engine/types.js';
 import { randn } from '../../electron/lab/model/tiny.js';
+import { headInputGrad } from '../../electron/lab/model/backward.js';
 
 /** max |Hone's dL/dx − Wᵀ R| relative to max |Wᵀ R| */
 export function inputGradError(engine: Engine, typeName: string): number {
@@ -42,3 +43,41 @@ export function inputGradError(engine: Engine, typeName: string): number {
   return err / scale;
 }
 
+
+/**
+ * The head's backward a vocabulary chunk at a time (model/backward.ts headInputGrad) against Wᵀ·R in
+ * float64, W [K, V] dequantized by ggml: max error relative to max |Wᵀ R|, chunked by `chunk` rows.
+ */
+export function headGradError(engine: Engine, typeName: string, chunk: number): number {
+  const type = ggmlTypeByName(typeName).id;
+  const K = 256, V = 1000, M = 3; // a head [K, V] (ggml order), dLogits [V, M]
+  const w = randn(4, K * V, 0.1);
+  const wq = type === T.F32 ? new Uint8Array(w.buffer) : native().quantize(type, w, V, K);
+  const wd = native().dequantize(type, wq, K * V);
+  const store = new GraphBuilder(8);
+  const W = store.tensor(type, [K, V], 'W');
+  const buf = allocStatic(engine, store, 'head chunk test');
+  W.set(wq);
+  const b = new GraphBuilder().on(engine);
+  const R = b.input(T.F32, [V, M], 'R');
+  const out = headInputGrad(b, W, R, chunk);
+  const graph = new Graph(engine, b, [out]);
+  const r = randn(5, V * M, 1);
+  R.set(r);
+  graph.compute();
+  const got = out.get();
+  let err = 0, scale = 0;
+  for (let m = 0; m < M; m++) {
+    for (let k = 0; k < K; k++) {
+      let s = 0;
+      for (let v = 0; v < V; v++) s += wd[v * K + k] * r[m * V + v];
+      err = Math.max(err, Math.abs(s - got[m * K + k]));
+      scale = Math.max(scale, Math.abs(s));
+    }
+  }
+  graph.free();
+  b.free();
+  store.free();
+  engine.native.freeBuffer(buf);
+  return err / scale;
+}

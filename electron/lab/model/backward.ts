@@ -3,7 +3,7 @@
 // frozen weights). ggml's autodiff stays the test oracle (tests/integration/backward.test.ts).
 // Shapes in ggml order ([ne0, ne1, ...]); n = T·B tokens, G = heads·B.
 import { attnSumReady, int8Ready, type GraphBuilder, type Tensor } from '../engine/graph.js';
-import { T as TYPES } from '../engine/types.js';
+import { T as TYPES, rowBytes } from '../engine/types.js';
 import { addGrad, type Grads, type TrainedLinear } from './linear.js';
 import { blockForward, embed, headLoss, ropeOf, type BlockActs, type ForwardInputs, type Hparams, type Layer, type LossInputs, type Module, type Weights } from './llama.js';
 
@@ -58,6 +58,34 @@ export function inputGrad(b: GraphBuilder, W: Tensor, dy: Tensor, residual = tru
   if (packT && int8Ready(dy)) return b.int8MatMul(packT, dy, W.shape[0], residual);
   if (b.blas && dy.shape[2] === 1 && dy.shape[3] === 1) return b.outProd(W.type === TYPES.F32 ? W : b.cast(W, TYPES.F32), b.transpose(dy));
   return b.mulMat(weightT(b, W), dy);
+}
+
+/** the most bytes of the head that its backward copies to F32 at once (a vocabulary chunk) */
+export const HEAD_CHUNK_BYTES = 64 * 2 ** 20;
+
+/** the vocabulary rows of one chunk of a head [d, V] in its backward: all of V when the copy fits */
+export const headChunkRows = (d: number, nVocab: number) => Math.max(1, Math.min(nVocab, Math.floor(HEAD_CHUNK_BYTES / (4 * d))));
+
+/**
+ * dH = Wᵀ·dLogits through the head W [d, V], dLogits [V, m] → [d, m], a chunk of the vocabulary at
+ * a time: the F32 copy of W the product reads (ggml's transposed copy, or BLAS's outer product of a
+ * dequantized W) then holds `chunk` × d × 4 bytes, not d × V × 4 (2 GB at Llama-3-8B's vocabulary).
+ * The chunks' copies are temporaries one after another, which ggml's allocator lays in the same
+ * memory. An int8 pack of Wᵀ (VNNI CPUs) is read whole: it is the copy already.
+ */
+export function headInputGrad(b: GraphBuilder, W: Tensor, dLogits: Tensor, chunk = headChunkRows(W.shape[0], W.shape[1])): Tensor {
+  const [d, V] = W.shape, m = dLogits.shape[1];
+  if (chunk >= V || b.int8?.get(W)?.wT) return inputGrad(b, W, dLogits, false);
+  const row = rowBytes(W.type, d);
+  let sum: Tensor | null = null;
+  for (let c0 = 0; c0 < V; c0 += chunk) {
+    const n = Math.min(chunk, V - c0);
+    const Wc = b.view(W, [d, n], [row], c0 * row); // vocabulary rows c0… of the head, in its own type
+    const dy = b.cont(b.view(dLogits, [n, m], [V * 4], c0 * 4)); // [n, m]
+    const part = inputGrad(b, Wc, dy, false);
+    sum = sum ? b.add(sum, part) : part;
+  }
+  return sum!;
 }
 
 /** dx of the linear (frozen or trained) given dy [out, n]; method gradients go to `grads`. x: [in, n] */
@@ -175,7 +203,7 @@ export function headBackward(b: GraphBuilder, hp: Hparams, w: Pick<Weights, 'out
   const [V, m] = probs.shape;
   const dLogits = b.reshape(b.setRows(b.reshape(probs, 1, V * m), b.scaleBias(pTarget, 1, -1), loss.labelIndex), V, m); // [V, m]
   // one int8 term for the head's dLogits (p − 1 at the target): a second one did not move the loss
-  const dH = b.mul(inputGrad(b, w.output, dLogits, false), loss.weight); // [d, m]
+  const dH = b.mul(headInputGrad(b, w.output, dLogits), loss.weight); // [d, m]
   if (opts.full) addGrad(b, grads, w.output, b.outProd(b.mul(h, loss.weight), dLogits)); // [d, V]
   if (opts.full || opts.norms) {
     if (w.outputBias) addGrad(b, grads, w.outputBias, b.reshape(sumCols(b, b.mul(dLogits, loss.weight)), w.outputBias.shape[0]));

@@ -5,6 +5,7 @@
 // recomputed — and the step time that costs. Pure: no I/O here (offload/measure.ts measures rates).
 import type { GgufFile } from '../model/gguf.js';
 import type { Hparams } from '../model/llama.js';
+import { headChunkRows } from '../model/backward.js';
 
 export interface Rates {
   /** bytes/s */
@@ -110,10 +111,9 @@ export function planMemory(p: PlanInput): MemoryPlan {
   // backward's input gradients through BLAS) — measured: ~175 MiB for d 1024, ff 2816, 48 tokens
   const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
   const computeBuffers = 4 * (3 * act + 3 * F32 * largest);
-  // the head's backward multiplies by an F32 copy of a head stored in another type (BLAS's outer
-  // product, or ggml's transposed copy): measured 131 MiB for an F16 32000 × 1024 head
-  const head = file.tensors.find((t) => t.name === 'output.weight') ?? file.tensors.find((t) => t.name === 'token_embd.weight')!;
-  const headCopy = full || head.type === 0 ? 0 : F32 * count(head);
+  // the head's backward multiplies by an F32 copy of the head (BLAS's outer product of a dequantized
+  // head, or ggml's transposed copy), a vocabulary chunk at a time (model/backward.ts headInputGrad)
+  const headCopy = full ? 0 : F32 * hp.nEmbd * headChunkRows(hp.nEmbd, hp.nVocab);
   const fixedDevice = (full ? residentTrainable : otherBytes) + logits + window + boundary * 2 + computeBuffers + headCopy;
   let trainHome: 'device' | 'ram' | 'ssd' = p.training === 'adapter' ? 'device' : 'ram';
   let deviceUse = fixedDevice + (trainHome === 'device' ? trainableBytes : 0);
