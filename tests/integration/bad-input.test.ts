@@ -299,7 +299,7 @@ describe('the bad-input catalogue', () => {
   // ---- make-tiny's sizes
   for (const [flags, says] of [
     [['--embd', '0'], /--embd must be a whole number from 1/], [['--ff=-5'], /--ff must be a whole number from 1/], [['--layers', '1.5'], /--layers must be a whole number/],
-    [['--embd', '65536'], /more than 2\^30 weights/], [['--embd', '10', '--heads', '3'], /embedding 10 is not divisible by 3 heads/], [['--type', 'q9_9'], /unknown weight type "q9_9"/],
+    [['--embd', '65536'], /a 7\.8 GiB tensor, more than the 4 GiB make-tiny builds at once/], [['--embd', '10', '--heads', '3'], /embedding 10 is not divisible by 3 heads/], [['--type', 'q9_9'], /unknown weight type "q9_9"/],
   ] as [string[], RegExp][]) cases.push({ name: `make-tiny: ${flags.join(' ')}`, args: ['make-tiny', '--out', at(`tiny-${flags.join('')}.gguf`), ...flags], says });
 
   it(`has at least 100 cases (${cases.length})`, () => {

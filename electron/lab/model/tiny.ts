@@ -3,7 +3,6 @@
 // any weight type ggml can quantize to. Tests and the demo use it.
 import { GgufValueType, readGguf, type GgufValue } from './gguf.js';
 import { availableParallelism } from 'node:os';
-import { constants as bufferConstants } from 'node:buffer';
 import { VOCABS, vocabPath, type VocabName } from './vocab.js';
 import { kv, writeGguf, type GgufTensorOut } from './gguf-writer.js';
 import { native } from '../engine/native.js';
@@ -101,9 +100,9 @@ export function makeTiny(path: string, partial: Partial<TinySpec> = {}, opts: { 
   for (const [k, v] of Object.entries(unit.tinyMeta?.(nLayer) ?? {})) md.set(`${arch}.${k}`, v);
   for (const [k, v] of vocabFile.metadata) if (k.startsWith('tokenizer.')) md.set(k, v);
   const nVocab = (vocabFile.metadata.get('tokenizer.ggml.tokens')!.value as unknown[]).length;
-  // each tensor's bytes are built in memory at once, in one buffer
+  // each tensor's bytes are built in memory at once, in one buffer of at most 4 GiB
   const largest = Math.max(nFf, nVocab) * rowBytes(wtype.id, d);
-  if (largest > bufferConstants.MAX_LENGTH) throw new Error(`a model of embedding ${d}, feed-forward ${nFf} and ${nVocab} tokens has a tensor of ${largest} bytes, more than make-tiny builds in one buffer: choose a smaller --embd or --ff`);
+  if (largest > 2 ** 32) throw new Error(`a model of embedding ${d}, feed-forward ${nFf} and ${nVocab} tokens has a ${(largest / 2 ** 30).toFixed(1)} GiB tensor, more than the 4 GiB make-tiny builds at once: choose a smaller --embd or --ff`);
   md.set(`${arch}.vocab_size`, kv.u32(nVocab));
   const template = VOCABS[spec.vocab].template;
   if (unit.tiny.template && spec.vocab === unit.tiny.vocab) md.set('tokenizer.chat_template', kv.str(unit.tiny.template));
