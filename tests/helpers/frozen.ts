@@ -26,20 +26,25 @@ export function inputGradError(engine: Engine, typeName: string): number {
   const r = randn(3, N * M, 1);
   R.set(r);
   graph.compute();
-  const gx = graph.grad(x).get();
-  let err = 0, scale = 0;
-  for (let m = 0; m < M; m++) {
-    for (let k = 0; k < K; k++) {
-      let s = 0;
-      for (let n = 0; n < N; n++) s += wd[n * K + k] * r[m * N + n];
-      err = Math.max(err, Math.abs(s - gx[m * K + k]));
-      scale = Math.max(scale, Math.abs(s));
-    }
-  }
+  const error = transposedProductError(wd, r, graph.grad(x).get(), K, N, M);
   graph.free();
   b.free();
   engine.native.freeBuffer(buf);
   store.free();
+  return error;
+}
+
+/** max |got − Wᵀ·R| relative to max |Wᵀ·R|, in float64: W [K, N] (ggml order), R [N, M], got [K, M] */
+function transposedProductError(w: Float32Array, r: Float32Array, got: Float32Array, K: number, N: number, M: number): number {
+  let err = 0, scale = 0;
+  for (let m = 0; m < M; m++) {
+    for (let k = 0; k < K; k++) {
+      let s = 0;
+      for (let n = 0; n < N; n++) s += w[n * K + k] * r[m * N + n];
+      err = Math.max(err, Math.abs(s - got[m * K + k]));
+      scale = Math.max(scale, Math.abs(s));
+    }
+  }
   return err / scale;
 }
 
@@ -65,19 +70,10 @@ export function headGradError(engine: Engine, typeName: string, chunk: number): 
   const r = randn(5, V * M, 1);
   R.set(r);
   graph.compute();
-  const got = out.get();
-  let err = 0, scale = 0;
-  for (let m = 0; m < M; m++) {
-    for (let k = 0; k < K; k++) {
-      let s = 0;
-      for (let v = 0; v < V; v++) s += wd[v * K + k] * r[m * V + v];
-      err = Math.max(err, Math.abs(s - got[m * K + k]));
-      scale = Math.max(scale, Math.abs(s));
-    }
-  }
+  const error = transposedProductError(wd, r, out.get(), K, V, M);
   graph.free();
   b.free();
   store.free();
   engine.native.freeBuffer(buf);
-  return err / scale;
+  return error;
 }
