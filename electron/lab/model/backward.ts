@@ -119,7 +119,7 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
     return b.rmsNormBack(b.mul(dy, g), o, hp.rmsEps);
   };
   // feed-forward: out = x1 + post(Wd·(act(gate) ⊙ up)), gate = Wg·h2, up = Wu·h2, h2 = rms(x1) ⊙ g2
-  const dFo = cb(postNormBack(dOut, s.fo, L.postFfnNorm), 'ffn_out');
+  const dFo = L.postFfnNorm ? cb(postNormBack(dOut, s.fo, L.postFfnNorm), 'ffn_out') : dOut; // (naming dOut would rename the block after's d_inp)
   const dAct = cb(linearBack(b, L.wDown, s.act, dFo, lora(il, 'down'), grads), 'ffn_act');
   const gelu = hp.math.act === 'gelu';
   const dGate = gelu ? b.mul(b.mul(dAct, s.up), geluGrad(b, s.gate)) : b.siluBack(b.mul(dAct, s.up), s.gate);
@@ -128,7 +128,7 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
   const dX1 = cb(b.add(dOut, b.rmsNormBack(b.mul(dH2, L.ffnNorm), s.x1, hp.rmsEps)), 'ffn_inp');
 
   // attention: x1 = x + post(Wo·attn)
-  const dAo = cb(postNormBack(dX1, s.ao, L.postAttnNorm), 'attn_out');
+  const dAo = L.postAttnNorm ? cb(postNormBack(dX1, s.ao, L.postAttnNorm), 'attn_out') : dX1;
   const dAttn = cb(linearBack(b, L.wo, s.attn, dAo, lora(il, 'o'), grads), 'kqv_out'); // [hd·heads, n]
   const dO = b.reshape(b.cont(b.permute(b.reshape(dAttn, hd, nHead, nTokens, nSeq), 0, 2, 1, 3)), hd, nTokens, nHead * nSeq); // [hd, T_q, G]
   const kernel = attnSumReady(b, hd);
