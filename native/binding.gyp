@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "hone",
-      "sources": ["src/hone.cc", "src/io.cc", "<!@(node -p \"process.env.HONE_BLAS_SRC || ''\")"],
+      "sources": ["src/hone.cc", "src/io.cc", "src/compress.cc", "<!@(node -p \"process.env.HONE_BLAS_SRC || ''\")"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!(node -p \"process.env.HONE_GGML_INCLUDE\")",

@@ -55,7 +55,7 @@ const blasHeaders = process.platform === 'linux' && process.env.HONE_BLAS !== '0
     .find((d) => existsSync(join(d, 'cblas.h')) && existsSync(join(d, 'openblas_config.h')))
   : undefined;
 
-const sources = ['src/hone.cc', 'src/q8_gemm.h', 'src/outer_kernel.h', 'src/io.cc', 'binding.gyp', 'build.mjs', 'paths.mjs'].map((f) => readFileSync(join(here, f)));
+const sources = ['src/hone.cc', 'src/q8_gemm.h', 'src/outer_kernel.h', 'src/io.cc', 'src/compress.cc', 'binding.gyp', 'build.mjs', 'paths.mjs'].map((f) => readFileSync(join(here, f)));
 const stamp = createHash('sha256').update(Buffer.concat([...sources, Buffer.from(`${tag}|${bins}|${process.version}|blas:${blasHeaders ?? ''}`)])).digest('hex');
 // llama.cpp's test vocabularies (make-tiny's tokenizers) out of the same bundle now, while git can
 // be spawned cheaply: a test process holding gigabytes may fail to fork it later (ENOMEM)

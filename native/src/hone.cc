@@ -3,7 +3,8 @@
 // JavaScript builds graphs once (electron/lab/model) and computes them many times; this file only
 // forwards to ggml. Tensors cross the boundary as Napi::External<ggml_tensor>, valid while the
 // Context that made them lives. Nothing here loops over elements except the file loader, the
-// packing of Q8_0 weights, and the CPU kernels of q8_gemm.h and outer_kernel.h.
+// packing of Q8_0 weights, and the CPU kernels of q8_gemm.h and outer_kernel.h (compress.cc holds
+// the compression kernels that no graph can express).
 
 #include <napi.h>
 
@@ -31,6 +32,7 @@
 
 namespace hone {
 void InitIo(Napi::Env env, Napi::Object exports);  // io.cc: asynchronous file I/O
+void InitCompress(Napi::Env env, Napi::Object exports);  // compress.cc: learned codes' block kernel
 }
 
 namespace {
@@ -878,6 +880,19 @@ Napi::Value TensorGet(const Napi::CallbackInfo &info) {
     return out;
 }
 
+Napi::Value TensorRead(const Napi::CallbackInfo &info) {
+    // tensorRead(t, first, count) -> Float32Array: elements [first, first + count) of a contiguous F32
+    // tensor (a slab of a large one, without reading the rest back)
+    Napi::Env env = info.Env();
+    ggml_tensor *t = Allocated(info[0]);
+    int64_t first = info[1].As<Napi::Number>().Int64Value(), count = info[2].As<Napi::Number>().Int64Value();
+    if (t->type != GGML_TYPE_F32 || !ggml_is_contiguous(t)) throw Napi::Error::New(env, std::string("tensorRead: needs a contiguous F32 tensor: ") + t->name);
+    if (first < 0 || count < 0 || first + count > ggml_nelements(t)) throw Napi::RangeError::New(env, std::string("tensorRead: range outside ") + t->name);
+    Napi::Float32Array out = Napi::Float32Array::New(env, count);
+    ggml_backend_tensor_get(t, out.Data(), first * 4, count * 4);
+    return out;
+}
+
 Napi::Value TensorCopy(const Napi::CallbackInfo &info) {
     // tensorCopy(src, dst): src's bytes into dst (same type and shape; any buffers, any devices)
     ggml_tensor *src = Allocated(info[0]), *dst = Allocated(info[1]);
@@ -1093,6 +1108,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     hone::InitIo(env, exports);
+    hone::InitCompress(env, exports);
     ggml_log_set(log_callback, nullptr);
     ggml_set_abort_callback(abort_callback);
     exports.Set("loadBackends", Napi::Function::New(env, LoadBackends));
@@ -1113,6 +1129,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
     exports.Set("tensorGet", Napi::Function::New(env, TensorGet));
     exports.Set("tensorLoadFile", Napi::Function::New(env, TensorLoadFile));
     exports.Set("tensorCopy", Napi::Function::New(env, TensorCopy));
+    exports.Set("tensorRead", Napi::Function::New(env, TensorRead));
     exports.Set("Context", Context::Init(env));
     exports.Set("Backend", Backend::Init(env));
     exports.Set("Graph", Graph::Init(env));

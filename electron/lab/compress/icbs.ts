@@ -15,8 +15,15 @@
 // The solver is simulated annealing with swap moves (one pruned ↔ one kept, so Σx stays k), β from
 // 1e-3 to 100 geometrically ×1.1 with one sweep per stage, restarts, best state kept; the QUBO is
 // scaled by 1/mean|Q_ij ≠ 0| first (the reference code also zeroes entries ≤ 1e-12, which drops every
-// negative coupling; Hone keeps them).
+// negative coupling; Hone keeps them). H couples only weights of one row, so blocks in different rows
+// are independent: the layer's rows are split over threads, each with its own blocks, tabu list and
+// random stream (native/src/compress.cc runs the blocks; annealCardinality below is the same
+// annealer in TypeScript, for tests against exhaustive search).
 import { Rng } from '../data/pack.js';
+import { native } from '../engine/native.js';
+import type { Engine } from '../engine/backend.js';
+import { LayerCurvature } from './learn-codes.js';
+import { kthSmallest } from './prune.js';
 
 export interface IcbsOptions {
   /** keep an N:M pattern: blocks are whole groups of m inputs, swaps stay inside a group */
@@ -118,100 +125,59 @@ export interface IcbsLayerResult {
   keep: Uint8Array;
   /** layer output error after each epoch (index 0: the initial mask) */
   errors: number[];
-  /** predicted (energy) and actual change of L of every accepted move */
+  /** predicted (energy) and actual change of L of every accepted move (actual: with actualCheck) */
   moves: { predicted: number; actual: number }[];
 }
 
+/** blocks per native call: the job can be cancelled between calls */
+const BLOCKS_PER_CALL = 4096;
+
 /**
  * Improves the keep-mask of one layer. w0 [rows, cols] dense weights, H [cols, cols], scores (for
- * block selection; Wanda's), keep the initial mask (not modified). `actualCheck` recomputes L after
- * each move (tests).
+ * block selection; Wanda's), keep the initial mask (not modified). The blocks run natively
+ * (native/src/compress.cc), rows split over the engine's threads; G = (w − w0)·H starts as one
+ * product on the engine. `actualCheck` recomputes L after each move, on one thread (tests).
  */
-export function icbsLayer(w0: Float32Array, rows: number, cols: number, H: Float64Array, scores: Float32Array, keep0: Uint8Array, opt: IcbsOptions, opts: { actualCheck?: boolean; signal?: AbortSignal } = {}): IcbsLayerResult {
+export function icbsLayer(engine: Engine, w0: Float32Array, rows: number, cols: number, H: Float32Array, scores: Float32Array, keep0: Uint8Array, opt: IcbsOptions, opts: { actualCheck?: boolean; signal?: AbortSignal } = {}): IcbsLayerResult {
   const keep = Uint8Array.from(keep0);
-  const rng = new Rng(opt.seed);
   const N = rows * cols;
-  // G = (w − w0) H per row; w − w0 = −w0 on pruned entries
-  const G = new Float64Array(N);
-  const addRow = (r: number, i: number, d: number) => { const o = r * cols, hi = i * cols; for (let j = 0; j < cols; j++) G[o + j] += d * H[hi + j]; };
-  for (let r = 0; r < rows; r++) for (let i = 0; i < cols; i++) if (!keep[r * cols + i]) addRow(r, i, -w0[r * cols + i]);
-  const error = () => { let s = 0; for (let k = 0; k < N; k++) if (!keep[k]) s += -w0[k] * G[k]; return s; };
-  // fixed sets: ranks within the initial pruned / kept sets
-  const fixed = new Uint8Array(N);
-  const pruned0 = [...Array(N).keys()].filter((k) => !keep0[k]).sort((a, b) => scores[a] - scores[b]);
-  const kept0 = [...Array(N).keys()].filter((k) => keep0[k]).sort((a, b) => scores[b] - scores[a]);
-  for (const k of pruned0.slice(0, Math.floor(opt.fixPruned * pruned0.length))) fixed[k] = 1;
-  for (const k of kept0.slice(0, Math.floor(opt.fixKept * kept0.length))) fixed[k] = 1;
-  const candidates = N - fixed.reduce((a, b) => a + b, 0);
-  const tabuCap = Math.floor(opt.tabuFraction * candidates);
-  const tabu: number[] = [], inTabu = new Uint8Array(N);
-  const n = opt.blockSize, half = n >> 1, gs = opt.groupSize ?? 0;
-  if (gs) fixed.fill(0); // N:M: every group may be revisited
-  // rows per block: enough candidates for n, so that the block's weights share rows (H couples a row's weights)
-  const rowsPerBlock = Math.max(1, Math.min(rows, Math.ceil((4 * n * rows) / Math.max(1, candidates))));
-  const blocksPerEpoch = Math.max(1, Math.ceil((opt.passes * N) / n));
+  // G = (w − w0)·H, w − w0 = −w0 on pruned entries
+  const E = new Float32Array(N);
+  for (let k = 0; k < N; k++) if (!keep[k]) E[k] = -w0[k];
+  const c = new LayerCurvature(engine, H, rows, cols);
+  let G: Float32Array;
+  try { G = c.rowProduct(E); } finally { c.free(); }
+  const error = () => { let s = 0; for (let k = 0; k < N; k++) if (!keep[k]) s -= w0[k] * G[k]; return s; };
+  const gs = opt.groupSize ?? 0;
+  const fixed = gs ? new Uint8Array(N) : fixedWeights(scores, keep0, opt.fixPruned, opt.fixKept); // N:M: every group may be revisited
+  const blocks = Math.max(1, Math.ceil((opt.passes * N) / opt.blockSize));
   const errors = [error()];
   const moves: IcbsLayerResult['moves'] = [];
-  const Q = new Float64Array(n * n);
   for (let ep = 0; ep < opt.epochs; ep++) {
-    for (let blk = 0; blk < blocksPerEpoch; blk++) {
+    for (let done = 0, call = 0; done < blocks; done += BLOCKS_PER_CALL, call++) {
       opts.signal?.throwIfAborted();
-      const r0 = Math.floor(rng.next() * (rows - rowsPerBlock + 1));
-      let block: number[];
-      if (gs) {
-        // whole groups, those holding the highest-scoring pruned weights first
-        const cand: [number, number][] = [];
-        for (let g = r0 * cols; g < (r0 + rowsPerBlock) * cols; g += gs) {
-          if (inTabu[g]) continue;
-          let top = -Infinity;
-          for (let k = g; k < g + gs; k++) if (!keep[k]) top = Math.max(top, scores[k]);
-          cand.push([g, top]);
-        }
-        cand.sort((a, b) => b[1] - a[1]);
-        const chosen = cand.slice(0, Math.max(1, Math.floor(n / gs)));
-        block = chosen.flatMap(([g]) => Array.from({ length: gs }, (_, t) => g + t));
-      } else {
-        const pr: number[] = [], kp: number[] = [];
-        for (let k = r0 * cols; k < (r0 + rowsPerBlock) * cols; k++) if (!fixed[k] && !inTabu[k]) (keep[k] ? kp : pr).push(k);
-        pr.sort((a, b) => scores[b] - scores[a]);
-        kp.sort((a, b) => scores[a] - scores[b]);
-        const kq = Math.min(half, pr.length), kk = Math.min(n - kq, kp.length);
-        if (kq === 0 || kk === 0) continue;
-        block = [...pr.slice(0, kq), ...kp.slice(0, kk)];
-      }
-      const m = block.length;
-      // Q = ½ D H' D + diag(−D g − D H' a) with H' = 2H on same-row pairs, g = 2G, a = w0·[pruned]
-      Q.fill(0, 0, m * m);
-      for (let p = 0; p < m; p++) {
-        const kp_ = block[p], rp = (kp_ / cols) | 0, ip = kp_ % cols;
-        let lin = -w0[kp_] * 2 * G[kp_];
-        for (let q = 0; q < m; q++) {
-          const kq_ = block[q];
-          if (((kq_ / cols) | 0) !== rp) continue;
-          const h = H[ip * cols + (kq_ % cols)];
-          Q[p * m + q] = w0[kp_] * w0[kq_] * h;
-          if (!keep[kq_]) lin -= w0[kp_] * 2 * h * w0[kq_];
-        }
-        Q[p * m + p] += lin;
-      }
-      const x0 = Uint8Array.from(block, (k) => (keep[k] ? 0 : 1));
-      const sub = m === n ? Q : Q.subarray(0, m * m);
-      let e0 = 0;
-      for (let p = 0; p < m; p++) if (x0[p]) for (let q = 0; q < m; q++) if (x0[q]) e0 += sub[p * m + q];
-      const { x, energy } = annealCardinality(sub, m, x0, rng, opt.restarts, gs);
-      for (const k of block) { tabu.push(k); inTabu[k] = 1; }
-      while (tabu.length > tabuCap) inTabu[tabu.shift()!] = 0;
-      if (!(energy < e0 - 1e-12 * Math.abs(e0))) continue;
-      const before = opts.actualCheck ? error() : 0;
-      for (let p = 0; p < m; p++) {
-        if (x[p] === x0[p]) continue;
-        const k = block[p], r = (k / cols) | 0, i = k % cols;
-        keep[k] = x[p] ? 0 : 1;
-        addRow(r, i, x[p] ? -w0[k] : w0[k]); // w − w0 changes by −w0 (pruned) or +w0 (restored)
-      }
-      moves.push({ predicted: energy - e0, actual: opts.actualCheck ? error() - before : NaN });
+      const r = native().icbsEpoch({
+        w0, h: H, g: G, scores, keep, fixed, rows, cols, blockSize: opt.blockSize, groupSize: gs, blocks: Math.min(BLOCKS_PER_CALL, blocks - done),
+        restarts: opt.restarts, tabuFraction: opt.tabuFraction, seed: (opt.seed + 7919 * ep + 104729 * call) >>> 0, threads: engine.threads, check: !!opts.actualCheck,
+      });
+      for (let i = 0; i < r.length; i += 2) moves.push({ predicted: r[i], actual: r[i + 1] });
     }
     errors.push(error());
   }
   return { keep, errors, moves };
+}
+
+/** the weights no block revisits: the lowest-scoring `fixPruned` of the pruned ones, the highest-
+ *  scoring `fixKept` of the kept ones (ties at a threshold go with it) */
+export function fixedWeights(scores: Float32Array, keep: Uint8Array, fixPruned: number, fixKept: number): Uint8Array {
+  const N = scores.length;
+  let nPruned = 0;
+  for (let k = 0; k < N; k++) nPruned += keep[k] ? 0 : 1;
+  const pruned = new Float32Array(nPruned), kept = new Float32Array(N - nPruned);
+  for (let k = 0, a = 0, b = 0; k < N; k++) if (keep[k]) kept[b++] = scores[k]; else pruned[a++] = scores[k];
+  const fp = Math.floor(fixPruned * pruned.length), fk = Math.floor(fixKept * kept.length);
+  const low = fp ? kthSmallest(pruned, fp - 1) : -Infinity, high = fk ? kthSmallest(kept, kept.length - fk) : Infinity;
+  const fixed = new Uint8Array(N);
+  for (let k = 0; k < N; k++) fixed[k] = (!keep[k] && scores[k] <= low) || (keep[k] && scores[k] >= high) ? 1 : 0;
+  return fixed;
 }

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { makeFolder } from '../store/folders.js';
 import { basename, dirname, join, resolve } from 'node:path';
-import { openEngine } from '../engine/backend.js';
+import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset } from '../data/dataset.js';
 import { fileKind } from '../data/read.js';
 import { readGguf, type GgufTensorInfo } from '../model/gguf.js';
@@ -17,7 +17,7 @@ import { exportMergedGguf, stopStrings, withTrainedRun } from '../export/run-exp
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { TRAIN_DEFAULTS, runTraining, type TrainConfig, type TrainEvent } from '../tune/run.js';
 import { MODULES } from '../tune/adapter.js';
-import { calibrate, gramOf, inputNormSq, linearOf, type Calibration } from './calibrate.js';
+import { calibrate, linearOf, type Calibration } from './calibrate.js';
 import { ICBS_DEFAULTS, icbsLayer, type IcbsOptions } from './icbs.js';
 import { readMasks, writeMasks } from '../model/masks.js';
 import { encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
@@ -188,12 +188,18 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       return perplexity(model, heldOut.slice(0, cfg.evalTokens), cfg.calibSeq, (d, t) => emit({ type: 'progress', stage: 'evaluate', done: d, total: t }), opts.signal).perplexity;
     } finally { model.free(); }
   };
-  const calibrateOn = async (path: string): Promise<Calibration> => {
+  /** statistics of `path`'s layer inputs (full: whole matrices, walked block by block as asked for);
+   *  free them when the stage is done */
+  const calibrateOn = async (path: string, full: boolean): Promise<Calibration> => {
     const { sequences } = await data(path);
     const model = LlamaModel.load(path, engine);
     try {
-      return calibrate(model, sequences, { signal: opts.signal, onProgress: (d, t) => emit({ type: 'progress', stage: 'calibrate', done: d, total: t }) });
-    } finally { model.free(); }
+      return calibrate(model, sequences, { full, ownsModel: true, signal: opts.signal, onProgress: (d, t) => emit({ type: 'progress', stage: 'calibrate', done: d, total: t }) });
+    } catch (e) { model.free(); throw e; }
+  };
+  const withCalibration = async <X>(path: string | undefined, full: boolean, f: (c: Calibration | undefined) => X | Promise<X>): Promise<X> => {
+    const c = path ? await calibrateOn(path, full) : undefined;
+    try { return await f(c); } finally { c?.free(); }
   };
   const stage = async (name: StageName, file: string, work: (rec: StageRecord) => Promise<void>): Promise<string> => {
     const prev = done(name);
@@ -233,7 +239,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       current = await stage('prune', join(out, 'stage-pruned.gguf'), async (rec) => {
         const f = readGguf(src), hp = hparamsOf(f);
         checkStructured(f, hp);
-        const plan = planStructured(f, hp, await calibrateOn(src), { ffn: cfg.sparsity, heads: cfg.heads });
+        const plan = await withCalibration(src, false, (c) => planStructured(f, hp, c!, { ffn: cfg.sparsity, heads: cfg.heads }));
         writeStructured(src, rec.file, plan, { signal: opts.signal, onTensor: (d, t, what) => emit({ type: 'progress', stage: 'prune', done: d, total: t, what }) });
         rec.structure = { nFf: plan.nFf, nHead: plan.nHead, nHeadKv: plan.nHeadKv };
       });
@@ -242,10 +248,9 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       masksPath = join(out, 'masks.gguf');
       const src = current;
       current = await stage('prune', join(out, 'stage-pruned.gguf'), async (rec) => {
-        const calib = score === 'wanda' ? await calibrateOn(src) : undefined;
         rmSync(masksPath!, { force: true });
-        const icbs = cfg.prune === 'icbs' ? { ...ICBS_DEFAULTS, ...cfg.icbs, seed: cfg.seed, groupSize: cfg.pattern === 'unstructured' ? undefined : Number(cfg.pattern.split(':')[1]) } : undefined;
-        const r = pruneModel(src, rec.file, masksPath!, score, patternOf(cfg), calib, opts, icbs);
+        const icbs = cfg.prune === 'icbs' ? { ...ICBS_DEFAULTS, ...cfg.icbs, seed: cfg.seed, groupSize: cfg.pattern === 'unstructured' ? undefined : Number(cfg.pattern.split(':')[1]), engine } : undefined;
+        const r = await withCalibration(score === 'wanda' ? src : undefined, !!icbs, (calib) => pruneModel(src, rec.file, masksPath!, score, patternOf(cfg), calib, opts, icbs));
         rec.sparsity = r.sparsity;
         if (icbs) rec.icbsErrors = r.icbsErrors;
       });
@@ -262,11 +267,11 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     const final = join(out, `${basename(cfgIn.model).replace(/\.gguf$/, '')}-${compressTag(cfg)}.gguf`);
     const src = current;
     await stage('quantize', final, async (rec) => {
-      const calibration = quantNeedsCalibration(cfg.quant) || (cfg.quant.startsWith('nupes') && cfg.calib) ? await calibrateOn(src) : undefined;
-      rec.layers = quantizeModel(readGguf(src), final, cfg.quant, {
-        calibration, masks: masksPath ? readMasks(masksPath) : undefined, signal: opts.signal,
+      const calibrated = quantNeedsCalibration(cfg.quant) || (cfg.quant.startsWith('nupes') && !!cfg.calib);
+      rec.layers = await withCalibration(calibrated ? src : undefined, true, (calibration) => quantizeModel(readGguf(src), final, cfg.quant, {
+        calibration, engine, masks: masksPath ? readMasks(masksPath) : undefined, signal: opts.signal,
         onTensor: (d, t, what) => emit({ type: 'progress', stage: 'quantize', done: d, total: t, what }),
-      });
+      }));
     });
     const files = [final];
     if (!cfg.quant.startsWith('nupes')) files.push(writeModelfile(out, final));
@@ -282,13 +287,13 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
  * Prunes every block linear of `src` into `dst` (F32) and writes the masks; with `icbs`, the masks
  * are then improved by iCBS against each layer's calibration Gram. Returns the sparsity reached.
  */
-export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions): { sparsity: number; icbsErrors?: number[] } {
+export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions & { engine: Engine }): { sparsity: number; icbsErrors?: number[] } {
   if (icbs && !calib) throw new Error('iCBS needs calibration statistics');
   const icbsErrors: number[] = [];
   const src = readGguf(srcPath);
   const masks: { name: string; shape: number[]; keep: Uint8Array }[] = [];
   let pruned = 0, total = 0;
-  const scoresOf = (info: GgufTensorInfo, w: Float32Array) => pruneScores(w, info.shape[1], info.shape[0], score, calib && inputNormSq(calib, info.name));
+  const scoresOf = (info: GgufTensorInfo, w: Float32Array) => pruneScores(w, info.shape[1], info.shape[0], score, calib?.normSq(info.name));
   // a global target: one threshold over every block linear's scores (all in memory for this pass)
   const global = pattern.kind === 'unstructured' && pattern.per === 'global'
     ? globalThreshold(src.tensors.filter((t) => linearOf(t.name)).map((t) => scoresOf(t, readValues(src, t))), pattern.sparsity) : undefined;
@@ -302,7 +307,7 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
         const scores = scoresOf(info, w);
         let keep = global !== undefined ? maskBelow(scores, global) : pruneMask(scores, rows, cols, pattern);
         if (icbs) {
-          const r = icbsLayer(w, rows, cols, gramOf(calib!, info.name).h, scores, keep, icbs, { signal: opts.signal });
+          const r = icbsLayer(icbs.engine, w, rows, cols, calib!.gram(info.name).h, scores, keep, icbs, { signal: opts.signal });
           keep = r.keep;
           r.errors.forEach((e, i) => (icbsErrors[i] = (icbsErrors[i] ?? 0) + e));
         }

@@ -5,9 +5,10 @@ import { T, ggmlTypeName } from '../engine/types.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
 import { NUPES_BITS_KEY, nupesExponentName, nupesScaleName, packNibbles } from '../model/nupes-weights.js';
 import { kv } from '../model/gguf-writer.js';
-import { gramOf, linearOf, type Calibration } from './calibrate.js';
-import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, roundHalf, type LearnableType } from './grid.js';
-import { learnCodes, outputError } from './learn-codes.js';
+import { linearOf, type Calibration } from './calibrate.js';
+import { LEARNABLE_TYPES, gridValues, hasOwnScale, packGrid, referenceQuantize, type LearnableType } from './grid.js';
+import { LayerCurvature } from './learn-codes.js';
+import type { Engine } from '../engine/backend.js';
 import { f32Bytes, encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
 import { powerGrid, searchExponentData, searchExponentDataFree } from './nupes.js';
 import { applyMask } from './prune.js';
@@ -32,6 +33,8 @@ export interface LayerReport {
 
 export interface QuantizeOptions {
   calibration?: Calibration;
+  /** where learned codes' products run (needed with a calibration) */
+  engine?: Engine;
   /** per weight: 1 where the weight is pruned-and-must-stay-zero is 0 in the mask (keep = 1) */
   masks?: Map<string, Uint8Array>;
   signal?: AbortSignal;
@@ -46,6 +49,13 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
   const nupesBits = quant.startsWith('nupes') ? Number(quant.slice(5)) : 0;
   const base = quant.replace('-learned', '') as LearnableType | 'f16';
   if (learned && !opts.calibration) throw new Error(`${quant} learns codes against calibration data; give --calib <text or dataset file>`);
+  if (opts.calibration && !opts.engine) throw new Error('quantizeModel: learned codes need an engine for their products');
+  if (opts.calibration && !opts.calibration.full) throw new Error('quantizeModel: learned codes need the full calibration matrices (calibrate with full)');
+  /** H of a layer on the engine, for the call */
+  const withCurvature = <X>(name: string, rows: number, cols: number, f: (c: LayerCurvature) => X): X => {
+    const c = new LayerCurvature(opts.engine!, opts.calibration!.gram(name).h, rows, cols);
+    try { return f(c); } finally { c.free(); }
+  };
   const typeFor = (info: GgufTensorInfo): { type: number; note?: string } => {
     if (base === 'f16' || nupesBits) return { type: nupesBits && info.shape.length > 1 && info.shape[0] % 32 === 0 ? T.Q8_0 : T.F16 };
     const t = LEARNABLE_TYPES[base as LearnableType];
@@ -63,7 +73,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
       if (lin) report.push({ tensor: info.name, type: ggmlTypeName(type), note });
       return [{ name: info.name, shape: info.shape, type, data: () => encode(readValues(src, info), info.shape, type) }];
     }
-    const H = opts.calibration ? gramOf(opts.calibration, info.name).h : undefined;
+    const calibrated = !!opts.calibration;
     const keep = opts.masks?.get(info.name);
     if (nupesBits) {
       if (cols % 2) return [{ name: info.name, shape: info.shape, type: T.F16, data: () => encode(readValues(src, info), info.shape, T.F16) }];
@@ -72,15 +82,16 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
         if (result) return result;
         const w = readValues(src, info);
         if (keep) applyMask(w, keep); // pruned weights exactly zero (the mask says which)
-        const s = H ? searchExponentData(w, rows, cols, nupesBits, H) : searchExponentDataFree(w, rows, cols, nupesBits);
+        const s = calibrated ? searchExponentData(w, rows, cols, nupesBits, opts.calibration!.normSq(info.name)) : searchExponentDataFree(w, rows, cols, nupesBits);
         let grid = powerGrid(w, rows, cols, s.exponent, nupesBits);
         const r: LayerReport = { tensor: info.name, type: `NUPES${nupesBits}`, exponent: s.exponent };
-        if (H) {
-          const uniform = powerGrid(w, rows, cols, 1, nupesBits);
-          r.reference = outputError(w, rows, cols, H, gridValues(uniform));
-          const l = learnCodes(w, rows, cols, H, grid, { scales: true, movable: keep });
-          grid = l.grid;
-          r.error = l.after;
+        if (calibrated) {
+          grid = withCurvature(info.name, rows, cols, (c) => {
+            r.reference = c.outputError(w, gridValues(powerGrid(w, rows, cols, 1, nupesBits)));
+            const l = c.learn(w, grid, { scales: true, movable: keep });
+            r.error = l.after;
+            return l.grid;
+          });
         }
         report.push(r);
         result = { codes: packNibbles(grid.codes), alpha: grid.alpha, exponent: s.exponent };
@@ -98,7 +109,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
         const w = readValues(src, info);
         if (keep) applyMask(w, keep); // pruned weights exactly zero (the mask says which)
         const { blocks, grid } = referenceQuantize(type, w, rows, cols);
-        const l = learnCodes(w, rows, cols, H!, grid, { scales: hasOwnScale(type), roundScale: roundHalf, movable: keep });
+        const l = withCurvature(info.name, rows, cols, (c) => c.learn(w, grid, { scales: hasOwnScale(type), roundHalf: true, movable: keep }));
         report.push({ tensor: info.name, type: `${ggmlTypeName(type)} learned`, reference: l.before, error: l.after });
         return packGrid(type, blocks, l.grid);
       },

@@ -11,7 +11,7 @@ import { T } from '../engine/types.js';
 import { readGguf, type GgufFile, type GgufTensorInfo } from '../model/gguf.js';
 import { fusedParts, hparamsOf, planWeights, type Hparams } from '../model/llama.js';
 import { kv, type GgufTensorOut } from '../model/gguf-writer.js';
-import { inputNormSq, type Calibration } from './calibrate.js';
+import type { Calibration } from './calibrate.js';
 import { encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
 
 export interface StructuredTargets {
@@ -69,13 +69,13 @@ export function planStructured(f: GgufFile, hp: Hparams, calib: Calibration, t: 
   const channels: number[][] = [], kvHeads: number[][] = [];
   for (let il = 0; il < hp.nLayer; il++) {
     const p = `blk.${il}.`;
-    const nIn = sqrtOf(inputNormSq(calib, `${p}ffn_gate.weight`)), nMid = sqrtOf(inputNormSq(calib, `${p}ffn_down.weight`));
+    const nIn = sqrtOf(calib.normSq(`${p}ffn_gate.weight`)), nMid = sqrtOf(calib.normSq(`${p}ffn_down.weight`));
     const sf = rowScores(get(`${p}ffn_gate.weight`), nFf, d, nIn);
     const su = rowScores(get(`${p}ffn_up.weight`), nFf, d, nIn);
     const sd = colScores(get(`${p}ffn_down.weight`), d, nFf, nMid);
     channels.push(topIndices(sf.map((v, c) => v + su[c] + sd[c]), keepFf));
     if (keepKv < nHeadKv) {
-      const nAttn = sqrtOf(inputNormSq(calib, `${p}attn_q.weight`)), nOut = sqrtOf(inputNormSq(calib, `${p}attn_output.weight`));
+      const nAttn = sqrtOf(calib.normSq(`${p}attn_q.weight`)), nOut = sqrtOf(calib.normSq(`${p}attn_output.weight`));
       const sq = rowScores(get(`${p}attn_q.weight`), nHead * hd, d, nAttn);
       const sk = rowScores(get(`${p}attn_k.weight`), nHeadKv * hd, d, nAttn);
       const sv = rowScores(get(`${p}attn_v.weight`), nHeadKv * hd, d, nAttn);

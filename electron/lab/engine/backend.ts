@@ -19,6 +19,12 @@ export function listDevices(): (NativeDevice & { kind: BackendKind | null })[] {
   return native().devices().map((d) => ({ ...d, kind: kindOf(d) }));
 }
 
+/** the threads Hone computes with: HONE_THREADS, else every core */
+export function defaultThreads(): number {
+  const n = Number(process.env.HONE_THREADS ?? 0);
+  return n > 0 ? n : availableParallelism();
+}
+
 export interface Engine {
   kind: BackendKind;
   device: NativeDevice;
@@ -53,8 +59,7 @@ export function openEngine(opts: { backend?: BackendKind; threads?: number; blas
   }
   if (!device) throw new Error('no compute device found, not even the CPU; reinstall node-llama-cpp');
   const nb = new (native().Backend)(device.name, { blas: opts.blas ?? true });
-  const threads = opts.threads ?? Number(process.env.HONE_THREADS ?? 0) ?? 0;
-  const n = threads > 0 ? threads : availableParallelism();
+  const n = opts.threads && opts.threads > 0 ? opts.threads : defaultThreads();
   nb.setThreads(n);
   return { kind: device.kind!, device, threads: n, native: nb, blas: nb.name().endsWith('+ BLAS'), free: () => nb.free() };
 }

@@ -20,6 +20,8 @@ export class Tensor {
   get hasMemory(): boolean { return native().tensorHasMemory(this.h); }
   /** values as float32 (converted from the tensor's type) */
   get(): Float32Array { return native().tensorGet(this.h); }
+  /** elements [first, first + count) of a contiguous F32 tensor */
+  read(first: number, count: number): Float32Array { return native().tensorRead(this.h, first, count); }
   loadFromFile(path: string, offset: number): void { native().tensorLoadFile(this.h, path, offset); }
   /** this tensor's bytes into `dst` (same type and shape; across buffers and devices) */
   copyTo(dst: Tensor): void { native().tensorCopy(this.h, dst.h); }

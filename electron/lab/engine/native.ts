@@ -67,9 +67,34 @@ export interface HoneNative {
   tensorGet(t: External, raw?: boolean): Float32Array;
   tensorLoadFile(t: External, path: string, fileOffset: number): void;
   tensorCopy(src: External, dst: External): void;
+  /** elements [first, first + count) of a contiguous F32 tensor */
+  tensorRead(t: External, first: number, count: number): Float32Array;
+  /** learned codes' in-block coordinate descent (native/src/compress.cc); returns the change of L */
+  learnBlock(args: LearnBlockArgs): number;
+  /** iCBS blocks over a layer's rows (native/src/compress.cc): [predicted, actual] per accepted move */
+  icbsEpoch(args: {
+    w0: Float32Array; h: Float32Array; g: Float32Array; scores: Float32Array; keep: Uint8Array; fixed: Uint8Array;
+    rows: number; cols: number; blockSize: number; groupSize: number; blocks: number; restarts: number; tabuFraction: number; seed: number; threads: number; check: boolean;
+  }): Float64Array;
+  /** NUPES: the (weighted) error of the power grid of one exponent over every rowStep-th row */
+  powerGridError(args: { w: Float32Array; rows: number; cols: number; bits: number; exponent: number; weights?: Float64Array; rowStep: number; threads: number }): number;
   Context: new (maxTensors: number) => NativeContext;
   Backend: new (deviceName: string, opts?: { blas?: boolean }) => NativeBackend;
   Graph: new (backend: NativeBackend, ctx: NativeContext, outputs: External[], opts: { backward?: boolean; maxNodes?: number; exact?: boolean }) => NativeGraph;
+}
+
+export interface LearnBlockArgs {
+  codes: Uint16Array; alpha: Float32Array; beta: Float32Array; table: Float64Array; movable?: Uint8Array;
+  /** G's block columns [width][rows] */
+  slab: Float32Array;
+  /** H's diagonal block [width][width] */
+  hBlock: Float32Array;
+  /** out: value changes [rows][stride] */
+  delta: Float32Array;
+  active: Uint8Array;
+  changed: Int32Array;
+  rows: number; cols: number; b0: number; width: number; stride: number; groupSize: number;
+  scales: boolean; roundHalf: boolean; threads: number;
 }
 
 /** The folder holding Hone's package.json, found from this module upward (source or bundled). */
