@@ -43,6 +43,15 @@ int Nearest(const double *table, int n, double t) {
 
 float RoundHalf(float a) { return ggml_fp16_to_fp32(ggml_fp32_to_fp16(a)); }
 
+// work(k, first, end) on `threads` threads, each a contiguous share of [0, n)
+template <typename F>
+void SplitRows(int64_t n, int threads, F work) {
+    std::vector<std::thread> pool;
+    const int64_t per = (n + threads - 1) / threads;
+    for (int k = 0; k < threads && k * per < n; k++) pool.emplace_back(work, k, k * per, std::min(n, (k + 1) * per));
+    for (auto &th : pool) th.join();
+}
+
 // learnBlock({ codes, alpha, beta, table, movable?, slab, hBlock, delta, active, changed, rows,
 //   cols, b0, width, stride, groupSize, scales, roundHalf, threads }) -> the summed change of L.
 // One block of columns [b0, b0 + width) of every active row: exact coordinate descent over the
@@ -148,10 +157,7 @@ Napi::Value LearnBlock(const Napi::CallbackInfo &info) {
         }
         sums[k] = sum;
     };
-    std::vector<std::thread> pool;
-    const int64_t per = (rows + threads - 1) / threads;
-    for (int k = 0; k < threads && k * per < rows; k++) pool.emplace_back(work, k, k * per, std::min(rows, (k + 1) * per));
-    for (auto &th : pool) th.join();
+    SplitRows(rows, threads, work);
     double total = 0;
     for (double s : sums) total += s;
     return Napi::Number::New(env, total);
@@ -363,12 +369,7 @@ Napi::Value IcbsEpoch(const Napi::CallbackInfo &info) {
         }
     };
     if (check) work(0, 0, rows);  // one thread: the layer error is read between moves
-    else {
-        std::vector<std::thread> pool;
-        const int64_t per = (rows + threads - 1) / threads;
-        for (int k = 0; k < threads && k * per < rows; k++) pool.emplace_back(work, k, k * per, std::min(rows, (k + 1) * per));
-        for (auto &th : pool) th.join();
-    }
+    else SplitRows(rows, threads, work);
     size_t total = 0;
     for (auto &m : moves) total += m.size();
     Napi::Float64Array out = Napi::Float64Array::New(env, total);
@@ -424,10 +425,7 @@ Napi::Value PowerGridError(const Napi::CallbackInfo &info) {
         }
         sums[k] = sum;
     };
-    std::vector<std::thread> pool;
-    const int64_t per = (sampled + threads - 1) / threads;
-    for (int k = 0; k < threads && k * per < sampled; k++) pool.emplace_back(work, k, k * per, std::min(sampled, (k + 1) * per));
-    for (auto &th : pool) th.join();
+    SplitRows(sampled, threads, work);
     double total = 0;
     for (double v : sums) total += v;
     return Napi::Number::New(env, total);
