@@ -49,7 +49,7 @@ export const API_PATHS: { [M in keyof LabApi]: ArgRules<Parameters<LabApi[M]>> }
     model: R, out: W, prune: V, score: V, sparsity: V, pattern: V, per: V, heads: V, recover: V, quant: V, calib: R, calibSamples: V,
     calibSeq: V, eval: R, evalTokens: V, seed: V,
     retrain: { steps: V, lr: V, rank: V, alpha: V, batch: V, norms: V },
-    icbs: { epochs: V, blockSize: V },
+    icbs: { epochs: V, blockSize: V, maxBlocks: V },
   }],
   compressionReport: [V],
   chat: [R, V, R, V],

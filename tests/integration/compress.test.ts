@@ -152,7 +152,7 @@ describe('quantization', () => {
 
 describe('iCBS', () => {
   it('starts from Wanda\'s mask, lowers the summed layer error every epoch at the same sparsity, and the pruned model stays close', async () => {
-    const cfg = job({ prune: 'icbs', sparsity: 0.5, quant: 'f16', icbs: { epochs: 2, blockSize: 64 } });
+    const cfg = job({ prune: 'icbs', sparsity: 0.5, quant: 'f16', icbs: { epochs: 2, blockSize: 64, maxBlocks: 1000 } });
     const { report } = await runCompression(cfg);
     const prune = report.find((r) => r.stage === 'prune')!;
     const errors = prune.icbsErrors!;
@@ -162,6 +162,9 @@ describe('iCBS', () => {
     expect(prune.sparsity).toBe(0.5);
     const input = report.find((r) => r.stage === 'input')!;
     expect(prune.perplexity!).toBeLessThan(input.perplexity! * 1.5);
+    // 1000 blocks of 64 an epoch (each of the 14 linears rounds its share up), of 2 × 589824 block weights
+    expect(prune.icbsCoverage! * 2 * 589824).toBeGreaterThanOrEqual(1000 * 64);
+    expect(prune.icbsCoverage! * 2 * 589824).toBeLessThanOrEqual(1014 * 64);
   }, 300_000);
 });
 

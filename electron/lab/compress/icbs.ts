@@ -32,6 +32,11 @@ export interface IcbsOptions {
   blockSize: number;
   /** passes over each layer's weights per epoch: blocks per layer = passes · rows·cols / n */
   passes: number;
+  /** the most blocks per epoch over the whole model, shared by the layers in proportion to their
+   *  weights (a 1B model's 0.25 passes are 2M blocks: ~35 minutes an epoch on 2 cores) */
+  maxBlocks: number;
+  /** the block linears' weights in the model (for maxBlocks' shares; default: this layer's) */
+  modelWeights?: number;
   epochs: number;
   restarts: number;
   /** FIFO of recently used indices, as a fraction of the candidates (0.4) */
@@ -42,7 +47,13 @@ export interface IcbsOptions {
   seed: number;
 }
 
-export const ICBS_DEFAULTS: IcbsOptions = { blockSize: 128, passes: 0.25, epochs: 3, restarts: 2, tabuFraction: 0.4, fixPruned: 0.42, fixKept: 0.35, seed: 1 };
+export const ICBS_DEFAULTS: IcbsOptions = { blockSize: 128, passes: 0.25, maxBlocks: 100_000, epochs: 3, restarts: 2, tabuFraction: 0.4, fixPruned: 0.42, fixKept: 0.35, seed: 1 };
+
+/** blocks per epoch for a layer of N weights */
+export function icbsBlocks(opt: IcbsOptions, N: number): number {
+  const share = (opt.maxBlocks * N) / (opt.modelWeights ?? N);
+  return Math.max(1, Math.ceil(Math.min((opt.passes * N) / opt.blockSize, share)));
+}
 
 /**
  * min xᵀQx over x ∈ {0,1}^n with Σx = k, by annealing from x0 (feasible). Q symmetric [n, n].
@@ -123,6 +134,8 @@ export function exhaustiveCardinality(Q: Float64Array, n: number, k: number): { 
 
 export interface IcbsLayerResult {
   keep: Uint8Array;
+  /** blocks per epoch */
+  blocks: number;
   /** layer output error after each epoch (index 0: the initial mask) */
   errors: number[];
   /** predicted (energy) and actual change of L of every accepted move (actual: with actualCheck) */
@@ -150,7 +163,7 @@ export function icbsLayer(engine: Engine, w0: Float32Array, rows: number, cols: 
   const error = () => { let s = 0; for (let k = 0; k < N; k++) if (!keep[k]) s -= w0[k] * G[k]; return s; };
   const gs = opt.groupSize ?? 0;
   const fixed = gs ? new Uint8Array(N) : fixedWeights(scores, keep0, opt.fixPruned, opt.fixKept); // N:M: every group may be revisited
-  const blocks = Math.max(1, Math.ceil((opt.passes * N) / opt.blockSize));
+  const blocks = icbsBlocks(opt, N);
   const errors = [error()];
   const moves: IcbsLayerResult['moves'] = [];
   for (let ep = 0; ep < opt.epochs; ep++) {
@@ -164,7 +177,7 @@ export function icbsLayer(engine: Engine, w0: Float32Array, rows: number, cols: 
     }
     errors.push(error());
   }
-  return { keep, errors, moves };
+  return { keep, blocks, errors, moves };
 }
 
 /** the weights no block revisits: the lowest-scoring `fixPruned` of the pruned ones, the highest-

@@ -64,14 +64,14 @@ export interface CompressConfig {
   evalTokens: number;
   retrain: RetrainConfig;
   /** iCBS's quality/time knobs: epochs over every layer and weights per block */
-  icbs: { epochs: number; blockSize: number };
+  icbs: { epochs: number; blockSize: number; maxBlocks: number };
   seed: number;
 }
 
 export const COMPRESS_DEFAULTS: Omit<CompressConfig, 'model' | 'out'> = {
   sparsity: 0.5, pattern: 'unstructured', per: 'row', heads: 0, recover: false, quant: 'f16', calibSamples: 128, calibSeq: 128, evalTokens: 16384, seed: 1,
   retrain: { steps: 100, lr: 5e-4, rank: 16, alpha: 32, batch: 4, norms: true },
-  icbs: { epochs: ICBS_DEFAULTS.epochs, blockSize: ICBS_DEFAULTS.blockSize },
+  icbs: { epochs: ICBS_DEFAULTS.epochs, blockSize: ICBS_DEFAULTS.blockSize, maxBlocks: ICBS_DEFAULTS.maxBlocks },
 };
 
 export type StageName = 'merge' | 'prune' | 'retrain' | 'quantize';
@@ -88,6 +88,8 @@ export interface StageRecord {
   structure?: { nFf: number; nHead: number; nHeadKv: number };
   /** iCBS: the block linears' summed output error on the calibration data, initially and after each epoch */
   icbsErrors?: number[];
+  /** iCBS: the share of the block linears' weights its blocks visit per epoch */
+  icbsCoverage?: number;
   /** PERP: trainable parameters and their share of the model */
   trainable?: { parameters: number; fraction: number };
   layers?: LayerReport[];
@@ -252,7 +254,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
         const icbs = cfg.prune === 'icbs' ? { ...ICBS_DEFAULTS, ...cfg.icbs, seed: cfg.seed, groupSize: cfg.pattern === 'unstructured' ? undefined : Number(cfg.pattern.split(':')[1]), engine } : undefined;
         const r = await withCalibration(score === 'wanda' ? src : undefined, !!icbs, (calib) => pruneModel(src, rec.file, masksPath!, score, patternOf(cfg), calib, opts, icbs));
         rec.sparsity = r.sparsity;
-        if (icbs) rec.icbsErrors = r.icbsErrors;
+        if (icbs) { rec.icbsErrors = r.icbsErrors; rec.icbsCoverage = r.icbsCoverage; }
       });
     }
     if (cfg.prune === 'perp' || (cfg.prune && cfg.recover)) {
@@ -287,10 +289,12 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
  * Prunes every block linear of `src` into `dst` (F32) and writes the masks; with `icbs`, the masks
  * are then improved by iCBS against each layer's calibration Gram. Returns the sparsity reached.
  */
-export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions & { engine: Engine }): { sparsity: number; icbsErrors?: number[] } {
+export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions & { engine: Engine }): { sparsity: number; icbsErrors?: number[]; icbsCoverage?: number } {
   if (icbs && !calib) throw new Error('iCBS needs calibration statistics');
   const icbsErrors: number[] = [];
   const src = readGguf(srcPath);
+  const modelWeights = src.tensors.filter((t) => linearOf(t.name)).reduce((a, t) => a + t.shape[0] * t.shape[1], 0);
+  let visited = 0;
   const masks: { name: string; shape: number[]; keep: Uint8Array }[] = [];
   let pruned = 0, total = 0;
   const scoresOf = (info: GgufTensorInfo, w: Float32Array) => pruneScores(w, info.shape[1], info.shape[0], score, calib?.normSq(info.name));
@@ -307,7 +311,8 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
         const scores = scoresOf(info, w);
         let keep = global !== undefined ? maskBelow(scores, global) : pruneMask(scores, rows, cols, pattern);
         if (icbs) {
-          const r = icbsLayer(icbs.engine, w, rows, cols, calib!.gram(info.name).h, scores, keep, icbs, { signal: opts.signal });
+          const r = icbsLayer(icbs.engine, w, rows, cols, calib!.gram(info.name).h, scores, keep, { ...icbs, modelWeights }, { signal: opts.signal });
+          visited += r.blocks * icbs.blockSize;
           keep = r.keep;
           r.errors.forEach((e, i) => (icbsErrors[i] = (icbsErrors[i] ?? 0) + e));
         }
@@ -319,7 +324,7 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
     }];
   }, { 'general.name': modelName(src, 'pruned') }, { signal: opts.signal, onTensor: (d, t, what) => opts.onEvent?.({ type: 'progress', stage: 'prune', done: d, total: t, what }) });
   writeMasks(masksPath, masks);
-  return { sparsity: pruned / total, icbsErrors: icbs ? icbsErrors : undefined };
+  return { sparsity: pruned / total, icbsErrors: icbs ? icbsErrors : undefined, icbsCoverage: icbs ? visited / modelWeights : undefined };
 }
 
 /** fraction of masked-out weights that are exactly zero in `file` must be 1; returns the sparsity */
@@ -370,7 +375,7 @@ function writeReport(out: string, cfg: CompressConfig, stages: StageRecord[]): s
   const md = [
     `# Compression report: ${basename(cfg.model)} → ${compressTag(cfg)}`, '',
     `| stage | file | MiB | perplexity | seconds | notes |`, `|---|---|---:|---:|---:|---|`, ...rows, '',
-    ...stages.filter((s) => s.icbsErrors).map((s) => `iCBS: summed layer output error ${s.icbsErrors!.map((e) => e.toPrecision(4)).join(' → ')} (Wanda's mask, then each epoch).`),
+    ...stages.filter((s) => s.icbsErrors).map((s) => `iCBS: summed layer output error ${s.icbsErrors!.map((e) => e.toPrecision(4)).join(' → ')} (Wanda's mask, then each epoch)${s.icbsCoverage !== undefined ? `; its blocks visit ${(100 * Math.min(1, s.icbsCoverage)).toFixed(s.icbsCoverage < 0.01 ? 2 : 1)}% of the weights an epoch (--icbs-blocks caps the blocks per epoch)` : ''}.`),
     ratio !== undefined ? `Quantization: layer output error relative to ${cfg.quant.startsWith('nupes') ? 'uniform round-to-nearest' : "ggml's own quantizer"}: ${ratio.toFixed(3)} on average over ${q.length} layers.` : '',
   ].join('\n');
   writeFileSync(join(out, 'report.json'), JSON.stringify({ config: cfg, stages }, null, 2));
