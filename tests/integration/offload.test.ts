@@ -88,9 +88,9 @@ describe('streaming training', () => {
       const model = tinyModel(spec);
       const data = writeSampleChat(join(dir, 'facts.jsonl'));
       const mem = await losses(model, data, {});
-      const str = await losses(model, data, { offload: { force: true, ssd: dir, ram } });
+      const str = await losses(model, data, { offload: { force: true, ssd: dir, ...(ram && { activations: 'recompute' as const }) } });
       expect(str.streaming).toBe(true);
-      expect(str.kept).toBe(ram === undefined);
+      if (ram === undefined) expect(str.kept).toBe(true); // else recomputed on request
       expect(str.out.length).toBe(20);
       for (let i = 0; i < 20; i++) expect(Math.abs(str.out[i] - mem.out[i])).toBeLessThan(1e-4 * Math.abs(mem.out[i]));
       expect(str.out[19]).toBeLessThan(0.8 * str.out[0]); // it trains
@@ -239,25 +239,29 @@ describe('streaming training', () => {
     expect(readdirSync(ssd2)).toEqual([]);
   });
 
-  it('memory bound: a 2 GB model trains under a 512 MiB budget, peak RSS within the budget plus a fixed overhead', async () => {
+  it('memory bound: a 2 GB model trains under --ram 768 MiB, the whole process\'s peak RSS under it and within 10% of the plan; a budget it cannot fit is refused by how much', async () => {
     // F16, d 1024, ff 2816, 82 layers, tied embeddings: 2.1 GB of blocks + 65 MB of embeddings
     const model = join(testDir, 'big-f16-82.gguf');
     if (!existsSync(model)) { makeTiny(`${model}.tmp`, { nEmbd: 1024, nLayer: 82, nHead: 8, nHeadKv: 8, nFf: 2816, type: 'f16', tied: true, nCtx: 64 }, { overwrite: true }); renameSync(`${model}.tmp`, model); }
     const size = statSync(model).size;
-    const budget = 512 * 2 ** 20;
-    expect(size).toBeGreaterThan(4 * budget);
+    const budget = 768 * 2 ** 20;
+    expect(size).toBeGreaterThan(2.5 * budget);
     const data = writeSampleChat(join(dir, 'facts-rss.jsonl'));
-    const runDir = mkdtempSync(join(testDir, 'stream-rss-'));
-    const r = spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'tests/helpers/stream-rss-main.ts'), model, data, runDir, JSON.stringify({ ram: budget, ssd: dir })], { encoding: 'utf8', timeout: 300_000 });
+    const run = (ram: number) => spawnSync(process.execPath, ['--import', 'tsx', join(projectRoot, 'tests/helpers/stream-rss-main.ts'), model, data, mkdtempSync(join(testDir, 'stream-rss-')), JSON.stringify({ ram, ssd: dir })], { encoding: 'utf8', timeout: 300_000 });
+    const r = run(budget);
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out).toMatchObject({ fits: true, streaming: true });
-    // the fixed overhead: what the process held before the run, plus 200 MiB for what any run maps or
-    // loads on the way (llama.cpp's libraries and the vocabulary for tokenizing, the rate probe)
-    const overhead = out.before + 200 * 2 ** 20;
-    console.log(`model ${(size / 2 ** 20).toFixed(0)} MiB, budget 512 MiB, RSS before ${(out.before / 2 ** 20).toFixed(0)} MiB, peak ${(out.peak / 2 ** 20).toFixed(0)} MiB`);
-    expect(out.peak).toBeLessThan(budget + overhead);
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    // measured on 2 cores: plan 727 MiB, peak 675–704 MiB (RSS before the run ~130 MiB)
+    console.log(`model ${mib(size)}, --ram ${mib(budget)}: RSS before ${mib(out.before)}, plan ${mib(out.planRam)}, peak ${mib(out.peak)}`);
+    expect(out.peak).toBeLessThanOrEqual(budget);
+    expect(Math.abs(out.planRam - out.peak) / out.peak).toBeLessThan(0.1);
     expect(out.losses.length).toBe(3);
+    // a budget below the working set: refused before training, with the shortfall
+    const small = run(256 * 2 ** 20);
+    expect(small.status).not.toBe(0);
+    expect(small.stderr).toMatch(/the memory plan for big-f16-82\.gguf at --batch 1, --seq 48 does not fit: over RAM by \d+\.\d+ GiB.*--ram 0\.25 GiB bounds the whole process/);
   }, 600_000);
 
   it('a model file that vanishes mid-run stops with a clear message; methods streaming cannot run yet are refused by name', async () => {
@@ -297,18 +301,26 @@ describe('memory plan', () => {
     const all = planMemory(input());
     const weights = all.blocks.reduce((s, b) => s + b.weightBytes, 0), acts = all.blocks.reduce((s, b) => s + b.activationBytes, 0);
     // the device holds its fixed working set only; RAM the boundaries and half the blocks' weights
-    const budgets = { device: all.device - weights, ram: all.ram - acts + weights / 2 + 1, ssd: 100 * 2 ** 30, cpuDevice: false };
+    // (and room to read a streamed block: one block's weights)
+    const budgets = { device: all.device - weights, ram: all.ram - acts + weights / 2 + all.blocks[0].weightBytes + 1, ssd: 100 * 2 ** 30, cpuDevice: false };
     const p = planMemory(input({ budgets }));
     expect(p.fits).toBe(true);
     expect(p.blocks.map((b) => b.weights)).toEqual(['ram', 'ram', 'stream', 'stream']);
     expect(p.blocks.every((b) => b.activations !== 'keep')).toBe(true);
     expect(p.io).toBeGreaterThan(0);
-    const tight = { device: all.device - weights, ram: all.ram - acts, ssd: 100 * 2 ** 30, cpuDevice: false };
-    const fast = planMemory(input({ forceStream: true, budgets: tight, rates: { ssdRead: 20e9, ssdWrite: 20e9, hostToDevice: 10e9, flops: 1e9 } }));
-    expect(fast.blocks.every((b) => b.weights === 'stream' && b.activations === 'swap')).toBe(true); // the SSD beats a slow device
-    const slowSsd = planMemory(input({ forceStream: true, budgets: tight, rates: { ssdRead: 1e6, ssdWrite: 1e6, hostToDevice: 10e9, flops: 1e13 } }));
+    // twelve blocks: RAM for the boundaries, one streamed block's read, the swap's buffers (six blocks'
+    // activations) and two blocks' activations, but not for all twelve
+    const deep = readGguf(tinyModel({ nEmbd: 256, nLayer: 12, nFf: 512, type: 'q8_0' }));
+    const deepInput = (o: Partial<PlanInput>) => input({ file: deep, hp: hparamsOf(deep), ...o });
+    const roomy = planMemory(deepInput({}));
+    const act = roomy.blocks[0].activationBytes, deepActs = 12 * act, deepWeights = roomy.blocks.reduce((a, b) => a + b.weightBytes, 0);
+    const tight = { device: roomy.device - deepWeights, ram: roomy.ram - deepActs + roomy.blocks[0].weightBytes + 8 * act, ssd: 100 * 2 ** 30, cpuDevice: false };
+    const fast = planMemory(deepInput({ forceStream: true, budgets: tight, rates: { ssdRead: 20e9, ssdWrite: 20e9, hostToDevice: 10e9, flops: 1e9 } }));
+    expect(fast.blocks.every((b) => b.weights === 'stream' && b.activations !== 'recompute')).toBe(true); // the SSD beats a slow device
+    expect(fast.blocks.filter((b) => b.activations === 'swap').length).toBe(10);
+    const slowSsd = planMemory(deepInput({ forceStream: true, budgets: tight, rates: { ssdRead: 1e6, ssdWrite: 1e6, hostToDevice: 10e9, flops: 1e13 } }));
     expect(planMemory(input({ forceStream: true })).blocks.every((b) => b.weights === 'stream' && b.activations === 'keep')).toBe(true);
-    expect(slowSsd.blocks.every((b) => b.activations === 'recompute')).toBe(true);
+    expect(slowSsd.blocks.filter((b) => b.activations === 'recompute').length).toBeGreaterThanOrEqual(4); // no swap: RAM keeps eight
     expect(blockActivationBytes(input().hp, 4, 128)).toBe(all.blocks[0].activationBytes);
     // overlap: never slower than compute and I/O one after the other, never faster than the compute
     for (const q of [p, fast, slowSsd]) {

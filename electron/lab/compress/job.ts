@@ -76,6 +76,11 @@ export const COMPRESS_DEFAULTS: Omit<CompressConfig, 'model' | 'out'> = {
 
 export type StageName = 'merge' | 'prune' | 'retrain' | 'quantize';
 
+/** the weights of the stages between input and output (merged, pruned, retrained): F16 keeps a
+ *  pruned weight exactly zero at half F32's size (an 8B model's stage files are 16 GB, not 32, and so
+ *  is the memory that evaluating one takes) */
+const STAGE_TYPE = T.F16;
+
 export interface StageRecord {
   stage: StageName | 'input';
   file: string;
@@ -225,7 +230,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     // the input, measured once
     let current = cfg.model;
     if (isRun) {
-      current = await stage('merge', join(out, 'stage-merged.gguf'), async () => withTrainedRun(cfg.model, (l) => exportMergedGguf(l, join(out, 'stage-merged.gguf'), 'f32')));
+      current = await stage('merge', join(out, 'stage-merged.gguf'), async () => withTrainedRun(cfg.model, (l) => exportMergedGguf(l, join(out, 'stage-merged.gguf'), 'f16')));
     } else if (!state.stages.some((s) => s.stage === 'input')) {
       const t0 = performance.now();
       const rec: StageRecord = { stage: 'input', file: cfg.model, bytes: statSync(cfg.model).size, seconds: 0, perplexity: await evaluate(cfg.model) };
@@ -261,7 +266,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
       const pruned = current;
       current = await stage('retrain', join(out, 'stage-retrained.gguf'), async (rec) => {
         rec.trainable = await retrain(cfg, pruned, masksPath, join(out, 'retrain'), emit, opts.signal);
-        withTrainedRun(join(out, 'retrain'), (l) => exportMergedGguf(l, rec.file, 'f32'));
+        withTrainedRun(join(out, 'retrain'), (l) => exportMergedGguf(l, rec.file, 'f16'));
         if (masksPath) rec.sparsity = measuredSparsity(rec.file, masksPath);
       });
     }
@@ -286,7 +291,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
 }
 
 /**
- * Prunes every block linear of `src` into `dst` (F32) and writes the masks; with `icbs`, the masks
+ * Prunes every block linear of `src` into `dst` (F16) and writes the masks; with `icbs`, the masks
  * are then improved by iCBS against each layer's calibration Gram. Returns the sparsity reached.
  */
 export function pruneModel(srcPath: string, dst: string, masksPath: string, score: PruneScore, pattern: Pattern, calib: Calibration | undefined, opts: CompressOptions = {}, icbs?: IcbsOptions & { engine: Engine }): { sparsity: number; icbsErrors?: number[]; icbsCoverage?: number } {
@@ -305,7 +310,7 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
     if (!linearOf(info.name)) return null;
     const [cols, rows] = info.shape;
     return [{
-      name: info.name, shape: info.shape, type: T.F32,
+      name: info.name, shape: info.shape, type: STAGE_TYPE,
       data: () => {
         const w = readValues(src, info);
         const scores = scoresOf(info, w);
@@ -319,7 +324,7 @@ export function pruneModel(srcPath: string, dst: string, masksPath: string, scor
         masks.push({ name: info.name, shape: info.shape, keep });
         pruned += sparsityOf(keep) * keep.length;
         total += keep.length;
-        return encode(applyMask(w, keep), info.shape, T.F32);
+        return encode(applyMask(w, keep), info.shape, STAGE_TYPE);
       },
     }];
   }, { 'general.name': modelName(src, 'pruned') }, { signal: opts.signal, onTensor: (d, t, what) => opts.onEvent?.({ type: 'progress', stage: 'prune', done: d, total: t, what }) });

@@ -25,6 +25,10 @@ export interface Budgets {
   ssd: number;
   /** the compute device is the CPU: device and RAM are one pool */
   cpuDevice: boolean;
+  /** RAM the plan cannot give out: the process's own memory when the run starts (node, the libraries,
+   *  the dataset) and a reserve for what a run maps on the way (thread stacks, allocator slack), so that
+   *  `ram` bounds the process's peak resident memory, as the OS measures it */
+  reserved?: number;
 }
 
 export type WeightHome = 'device' | 'ram' | 'stream';
@@ -75,6 +79,10 @@ export interface PlanInput {
 
 const F32 = 4;
 
+/** swapped activation records on their way to the disk at once, at most (the streaming trainer's
+ *  forward waits beyond that); each holds its block's activations twice in RAM while it waits */
+export const SWAP_WRITES = 2;
+
 /** the bytes each block's backward needs kept from its forward (model/llama.ts BlockActs), F32 */
 export function blockActivationBytes(hp: Hparams, batch: number, seq: number): number {
   const n = batch * seq, d = hp.nEmbd, kv = hp.nHeadKv * hp.headDim, q = hp.nHead * hp.headDim;
@@ -103,14 +111,19 @@ export function planMemory(p: PlanInput): MemoryPlan {
 
   // device: the pool the compute runs from. Fixed costs: embeddings/head, logits, two blocks' weights
   // in flight (the one computing and the one prefetched), one block's activations while it computes
-  const pool = b.cpuDevice ? Math.min(b.device, b.ram) : b.device;
+  const reserved = b.reserved ?? 0;
+  // what the plan hands out: the budget less what is reserved and 5% kept free for what moves while
+  // a step runs (garbage not yet collected, swap reads in flight), so the peak stays under the budget
+  const ramBudget = (b.reserved !== undefined ? 0.95 : 1) * b.ram - reserved;
+  const pool = b.cpuDevice ? Math.min(b.device, ramBudget) : b.device;
   // full training computes on F32 master weights and leaves an F32 gradient of each in the slot
   const window = full ? 2 * 2 * F32 * Math.max(...blockParams) : 2 * Math.max(...blockBytes);
-  // compute buffers: the streaming trainer's four graphs (forward and backward per slot), each with
-  // room for about three blocks' worth of activations and three F32 copies of the largest weight (the
-  // backward's input gradients through BLAS) — measured: ~175 MiB for d 1024, ff 2816, 48 tokens
+  // compute buffers: the streaming trainer's graphs — per slot a forward (about one block's
+  // activations) and backwards that hold two F32 copies of the largest weight (the input gradients
+  // through a quantized or F16 weight) besides the block's activations. Measured for d 1024, ff 2816,
+  // F16, 48 tokens: four backwards of 22.5 MiB and two forwards of 3.1 MiB
   const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
-  const computeBuffers = 4 * (3 * act + 3 * F32 * largest);
+  const computeBuffers = 4 * (act + 2 * F32 * largest) + 2 * act;
   // the head's backward multiplies by an F32 copy of the head (BLAS's outer product of a dequantized
   // head, or ggml's transposed copy), a vocabulary chunk at a time (model/backward.ts headInputGrad)
   const headCopy = full ? 0 : F32 * hp.nEmbd * headChunkRows(hp.nEmbd, hp.nVocab);
@@ -121,7 +134,7 @@ export function planMemory(p: PlanInput): MemoryPlan {
   let ssdUse = 0;
   const blocks: BlockPlan[] = blockBytes.map((w, i) => ({ block: i, weightBytes: w, weights: 'stream', activationBytes: act, activations: 'recompute', forwardFlops: blockFlops(i) }));
   const freeDevice = () => pool - deviceUse - (b.cpuDevice ? ramUse : 0);
-  const freeRam = () => (b.cpuDevice ? pool - deviceUse - ramUse : b.ram - ramUse);
+  const freeRam = () => (b.cpuDevice ? pool - deviceUse - ramUse : ramBudget - ramUse);
 
   // full training: the whole model in memory when its state fits the device with room to compute
   // (no streaming: the in-memory trainer); else the blocks' F32 state (master, gradient, moments) in
@@ -137,19 +150,29 @@ export function planMemory(p: PlanInput): MemoryPlan {
   // boundary activations of every block stay (RAM, or SSD when RAM is short)
   const boundaries = boundary * hp.nLayer;
   if (freeRam() >= boundaries) ramUse += boundaries; else ssdUse += boundaries;
-  // weights: device-resident where they fit (whole model first), else RAM, else streamed from the file
+  // weights: device-resident where they fit (whole model first), else RAM, else streamed from the
+  // file — read through page-aligned host buffers as large as its tensors (io.cc), the next block's
+  // while this one computes: one block's bytes of RAM
+  const maxBlock = Math.max(...blockBytes);
+  // (swapping activations holds RAM too: the records being written, each twice, and the one being
+  // read and the next, prefetched)
+  const swapCheaper = (bl: BlockPlan) => bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead < bl.forwardFlops / r.flops;
+  const swapBuffers = b.ssd > 0 && swapCheaper(blocks[0]) ? (2 * SWAP_WRITES + 2) * act : 0;
   if (!p.forceStream && !full) {
     for (const bl of blocks) {
       if (freeDevice() >= bl.weightBytes && !b.cpuDevice) { bl.weights = 'device'; deviceUse += bl.weightBytes; }
-      else if (freeRam() >= bl.weightBytes) { bl.weights = 'ram'; ramUse += bl.weightBytes; }
+      else if (freeRam() - maxBlock - swapBuffers >= bl.weightBytes) { bl.weights = 'ram'; ramUse += bl.weightBytes; } // room left to read a streamed block and to swap
     }
   }
+  if (blocks.some((bl) => bl.weights === 'stream')) ramUse += maxBlock;
+
   // activations: keep where memory is left; else the cheaper of a swap (write + read) and a recompute
+  // when not every block's activations stay in RAM and swapping beats recomputing, the swap's buffers first
+  const swapping = swapBuffers > 0 && blocks.length * act > freeRam() && b.ssd - ssdUse >= act && freeRam() >= swapBuffers;
+  if (swapping) ramUse += swapBuffers;
   for (const bl of [...blocks].reverse()) {
-    const recompute = bl.forwardFlops / r.flops;
-    const swap = bl.activationBytes / r.ssdWrite + bl.activationBytes / r.ssdRead;
     if (freeRam() >= bl.activationBytes) { bl.activations = 'keep'; ramUse += bl.activationBytes; }
-    else if (b.ssd - ssdUse >= bl.activationBytes && swap < recompute) { bl.activations = 'swap'; ssdUse += bl.activationBytes; }
+    else if (swapping && b.ssd - ssdUse >= bl.activationBytes && swapCheaper(bl)) { bl.activations = 'swap'; ssdUse += bl.activationBytes; }
     else bl.activations = 'recompute';
   }
 
@@ -171,14 +194,15 @@ export function planMemory(p: PlanInput): MemoryPlan {
     step += Math.max(fwd, load) + Math.max(bwd, load + swapIo + stateIo);
   }
   const deviceTotal = deviceUse + (b.cpuDevice ? ramUse : 0);
-  const ramTotal = b.cpuDevice ? deviceTotal : ramUse;
+  const ramTotal = reserved + (b.cpuDevice ? deviceTotal : ramUse);
   const over: string[] = [];
   if (!b.cpuDevice && deviceUse > b.device) over.push(`device memory by ${gib(deviceUse - b.device)} (at least ${gib(fixedDevice)} for embeddings, head, logits and two blocks in flight: lower --batch or --seq)`);
-  if (ramTotal > (b.cpuDevice ? pool : b.ram)) {
+  const ramLimit = b.cpuDevice ? reserved + pool : b.ram;
+  if (ramTotal > ramLimit) {
     const why = b.cpuDevice && fixedDevice > pool
-      ? `the working set alone (embeddings, head, logits, two blocks in flight: ${gib(fixedDevice)}) exceeds it: lower --batch or --seq`
+      ? `the working set alone (embeddings, head, logits, two blocks in flight: ${gib(fixedDevice)}, beside the ${gib(reserved)} the process holds) exceeds it: lower --batch or --seq`
       : `${b.ssd > 0 ? 'the SSD folder takes what it can; ' : 'give an --ssd folder for activations' + (p.training === 'full' ? ' and optimizer state' : '') + ', or '}lower --batch / --seq`;
-    over.push(`RAM by ${gib(ramTotal - (b.cpuDevice ? pool : b.ram))}: ${why}`);
+    over.push(`RAM by ${gib(ramTotal - ramLimit)}: ${why}`);
   }
   if (ssdUse > b.ssd) over.push(`the SSD folder by ${gib(ssdUse - b.ssd)}: free space there or choose a bigger disk`);
   return {

@@ -1,7 +1,7 @@
 // A training run from start (or its last checkpoint) to the end: data, adapter, steps, validation,
 // checkpoints, metrics. Emits typed events; the CLI, the app's job runner and tests listen.
 import { appendFileSync, existsSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { openEngine, type Engine } from '../engine/backend.js';
 import { loadDataset, type Dataset } from '../data/dataset.js';
 import { Rng, type LongPolicy, type Window } from '../data/pack.js';
@@ -9,7 +9,7 @@ import type { Shape } from '../data/shape.js';
 import { LlamaModel, hparamsOf, modelHeader } from '../model/llama.js';
 import { StreamingTrainer } from './streaming-trainer.js';
 import { AsyncFiles } from '../offload/io.js';
-import { describePlan, planMemory, type ActivationChoice, type WeightHome } from '../offload/plan.js';
+import { describePlan, gib, planMemory, type ActivationChoice, type WeightHome } from '../offload/plan.js';
 import { defaultBudgets, machineRates } from '../offload/measure.js';
 import { BlockStates, StreamedFullModel, type StateHome } from './block-state.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -71,7 +71,7 @@ export const TRAIN_DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = trainDefaults
 export type TrainEvent =
   | { type: 'dataset'; file: string; shape: Shape; template: string; rows: number; examples: number; rejected: { row: number; reason: string }[]; trainWindows: number; valWindows: number; trainedTokens: number }
   | ({ type: 'memory' } & MemoryPlan)
-  | { type: 'offload'; streaming: boolean; plan: string; fits: boolean; device: number; ram: number; ssd: number; expectedStep: number }
+  | { type: 'offload'; streaming: boolean; plan: string; fits: boolean; device: number; ram: number; ssd: number; expectedStep: number; batch: number; accum: number }
   | { type: 'start'; totalSteps: number; startStep: number; method: string; parameters: number; optimizerBytes: number; backend: string; int8: boolean; resumedFrom?: string }
   | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokensPerSecond: number; elapsed: number; eta: number; rss: number; deviceBytes: number; streamedBytes?: number }
   | { type: 'eval'; step: number; valLoss: number }
@@ -126,13 +126,26 @@ function ssdFolder(path: string) {
   }
 }
 
+/** RAM a run maps beyond its plan's buffers: thread stacks, OpenBLAS's and the allocator's working
+ *  memory, ggml's graph metadata (measured: ~40 MiB on a 2-core machine) */
+const RUN_RESERVE = 48 * 2 ** 20;
+
+let baseline: number | undefined;
+/** the process's resident memory when it first plans a run (before the rate probes' buffers): what
+ *  --ram cannot give to the run. Once per process, so that every plan of it agrees (the CLI and the
+ *  app's job workers run one training per process) */
+const processBaseline = () => (baseline ??= process.memoryUsage().rss);
+
 export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | 'method' | 'rank' | 'targets' | 'batch' | 'seq' | 'offload'>, file: GgufFile = readGguf(cfg.model)) {
   const hp = hparamsOf(file);
   const o = cfg.offload ?? {};
   if (o.ssd) ssdFolder(o.ssd);
   const budgets = defaultBudgets(engine, o.ssd);
   if (o.gpuMem) budgets.device = o.gpuMem;
+  // --ram bounds the whole process: what it holds already is spent; free memory (the default) is
+  // what is left beside it
   if (o.ram) budgets.ram = o.ram;
+  budgets.reserved = RUN_RESERVE + (o.ram ? processBaseline() : 0);
   const rates = await machineRates(engine, o.ssd);
   const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, out] = moduleDims(hp, m); return a + cfg.rank * (i + out); }, 0);
   const plan = planMemory({ file, hp, training: methodOf(cfg.method).full ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates, forceStream: o.force });
@@ -184,12 +197,24 @@ export async function runTraining(cfgIn: TrainConfig, opts: RunOptions): Promise
   let stateHome: StateHome = 'ram';
   const files = new AsyncFiles(8);
   if (cfg.offload) {
-    const { plan: p } = await planRun(engine, methodCfg, file);
+    let { plan: p } = await planRun(engine, methodCfg, file);
+    // over budget: halve the micro-batch, the step's tokens kept by accumulating twice as many, until
+    // the plan fits; a plan that cannot fit is refused with what it is short of (never run over)
+    while (!p.fits && cfg.batch > 1 && cfg.batch % 2 === 0) {
+      cfg = { ...cfg, batch: cfg.batch / 2, accum: cfg.accum * 2 };
+      Object.assign(methodCfg, { batch: cfg.batch, accum: cfg.accum });
+      p = (await planRun(engine, methodCfg, file)).plan;
+    }
+    if (!p.fits) {
+      engine.free();
+      const ram = cfg.offload?.ram;
+      throw new Error(`the memory plan for ${basename(cfg.model)} at --batch ${cfg.batch}, --seq ${cfg.seq} ${p.shortfall}${ram ? ` (--ram ${gib(ram)} bounds the whole process: ${gib(p.ram)} planned)` : ''}`);
+    }
     streaming = p.blocks.some((b) => b.weights === 'stream');
     activations = p.blocks.map((b) => cfg.offload!.activations ?? b.activations);
     weightHomes = p.blocks.map((b) => b.weights);
-    stateHome = cfg.offload.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
-    emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step });
+    stateHome = cfg.offload!.state ?? (p.trainable.home === 'ssd' ? 'ssd' : 'ram');
+    emit({ type: 'offload', streaming, plan: describePlan(p), fits: p.fits, device: p.device, ram: p.ram, ssd: p.ssd, expectedStep: p.step, batch: cfg.batch, accum: cfg.accum });
     if (streaming && method.notStreamed) { engine.free(); throw new Error(`${method.notStreamed}; this model needs streaming under these budgets: use --method lora, hut, mos, galore or full, or give more --ram`); }
   }
   // the one model handle of the run: the header read above, with the weights when they fit

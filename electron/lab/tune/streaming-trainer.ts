@@ -28,7 +28,7 @@ import { blockTrainingOf, type Backward, type BlockTraining, type Resident, type
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsyncFiles, alignUp, explainIoError } from '../offload/io.js';
-import type { ActivationChoice, WeightHome } from '../offload/plan.js';
+import { SWAP_WRITES, type ActivationChoice, type WeightHome } from '../offload/plan.js';
 import { isNupesTensor } from '../model/nupes-weights.js';
 
 
@@ -334,7 +334,12 @@ export class StreamingTrainer implements Trainer {
       slot.fwd!.graph.compute();
       this.bounds[j + 1] = slot.fwd!.out.get();
       if (this.backwardFollows && this.choice[j] === 'keep') this.kept[j] = slot.fwd!.acts.map((t) => t.get());
-      if (this.backwardFollows && this.choice[j] === 'swap') this.swapOut(j, slot.fwd!.acts.map((t) => t.get()));
+      if (this.backwardFollows && this.choice[j] === 'swap') {
+        // at most SWAP_WRITES records on their way to the disk: the forward waits for the oldest
+        const older = [...this.swapWrites.entries()].filter(([k]) => k < j).slice(-SWAP_WRITES);
+        if (older.length === SWAP_WRITES) await older[0][1].catch(() => {});
+        this.swapOut(j, slot.fwd!.acts.map((t) => t.get()));
+      }
     }
   }
 
@@ -357,7 +362,8 @@ export class StreamingTrainer implements Trainer {
         await this.swapWrites.get(j);
         const buf = await this.files.read(this.swapPath!, j * this.swapStride, this.swapStride, this.direct).catch((e) => { throw explainIoError(e, 'ssd'); });
         let o = buf.byteOffset;
-        return this.actSizes.map((n) => { const a = new Float32Array(buf.buffer.slice(o, o + 4 * n)); o += 4 * n; return a; });
+        const view = o % 4 === 0; // views of the one read where it is aligned for floats
+        return this.actSizes.map((n) => { const a = view ? new Float32Array(buf.buffer, o, n) : new Float32Array(buf.buffer.slice(o, o + 4 * n)); o += 4 * n; return a; });
       })();
       r.catch(() => {});
       this.swapReads.set(j, r);
