@@ -45,7 +45,9 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
   hone train --model <gguf> --data <file> --out <dir> [--resume] [--json] [settings]
       fine-tunes; Ctrl-C stops after writing a checkpoint, --resume continues from the last one;
       with budgets, a memory plan decides whether blocks stream from the model file (--offload forces it;
-      LoRA, HUT, MoS, GaLore and full stream; GaLore/full keep each block's F32 state in RAM or in --ssd).
+      LoRA, HUT, MoS, GaLore and full stream; GaLore/full keep each block's F32 state in RAM or in --ssd);
+      --ram bounds the whole process's peak memory: over it, the micro-batch halves (accumulating more),
+      else the run is refused with the shortfall.
       Settings (electron/lab/tune/settings.ts; the app's Train page reads the same table):
 ${usageText()}
   hone export --run <dir> --format merged|adapter|peft|ollama [--type f16|f32|q8_0] [--force]

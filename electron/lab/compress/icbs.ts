@@ -33,7 +33,7 @@ export interface IcbsOptions {
   /** passes over each layer's weights per epoch: blocks per layer = passes · rows·cols / n */
   passes: number;
   /** the most blocks per epoch over the whole model, shared by the layers in proportion to their
-   *  weights (a 1B model's 0.25 passes are 2M blocks: ~35 minutes an epoch on 2 cores) */
+   *  weights (a 1B model's 0.25 passes would be 2M blocks) */
   maxBlocks: number;
   /** the block linears' weights in the model (for maxBlocks' shares; default: this layer's) */
   modelWeights?: number;
