@@ -220,9 +220,3 @@ export function learnCodes(engine: Engine, w: Float32Array, rows: number, cols: 
   const c = new LayerCurvature(engine, H, rows, cols);
   try { return c.learn(w, start, opts); } finally { c.free(); }
 }
-
-/** L of a layer's values: H on the engine for the call */
-export function outputError(engine: Engine, w: Float32Array, rows: number, cols: number, H: Float32Array, values: Float32Array): number {
-  const c = new LayerCurvature(engine, H, rows, cols);
-  try { return c.outputError(w, values); } finally { c.free(); }
-}
