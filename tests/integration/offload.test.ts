@@ -253,7 +253,8 @@ describe('streaming training', () => {
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out).toMatchObject({ fits: true, streaming: true });
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
-    // measured on 2 cores: plan 727 MiB, peak 675–704 MiB (RSS before the run ~130 MiB)
+    // measured on 2 cores: plan 727–729 MiB, peak 679–716 MiB (RSS before the run ~130 MiB; the
+    // plan reserves the RSS when it first plans, ~225 MiB, part of it garbage the run collects)
     console.log(`model ${mib(size)}, --ram ${mib(budget)}: RSS before ${mib(out.before)}, plan ${mib(out.planRam)}, peak ${mib(out.peak)}`);
     expect(out.peak).toBeLessThanOrEqual(budget);
     expect(Math.abs(out.planRam - out.peak) / out.peak).toBeLessThan(0.1);

@@ -119,11 +119,12 @@ export function planMemory(p: PlanInput): MemoryPlan {
   // full training computes on F32 master weights and leaves an F32 gradient of each in the slot
   const window = full ? 2 * 2 * F32 * Math.max(...blockParams) : 2 * Math.max(...blockBytes);
   // compute buffers: the streaming trainer's graphs — per slot a forward (about one block's
-  // activations) and backwards that hold two F32 copies of the largest weight (the input gradients
-  // through a quantized or F16 weight) besides the block's activations. Measured for d 1024, ff 2816,
-  // F16, 48 tokens: four backwards of 22.5 MiB and two forwards of 3.1 MiB
+  // activations) and backwards whose allocator peak is two F32 copies of the largest weight (the
+  // input gradients through a quantized or F16 weight; the activations reuse that room). Measured for
+  // d 1024, ff 2816, F16, 48 tokens: four backwards of 22.5 MiB (2 × 4 × 2.88M = 22.0) and two
+  // forwards of 3.1 MiB (one block's activations: 3.3)
   const largest = Math.max(...file.tensors.filter((t) => t.name.startsWith('blk.')).map((t) => t.shape.reduce((a, c) => a * c, 1)));
-  const computeBuffers = 4 * (act + 2 * F32 * largest) + 2 * act;
+  const computeBuffers = 4 * 2 * F32 * largest + 2 * act;
   // the head's backward multiplies by an F32 copy of the head (BLAS's outer product of a dequantized
   // head, or ggml's transposed copy), a vocabulary chunk at a time (model/backward.ts headInputGrad)
   const headCopy = full ? 0 : F32 * hp.nEmbd * headChunkRows(hp.nEmbd, hp.nVocab);

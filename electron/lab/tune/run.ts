@@ -128,7 +128,7 @@ function ssdFolder(path: string) {
 
 /** RAM a run maps beyond its plan's buffers: thread stacks, OpenBLAS's and the allocator's working
  *  memory, ggml's graph metadata (measured: ~40 MiB on a 2-core machine) */
-const RUN_RESERVE = 48 * 2 ** 20;
+const RUN_RESERVE = 40 * 2 ** 20;
 
 let baseline: number | undefined;
 /** the process's resident memory when it first plans a run (before the rate probes' buffers): what
