@@ -37,7 +37,7 @@ const usage = `hone — fine-tune, compress and export LLMs on one machine
       architecture, shapes, weight types and parameter count
   hone perplexity --model <model.gguf> --text <file> [--ctx N] [--json]
       perplexity of the model on a text file, in windows of N tokens (default 512)
-  hone make-tiny --out <file.gguf> [--arch llama|qwen2|qwen3|phi3|gemma3] [--vocab llama-spm|llama-bpe|qwen2|phi-3|gemma-4]
+  hone make-tiny --out <file.gguf> [--arch llama|mistral3|qwen2|qwen3|phi3|gemma3] [--vocab llama-spm|llama-bpe|qwen2|phi-3|gemma-4]
       [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--embd N] [--layers N] [--heads N]
       [--kv-heads N] [--ff N] [--ctx N] [--rope-base X] [--rope-freqs] [--tied] [--seed N] [--force]
       a tiny model with random weights and a real tokenizer, for tests and demos

@@ -150,6 +150,29 @@ describe('other families and templates', () => {
   }
 });
 
+describe('mistral3: YaRN rope scaling, the Llama 3 vocabulary and template', () => {
+  const base = tinyModel({ arch: 'mistral3', nLayer: 1, nHead: 4, nHeadKv: 2, ropeBase: 1e6 });
+  const runDir = join(dir, 'mistral3-run');
+  beforeAll(async () => {
+    rmSync(runDir, { recursive: true, force: true });
+    await train(config(base, factDataset()), runDir);
+  });
+
+  it('the merged GGUF (F16) and base + adapter GGUF generate the fact in llama.cpp', async () => {
+    const l = loadTrainedRun(runDir);
+    const merged = join(dir, 'mistral3-merged.gguf');
+    exportMergedGguf(l, merged, 'f16', true);
+    const chat = await openChat(merged);
+    expect(await chat.ask(QUESTIONS[0], 16)).toBe(ANSWER);
+    await chat.dispose();
+    const adapter = join(dir, 'mistral3-adapter.gguf');
+    exportAdapterGguf(l, adapter, true);
+    const withAdapter = await openChat(base, adapter);
+    expect(await withAdapter.ask(QUESTIONS[2], 16)).toBe(ANSWER);
+    await withAdapter.dispose();
+  });
+});
+
 describe('gemma3: √d embeddings, head norms, post-norms, GeGLU, sliding window, 262k vocabulary', () => {
   // layer 0 attends through a window of 16 (the fact's chat turns are longer), layer 1 globally
   const base = tinyModel({ arch: 'gemma3', nLayer: 2, nHead: 4, nHeadKv: 2, headDim: 32, ropeBase: 1e6, tied: true });

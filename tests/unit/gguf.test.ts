@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GgufError, GgufValueType, readGguf } from '../../electron/lab/model/gguf.js';
 import { writeGguf, kv } from '../../electron/lab/model/gguf-writer.js';
-import { LlamaModel, describe as describeModel } from '../../electron/lab/model/llama.js';
+import { ForwardPass, LlamaModel, describe as describeModel, yarnAttnFactor } from '../../electron/lab/model/llama.js';
 import { openEngine } from '../../electron/lab/engine/backend.js';
 import { T } from '../../electron/lab/engine/types.js';
 import { testDir, tinyModel } from '../helpers/models.js';
@@ -65,6 +65,22 @@ describe('GGUF round trip', () => {
     expect(d.hparams).toMatchObject({ arch: 'llama', nVocab: 32000, nEmbd: 64, nLayer: 2, nHead: 4, nHeadKv: 4, nFf: 160 });
     const perLayer = 2 * 64 /* norms */ + 4 * 64 * 64 /* q k v o */ + 3 * 64 * 160 /* gate up down */;
     expect(d.parameters).toBe(2 * 64 * 32000 /* embedding, output */ + 64 /* output norm */ + 2 * perLayer);
+  });
+});
+
+describe('mistral3', () => {
+  it('reads YaRN and the attention temperature; sequences past the original context are refused by name', () => {
+    const path = tinyModel({ arch: 'mistral3', vocab: 'llama-spm' });
+    const hp = describeModel(readGguf(path)).hparams;
+    // ×4 YaRN over 1024 positions; no log multiplier: ggml multiplies back the 1 + 0.1·ln 4 it is divided by
+    expect(hp.rope).toMatchObject({ freqScale: 0.25, extFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 1024, attnFactor: 1 });
+    expect(hp.math.attnTemp).toEqual({ scale: Math.fround(0.1), from: 1024 });
+    expect(yarnAttnFactor(4, 1)).toBeCloseTo(1 / (1 + 0.1 * Math.log(4)), 6);
+    const engine = openEngine({ backend: 'cpu' });
+    const model = LlamaModel.load(path, engine);
+    try {
+      expect(() => new ForwardPass(model, 1025, 1)).toThrow(/this mistral3 model scales its queries by position beyond 1024 tokens \(its attention temperature\), which Hone does not compute yet: use --seq 1024 or less/);
+    } finally { model.free(); engine.free(); }
   });
 });
 

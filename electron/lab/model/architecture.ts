@@ -27,6 +27,9 @@ export interface BlockMath {
   /** sliding-window attention: which layers attend to the last `window` positions only, and the
    *  rope base those layers turn with (their frequency scale is 1) */
   swa?: { window: number; layers: boolean[]; freqBase: number };
+  /** attention temperature (mistral3, llama4): queries at position p scale by
+   *  1 + scale·ln(⌊p / from⌋ + 1), which is 1 below `from` (the rope's original context) */
+  attnTemp?: { scale: number; from: number };
 }
 
 /** One tensor of a block as the file stores it (name after `blk.N.`). A fused weight (phi3's

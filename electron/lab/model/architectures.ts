@@ -2,14 +2,15 @@
 import type { Architecture } from './architecture.js';
 import { gemma3 } from './arch/gemma3.js';
 import { llama } from './arch/llama.js';
+import { mistral3 } from './arch/mistral3.js';
 import { phi3 } from './arch/phi3.js';
 import { qwen2 } from './arch/qwen2.js';
 import { qwen3 } from './arch/qwen3.js';
 
-export const ARCHITECTURES: Record<string, Architecture> = { llama, qwen2, qwen3, phi3, gemma3 };
+export const ARCHITECTURES: Record<string, Architecture> = { llama, qwen2, qwen3, phi3, gemma3, mistral3 };
 export const ARCHITECTURE_NAMES = Object.keys(ARCHITECTURES);
 
-const SUPPORTED = `Hone trains ${ARCHITECTURE_NAMES.join(', ')} (Llama 3.x, Mistral and Ministral are stored as "llama")`;
+const SUPPORTED = `Hone trains ${ARCHITECTURE_NAMES.join(', ')} (Llama 3.x and older Mistral models are stored as "llama")`;
 
 /** families people ask for, with what stands in the way */
 const NOT_YET: Record<string, string> = {

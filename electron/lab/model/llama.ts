@@ -59,6 +59,17 @@ export function architectureOfFile(f: GgufFile): Architecture {
   return unit;
 }
 
+/**
+ * The attention factor ggml's YaRN rope is given, as llama.cpp's context sets it: YaRN's magnitude
+ * scale mscale(s) = 0.1·ln(s) + 1 (over mscale of the log multiplier where the file has one),
+ * divided by the 1 + 0.1·ln(s) that ggml's rope multiplies in again.
+ */
+export function yarnAttnFactor(factor: number, logMul: number): number {
+  const mscale = (m: number) => (factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1);
+  const f = logMul !== 0 ? mscale(1) / mscale(logMul) : mscale(1);
+  return Math.fround(f / (1 + 0.1 * Math.log(factor)));
+}
+
 export function hparamsOf(f: GgufFile): Hparams {
   const unit = architectureOfFile(f);
   const arch = unit.name;
@@ -89,8 +100,9 @@ export function hparamsOf(f: GgufFile): Hparams {
   // rope scaling: linear stretches every frequency; Llama 3.1's factors and phi3's long-rope are
   // tensors of per-frequency factors (Architecture.ropeFactors) with ggml's plain rope
   const scaling = meta<string>(f, `${arch}.rope.scaling.type`) ?? 'none';
-  if (!['none', 'linear', 'longrope'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear, long-rope and Llama-3 frequency factors)`);
+  if (!['none', 'linear', 'longrope', 'yarn'].includes(scaling)) throw new GgufError(f.path, `rope scaling "${scaling}" is not supported yet (Hone handles none, linear, YaRN, long-rope and Llama-3 frequency factors)`);
   const factor = number('rope.scaling.factor', 'positive') ?? 0;
+  const yarn = scaling === 'yarn' && factor > 1;
   const nLayer = need('block_count');
   const math = unit.math?.(number, { nLayer, d: nEmbd, nHead, hd: headDim }, (key) => meta(f, `${arch}.${key}`)) ?? {};
   if (typeof math === 'string') throw new GgufError(f.path, math);
@@ -111,11 +123,11 @@ export function hparamsOf(f: GgufFile): Hparams {
       mode: ROPE_MODE[unit.rope],
       nCtxOrig: number('rope.scaling.original_context_length', 'count') ?? nCtxTrain,
       freqBase: number('rope.freq_base', 'positive') ?? 10000,
-      freqScale: scaling === 'linear' && factor > 0 ? 1 / factor : 1,
-      extFactor: 0,
-      attnFactor: number('rope.scaling.attn_factor', 'positive') ?? 1,
-      betaFast: 32,
-      betaSlow: 1,
+      freqScale: (scaling === 'linear' && factor > 0) || yarn ? 1 / factor : 1,
+      extFactor: yarn ? 1 : 0,
+      attnFactor: (yarn ? yarnAttnFactor(factor, metaNumber(f, `${arch}.rope.scaling.yarn_log_multiplier`) ?? 0) : 1) * (number('rope.scaling.attn_factor', 'positive') ?? 1),
+      betaFast: yarn ? number('rope.scaling.yarn_beta_fast', 'positive') ?? 32 : 32,
+      betaSlow: yarn ? number('rope.scaling.yarn_beta_slow', 'positive') ?? 1 : 1,
     },
     math: { ...LLAMA_MATH(headDim), ...math },
   };
@@ -441,6 +453,8 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   };
   const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.${name}`); // llama.cpp's names, per block
   const rope = ropeOf(hp, il);
+  const temp = hp.math.attnTemp;
+  if (temp && nTokens > temp.from) throw new Error(`this ${hp.arch} model scales its queries by position beyond ${temp.from} tokens (its attention temperature), which Hone does not compute yet: use --seq ${temp.from} or less`);
   const h = cb(b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm), 'attn_norm');
   // q, k, v: [hd, heads, n] after rope
   let q = b.reshape(cb(linear('q', L.wq, h, L.bq), 'Qcur'), hd, nHead, n);
