@@ -9,7 +9,7 @@
         "<!@(node -p \"process.env.HONE_BLAS_INCLUDE || ''\")"
       ],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "<!@(node -p \"process.env.HONE_BLAS_DEFINES || ''\")"],
-      "cflags_cc": ["-std=c++17", "-O2", "-fexceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "CLANG_CXX_LANGUAGE_STANDARD": "c++17" },
       "libraries": ["<!@(node -p \"process.env.HONE_GGML_LINK\")", "<!@(node -p \"process.env.HONE_BLAS_LINK || ''\")"],

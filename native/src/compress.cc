@@ -14,6 +14,14 @@
 #include <thread>
 #include <vector>
 
+// hot loops built for AVX2 + FMA beside the baseline, chosen at load by the CPU (GCC/Clang on x86
+// with ifunc support); elsewhere one build
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define HONE_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define HONE_CLONES
+#endif
+
 namespace {
 
 template <typename A>
@@ -59,6 +67,92 @@ void SplitRows(int64_t n, int threads, F work) {
 // step. slab [width][rows] is G's block columns (G = (Ŵ − W)·H, current), hBlock [width][width]
 // H's diagonal block; the kernel writes delta [rows][stride] (the value changes, for the caller's
 // update G += delta·H[block, :]) and adds each row's accepted changes to changed[row].
+// one thread's rows of learnBlock: coordinate steps on each active row's codes in the block, then
+// the block's group scales; returns the loss change. Built twice on x86 with GCC or Clang (AVX2 with
+// FMA, and the baseline), the loader picking the one the CPU runs: the double-precision updates of
+// g are most of the time
+struct LearnBlockArgs {
+    const float *S, *H, *B;
+    uint16_t *C;
+    float *A, *D;
+    const double *tab;
+    const uint8_t *act, *movable;
+    int32_t *chg;
+    int64_t rows, cols, b0, width, stride, gs;
+    int nt;
+    bool scales, round;
+};
+
+HONE_CLONES double LearnRows(const LearnBlockArgs &p, int64_t r0, int64_t r1) {
+    const float *S = p.S, *H = p.H, *B = p.B;
+    uint16_t *C = p.C;
+    float *A = p.A, *D = p.D;
+    const double *tab = p.tab;
+    const uint8_t *act = p.act, *movable = p.movable;
+    int32_t *chg = p.chg;
+    const int64_t rows = p.rows, cols = p.cols, b0 = p.b0, width = p.width, stride = p.stride, gs = p.gs;
+    const int nt = p.nt;
+    const bool scales = p.scales, round = p.round;
+    std::vector<double> g(width), t(width);
+    double sum = 0;
+    for (int64_t r = r0; r < r1; r++) {
+        float *d = D + r * stride;
+        std::fill(d, d + stride, 0.f);
+        if (!act[r]) continue;
+        const int64_t o = r * cols + b0;
+        for (int64_t j = 0; j < width; j++) g[j] = S[j * rows + r];
+        // value i changes by dv: G's block entries follow (row i of H's block)
+        auto move = [&](int64_t i, double dv) {
+            d[i] += (float)dv;
+            const float *hi = H + i * width;
+            for (int64_t j = 0; j < width; j++) g[j] += dv * hi[j];
+        };
+        int32_t n = 0;
+        for (int64_t i = 0; i < width; i++) {
+            const double h = H[i * width + i];
+            if (!(h > 0) || (movable && !movable[o + i])) continue;
+            const int64_t gi = (o + i) / gs;
+            const double a = A[gi], bb = B[gi];
+            if (a == 0) continue;
+            const double cur = a * tab[C[o + i]] + bb;
+            const int q = Nearest(tab, nt, (cur - g[i] / h - bb) / a);
+            const double dv = a * tab[q] + bb - cur;
+            const double dL = 2 * dv * g[i] + dv * dv * h;
+            if (dv == 0 || !(dL < 0)) continue;
+            C[o + i] = (uint16_t)q;
+            move(i, dv);
+            sum += dL;
+            n++;
+        }
+        if (scales && gs < cols) {
+            // each group's α: L(α + δ) = L + 2δ·Σ G_i t_i + δ²·tᵀ H_gg t, t_i = table[code_i]
+            for (int64_t g0 = 0; g0 < width; g0 += gs) {
+                const int64_t gi = (o + g0) / gs;
+                double a = 0, c = 0;
+                for (int64_t i = 0; i < gs; i++) { t[i] = tab[C[o + g0 + i]]; a += g[g0 + i] * t[i]; }
+                for (int64_t i = 0; i < gs; i++) {
+                    if (t[i] == 0) continue;
+                    double hi = 0;
+                    const float *row = H + (g0 + i) * width + g0;
+                    for (int64_t j = 0; j < gs; j++) hi += row[j] * t[j];
+                    c += t[i] * hi;
+                }
+                if (!(c > 0)) continue;
+                const float next = round ? RoundHalf((float)(A[gi] - a / c)) : (float)(A[gi] - a / c);
+                const double dv = (double)next - A[gi];
+                const double dL = 2 * dv * a + dv * dv * c;
+                if (dv == 0 || !(dL < 0) || !std::isfinite(next)) continue;
+                A[gi] = next;
+                for (int64_t i = 0; i < gs; i++) if (t[i] != 0) move(g0 + i, dv * t[i]);
+                sum += dL;
+                n++;
+            }
+        }
+        chg[r] += n;
+    }
+    return sum;
+}
+
 Napi::Value LearnBlock(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     const char *op = "learnBlock";
@@ -97,66 +191,8 @@ Napi::Value LearnBlock(const Napi::CallbackInfo &info) {
     int32_t *chg = changed.Data();
     std::vector<double> sums(threads, 0.0);
 
-    auto work = [&](int k, int64_t r0, int64_t r1) {
-        std::vector<double> g(width), t(width);
-        double sum = 0;
-        for (int64_t r = r0; r < r1; r++) {
-            float *d = D + r * stride;
-            std::fill(d, d + stride, 0.f);
-            if (!act[r]) continue;
-            const int64_t o = r * cols + b0;
-            for (int64_t j = 0; j < width; j++) g[j] = S[j * rows + r];
-            // value i changes by dv: G's block entries follow (row i of H's block)
-            auto move = [&](int64_t i, double dv) {
-                d[i] += (float)dv;
-                const float *hi = H + i * width;
-                for (int64_t j = 0; j < width; j++) g[j] += dv * hi[j];
-            };
-            int32_t n = 0;
-            for (int64_t i = 0; i < width; i++) {
-                const double h = H[i * width + i];
-                if (!(h > 0) || (movable && !movable[o + i])) continue;
-                const int64_t gi = (o + i) / gs;
-                const double a = A[gi], bb = B[gi];
-                if (a == 0) continue;
-                const double cur = a * tab[C[o + i]] + bb;
-                const int q = Nearest(tab, nt, (cur - g[i] / h - bb) / a);
-                const double dv = a * tab[q] + bb - cur;
-                const double dL = 2 * dv * g[i] + dv * dv * h;
-                if (dv == 0 || !(dL < 0)) continue;
-                C[o + i] = (uint16_t)q;
-                move(i, dv);
-                sum += dL;
-                n++;
-            }
-            if (scales && gs < cols) {
-                // each group's α: L(α + δ) = L + 2δ·Σ G_i t_i + δ²·tᵀ H_gg t, t_i = table[code_i]
-                for (int64_t g0 = 0; g0 < width; g0 += gs) {
-                    const int64_t gi = (o + g0) / gs;
-                    double a = 0, c = 0;
-                    for (int64_t i = 0; i < gs; i++) { t[i] = tab[C[o + g0 + i]]; a += g[g0 + i] * t[i]; }
-                    for (int64_t i = 0; i < gs; i++) {
-                        if (t[i] == 0) continue;
-                        double hi = 0;
-                        const float *row = H + (g0 + i) * width + g0;
-                        for (int64_t j = 0; j < gs; j++) hi += row[j] * t[j];
-                        c += t[i] * hi;
-                    }
-                    if (!(c > 0)) continue;
-                    const float next = round ? RoundHalf((float)(A[gi] - a / c)) : (float)(A[gi] - a / c);
-                    const double dv = (double)next - A[gi];
-                    const double dL = 2 * dv * a + dv * dv * c;
-                    if (dv == 0 || !(dL < 0) || !std::isfinite(next)) continue;
-                    A[gi] = next;
-                    for (int64_t i = 0; i < gs; i++) if (t[i] != 0) move(g0 + i, dv * t[i]);
-                    sum += dL;
-                    n++;
-                }
-            }
-            chg[r] += n;
-        }
-        sums[k] = sum;
-    };
+    const LearnBlockArgs args{S, H, B, C, A, D, tab, act, movable, chg, rows, cols, b0, width, stride, gs, nt, scales, round};
+    auto work = [&](int k, int64_t r0, int64_t r1) { sums[k] = LearnRows(args, r0, r1); };
     SplitRows(rows, threads, work);
     double total = 0;
     for (double s : sums) total += s;
@@ -183,7 +219,7 @@ struct Rng {  // mulberry32, as data/pack.ts Rng
 
 // min xᵀQx over x ∈ {0,1}^n with Σx fixed, by annealing with swap moves from x0 (as icbs.ts
 // annealCardinality); with gs, swaps stay inside consecutive groups of gs
-double Anneal(const std::vector<double> &Q, int n, std::vector<uint8_t> &x, Rng &rng, int restarts, int gs) {
+HONE_CLONES double Anneal(const std::vector<double> &Q, int n, std::vector<uint8_t> &x, Rng &rng, int restarts, int gs) {
     auto energyOf = [&](const std::vector<uint8_t> &v) {
         double e = 0;
         for (int i = 0; i < n; i++) if (v[i]) for (int j = 0; j < n; j++) if (v[j]) e += Q[i * n + j];

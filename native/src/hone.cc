@@ -413,6 +413,7 @@ const std::unordered_map<std::string, OpSpec> &OpTable() {
         {"mul_mat", {2, {}, [](C c, A a) { return ggml_mul_mat(c, a.t(0), a.t(1)); }}},
         {"out_prod", {2, {}, [](C c, A a) { return ggml_out_prod(c, a.t(0), a.t(1)); }}},
         {"add", {2, {}, [](C c, A a) { return ggml_add(c, a.t(0), a.t(1)); }}},
+        {"add_inplace", {2, {}, [](C c, A a) { return ggml_add_inplace(c, a.t(0), a.t(1)); }}},
         {"sub", {2, {}, [](C c, A a) { return ggml_sub(c, a.t(0), a.t(1)); }}},
         {"mul", {2, {}, [](C c, A a) { return ggml_mul(c, a.t(0), a.t(1)); }}},
         {"div", {2, {}, [](C c, A a) { return ggml_div(c, a.t(0), a.t(1)); }}},

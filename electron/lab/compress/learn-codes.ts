@@ -78,7 +78,7 @@ export class LayerCurvature {
       // G += Δ·H[block, :]: Δ [rows][LEARN_BLOCK], Hs = H's block columns [cols][LEARN_BLOCK]
       this.d = u.input(T.F32, [LEARN_BLOCK, rows], 'delta');
       this.hs = u.input(T.F32, [LEARN_BLOCK, cols], 'curvature_block');
-      this.updateGraph = new Graph(engine, u, [u.cpy(u.add(this.g, u.mulMat(this.d, this.hs)), this.g)]);
+      this.updateGraph = new Graph(engine, u, [u.addInplace(this.g, u.mulMat(this.d, this.hs))]);
     } catch (e) {
       this.release();
       throw e;
@@ -142,10 +142,15 @@ export class LayerCurvature {
         });
         if (dL === 0) continue; // nothing moved: G is current
         loss += dL;
-        for (let j = 0; j < cols; j++) hs.set(H.subarray(j * cols + b0, j * cols + b0 + width), j * LEARN_BLOCK);
-        this.d.set(delta);
-        this.hs.set(hs);
-        this.updateGraph.compute();
+        // the last sweep reads G only to the right of this block: update those columns alone
+        const c0 = s === sweeps - 1 ? b0 + width : 0;
+        if (c0 >= cols) continue;
+        for (let j = c0; j < cols; j++) hs.set(H.subarray(j * cols + b0, j * cols + b0 + width), j * LEARN_BLOCK);
+        if (c0 === 0) {
+          this.d.set(delta);
+          this.hs.set(hs);
+          this.updateGraph.compute();
+        } else this.updateTail(c0, delta, hs);
       }
       if (rowScales) loss += this.refitRowScales(grid, active, changed);
       let any = false;
@@ -153,6 +158,22 @@ export class LayerCurvature {
       if (!any) break;
     }
     return { grid, before, after: loss };
+  }
+
+  /** G[:, c0:] += Δ·H[block, c0:] (Δ [rows][LEARN_BLOCK], hs H's block columns [cols][LEARN_BLOCK]) */
+  private updateTail(c0: number, delta: Float32Array, hs: Float32Array) {
+    const { rows, cols } = this;
+    const b = new GraphBuilder(8);
+    b.on(this.engine);
+    const d = b.input(T.F32, [LEARN_BLOCK, rows], 'delta');
+    const h = b.input(T.F32, [LEARN_BLOCK, cols - c0], 'curvature_block_tail');
+    const g = b.view(this.g, [rows, cols - c0], [rows * 4], c0 * rows * 4); // Gᵀ's rows c0… = G's columns c0…
+    const graph = new Graph(this.engine, b, [b.addInplace(g, b.mulMat(d, h))]);
+    try {
+      d.set(delta);
+      h.set(hs.subarray(c0 * LEARN_BLOCK, cols * LEARN_BLOCK));
+      graph.compute();
+    } finally { graph.free(); b.free(); }
   }
 
   /**

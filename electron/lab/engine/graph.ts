@@ -111,6 +111,8 @@ export class GraphBuilder {
   attnSum(a: Tensor, p: Tensor, over: 'queries' | 'keys') { return this.op('attn_sum', [a, p], { over_keys: over === 'keys' ? 1 : 0 }); }
   /** a + b, like a */
   add(a: Tensor, b: Tensor) { return this.op('add', [a, b]); }
+  /** a += b in a's own memory (the result is a view of a): one pass over a, no copy back */
+  addInplace(a: Tensor, b: Tensor) { return this.op('add_inplace', [a, b]); }
   /** a − b, like a */
   sub(a: Tensor, b: Tensor) { return this.op('sub', [a, b]); }
   /** a ⊙ b, like a */
