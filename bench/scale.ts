@@ -6,7 +6,7 @@
 // compression stage (Wanda, iCBS, PERP's retraining, learned Q4_K codes, NUPES; each job in its own
 // process, calibrated on SCALE_CALIB sequences of 128 tokens of the synthetic corpus) and every export
 // of a LoRA run (merged F16 and Q8_0, adapter GGUF, PEFT). `SCALE_SHAPES` picks shapes (1b, 8b),
-// `SCALE_STEPS` the steps timed after a first untimed one, `SCALE_PARTS` the parts (train, compress,
+// `SCALE_STEPS` the steps timed after a first untimed one, `SCALE_SWEEPS` learned codes' sweeps (--learn-sweeps), `SCALE_PARTS` the parts (train, compress,
 // export).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -96,7 +96,7 @@ async function compressOne(name: string, path: string, samples: number) {
   const out = join(dir, `job-${name.replace(/\W+/g, '-')}`);
   rmSync(out, { recursive: true, force: true });
   const t0 = performance.now();
-  const { report } = await runCompression({ ...COMPRESS_DEFAULTS, ...JOBS[name], model: path, out, calib: calibText(samples), calibSeq: 128, calibSamples: samples, evalTokens: 128 });
+  const { report } = await runCompression({ ...COMPRESS_DEFAULTS, ...JOBS[name], model: path, out, calib: calibText(samples), calibSeq: 128, calibSamples: samples, evalTokens: 128, learnSweeps: Number(process.env.SCALE_SWEEPS ?? COMPRESS_DEFAULTS.learnSweeps) });
   const stages = Object.fromEntries(report.filter((r) => r.stage !== 'input').map((r) => [r.stage, r.seconds]));
   rmSync(out, { recursive: true, force: true });
   console.log(JSON.stringify({ stages, seconds: (performance.now() - t0) / 1000, peakRss: peakRss() }));

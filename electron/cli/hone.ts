@@ -56,7 +56,7 @@ ${usageText()}
       [--quant f16|q8_0|q4_0|q4_k|iq4_nl|q8_0-learned|q4_0-learned|q4_k-learned|iq4_nl-learned|nupes4|nupes3]
       [--calib <text or dataset file>] [--calib-samples 128] [--calib-seq 128] [--eval <file>] [--eval-tokens 16384]
       [--retrain-steps 100] [--retrain-lr 5e-4] [--retrain-rank 16] [--retrain-alpha 32] [--retrain-no-norms]
-      [--icbs-epochs 3] [--icbs-block 128] [--icbs-blocks 100000]
+      [--icbs-epochs 3] [--icbs-block 128] [--icbs-blocks 100000] [--learn-sweeps 4]
       [--restart] [--json]
       prune → retrain (PERP; --recover after any pruning) → quantize → GGUF + Ollama Modelfile + report;
       structured removes --sparsity of the FFN channels and --heads of the KV head groups; the input is never changed;
@@ -269,7 +269,7 @@ async function compress(argv: string[]) {
     args: argv,
     options: {
       model: o, out: o, prune: o, sparsity: o, pattern: o, per: o, score: o, quant: o, calib: o, 'calib-samples': o, 'calib-seq': o, eval: o, 'eval-tokens': o,
-      heads: o, recover: { type: 'boolean' }, 'icbs-epochs': o, 'icbs-block': o, 'icbs-blocks': o, 'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
+      heads: o, recover: { type: 'boolean' }, 'icbs-epochs': o, 'icbs-block': o, 'icbs-blocks': o, 'learn-sweeps': o, 'retrain-steps': o, 'retrain-lr': o, 'retrain-rank': o, 'retrain-alpha': o, 'retrain-no-norms': { type: 'boolean' }, restart: { type: 'boolean' }, json: { type: 'boolean' },
     },
   });
   const d = COMPRESS_DEFAULTS;
@@ -294,6 +294,7 @@ async function compress(argv: string[]) {
       rank: num(values['retrain-rank'], 'retrain-rank') ?? d.retrain.rank, alpha: num(values['retrain-alpha'], 'retrain-alpha') ?? d.retrain.alpha, norms: !values['retrain-no-norms'],
     },
     icbs: { epochs: num(values['icbs-epochs'], 'icbs-epochs') ?? d.icbs.epochs, blockSize: num(values['icbs-block'], 'icbs-block') ?? d.icbs.blockSize, maxBlocks: num(values['icbs-blocks'], 'icbs-blocks') ?? d.icbs.maxBlocks },
+    learnSweeps: num(values['learn-sweeps'], 'learn-sweeps') ?? d.learnSweeps,
     seed: d.seed,
   };
   if (!['row', 'matrix', 'global'].includes(cfg.per)) fail('--per must be row, matrix or global');

@@ -50,6 +50,7 @@ export const API_PATHS: { [M in keyof LabApi]: ArgRules<Parameters<LabApi[M]>> }
     calibSeq: V, eval: R, evalTokens: V, seed: V,
     retrain: { steps: V, lr: V, rank: V, alpha: V, batch: V, norms: V },
     icbs: { epochs: V, blockSize: V, maxBlocks: V },
+    learnSweeps: V,
   }],
   compressionReport: [V],
   chat: [R, V, R, V],

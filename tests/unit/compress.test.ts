@@ -90,6 +90,13 @@ describe('learned codes', () => {
         const r1 = learnCodes(engine, wn, rows, n, Hn, grid, { ...opts, sweeps: 1 });
         expect(r.after).toBeLessThanOrEqual(r1.after * (1 + 1e-6));
         expect(r1.after).toBeLessThan(r1.before);
+        // one sweep is all last sweep: each block updates only the columns right of it, and the
+        // codes and the reported error are still the oracle's
+        expect(rel(outputError(wn, rows, n, Hn, gridValues(r1.grid)), r1.after)).toBeLessThan(1e-4);
+        const o1 = learnCodesReference(wn, rows, n, Hn, grid, { ...opts, sweeps: 1 });
+        let same1 = 0;
+        for (let i = 0; i < o1.grid.codes.length; i++) same1 += o1.grid.codes[i] === r1.grid.codes[i] ? 1 : 0;
+        expect(same1 / o1.grid.codes.length).toBeGreaterThan(0.995);
       });
     }
   }

@@ -23,6 +23,7 @@ import { readMasks, writeMasks } from '../model/masks.js';
 import { encode, modelName, readValues, rewriteModel } from '../model/rewrite.js';
 import { applyMask, globalThreshold, maskBelow, pruneMask, pruneScores, sparsityOf, type Pattern, type PruneScore } from './prune.js';
 import { QUANTS, quantNeedsCalibration, quantizeModel, type LayerReport, type Quant } from './quantize.js';
+import { LEARN_SWEEPS } from './learn-codes.js';
 import { T } from '../engine/types.js';
 
 import { PATTERNS, PRUNE_METHODS, type PatternName, type PruneMethod } from './compress-info.js';
@@ -65,6 +66,10 @@ export interface CompressConfig {
   retrain: RetrainConfig;
   /** iCBS's quality/time knobs: epochs over every layer and weights per block */
   icbs: { epochs: number; blockSize: number; maxBlocks: number };
+  /** learned codes' and NUPES's coordinate sweeps over each row: each lowers the layer's output error
+   *  a little further for about one more pass of products (an 8B model on two CPU cores needs 1 to
+   *  stay under an hour: docs/benchmarks.md) */
+  learnSweeps: number;
   seed: number;
 }
 
@@ -72,6 +77,7 @@ export const COMPRESS_DEFAULTS: Omit<CompressConfig, 'model' | 'out'> = {
   sparsity: 0.5, pattern: 'unstructured', per: 'row', heads: 0, recover: false, quant: 'f16', calibSamples: 128, calibSeq: 128, evalTokens: 16384, seed: 1,
   retrain: { steps: 100, lr: 5e-4, rank: 16, alpha: 32, batch: 4, norms: true },
   icbs: { epochs: ICBS_DEFAULTS.epochs, blockSize: ICBS_DEFAULTS.blockSize, maxBlocks: ICBS_DEFAULTS.maxBlocks },
+  learnSweeps: LEARN_SWEEPS,
 };
 
 export type StageName = 'merge' | 'prune' | 'retrain' | 'quantize';
@@ -121,6 +127,7 @@ export function checkCompressConfig(c: CompressConfig, hasCalib: boolean) {
   if (!QUANTS.includes(c.quant)) throw new Error(`--quant must be one of ${QUANTS.join(', ')}; got "${c.quant}"`);
   if (!PATTERNS.includes(c.pattern)) throw new Error(`--pattern must be one of ${PATTERNS.join(', ')}; got "${c.pattern}"`);
   if (c.prune && !(c.sparsity > 0 && c.sparsity < 1) && c.pattern === 'unstructured') throw new Error(`--sparsity must be between 0 and 1 (exclusive), got ${c.sparsity}`);
+  if (!(Number.isInteger(c.learnSweeps) && c.learnSweeps >= 1 && c.learnSweeps <= 16)) throw new Error(`--learn-sweeps must be a whole number from 1 to 16, got ${c.learnSweeps}`);
   if (c.prune === 'structured' && c.pattern !== 'unstructured') throw new Error('structured pruning removes whole channels and heads; --pattern applies to weight pruning only');
   const needs = [c.prune === 'wanda' && 'Wanda pruning', c.prune === 'icbs' && 'iCBS', c.prune === 'structured' && 'Structured pruning', (c.prune === 'perp' || (c.prune && c.recover)) && 'PERP retraining', quantNeedsCalibration(c.quant) && `${c.quant}`].filter(Boolean);
   if (needs.length && !hasCalib) throw new Error(`${needs.join(' and ')} need calibration data: give --calib <text or dataset file> (a run folder as --model brings its own dataset)`);
@@ -276,7 +283,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
     await stage('quantize', final, async (rec) => {
       const calibrated = quantNeedsCalibration(cfg.quant) || (cfg.quant.startsWith('nupes') && !!cfg.calib);
       rec.layers = await withCalibration(calibrated ? src : undefined, true, (calibration) => quantizeModel(readGguf(src), final, cfg.quant, {
-        calibration, engine, masks: masksPath ? readMasks(masksPath) : undefined, signal: opts.signal,
+        calibration, engine, sweeps: cfg.learnSweeps, masks: masksPath ? readMasks(masksPath) : undefined, signal: opts.signal,
         onTensor: (d, t, what) => emit({ type: 'progress', stage: 'quantize', done: d, total: t, what }),
       }));
     });

@@ -23,9 +23,11 @@ import { gridValues, type CodeGrid } from './grid.js';
 
 /** columns per block of the coordinate descent (a multiple of every ggml group size: 32) */
 export const LEARN_BLOCK = 256;
+/** coordinate sweeps over each row unless told otherwise */
+export const LEARN_SWEEPS = 4;
 
 export interface LearnOptions {
-  /** coordinate sweeps over each row (default 4) */
+  /** coordinate sweeps over each row (default LEARN_SWEEPS) */
   sweeps?: number;
   /** also refit each group's scale α by its exact Newton step (default off) */
   scales?: boolean;
@@ -116,7 +118,7 @@ export class LayerCurvature {
   /** The codes (and with `scales` the group scales) of `start` that minimise L for weights w. */
   learn(w: Float32Array, start: CodeGrid, opts: LearnOptions = {}): LearnResult {
     const { rows, cols, H } = this;
-    const sweeps = opts.sweeps ?? 4;
+    const sweeps = opts.sweeps ?? LEARN_SWEEPS;
     const { table, groupSize } = start;
     if (cols % groupSize !== 0) throw new Error(`learnCodes: groups of ${groupSize} do not divide rows of ${cols}`);
     if (w.length !== rows * cols || start.codes.length !== w.length) throw new Error(`learnCodes: weights and codes must be ${rows} × ${cols}`);

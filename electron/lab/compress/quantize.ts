@@ -35,6 +35,8 @@ export interface QuantizeOptions {
   calibration?: Calibration;
   /** where learned codes' products run (needed with a calibration) */
   engine?: Engine;
+  /** learned codes' coordinate sweeps over each row (default LEARN_SWEEPS) */
+  sweeps?: number;
   /** per weight: 1 where the weight is pruned-and-must-stay-zero is 0 in the mask (keep = 1) */
   masks?: Map<string, Uint8Array>;
   signal?: AbortSignal;
@@ -88,7 +90,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
         if (calibrated) {
           grid = withCurvature(info.name, rows, cols, (c) => {
             r.reference = c.outputError(w, gridValues(powerGrid(w, rows, cols, 1, nupesBits)));
-            const l = c.learn(w, grid, { scales: true, movable: keep });
+            const l = c.learn(w, grid, { scales: true, movable: keep, sweeps: opts.sweeps });
             r.error = l.after;
             return l.grid;
           });
@@ -109,7 +111,7 @@ export function quantizeModel(src: GgufFile, path: string, quant: Quant, opts: Q
         const w = readValues(src, info);
         if (keep) applyMask(w, keep); // pruned weights exactly zero (the mask says which)
         const { blocks, grid } = referenceQuantize(type, w, rows, cols);
-        const l = withCurvature(info.name, rows, cols, (c) => c.learn(w, grid, { scales: hasOwnScale(type), roundHalf: true, movable: keep }));
+        const l = withCurvature(info.name, rows, cols, (c) => c.learn(w, grid, { scales: hasOwnScale(type), roundHalf: true, movable: keep, sweeps: opts.sweeps }));
         report.push({ tensor: info.name, type: `${ggmlTypeName(type)} learned`, reference: l.before, error: l.after });
         return packGrid(type, blocks, l.grid);
       },
