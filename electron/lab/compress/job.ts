@@ -170,7 +170,8 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
   const emit = (e: CompressEvent) => opts.onEvent?.(e);
   const isRun = existsSync(cfgIn.model) && statSync(cfgIn.model).isDirectory();
   const runCfg = isRun ? (JSON.parse(readFileSync(join(cfgIn.model, 'config.json'), 'utf8')) as TrainConfig) : undefined;
-  const cfg: CompressConfig = { ...cfgIn, model: resolve(cfgIn.model), out, calib: cfgIn.calib ?? runCfg?.data };
+  // a job recorded before a setting existed resumes with that setting's default
+  const cfg: CompressConfig = { ...cfgIn, model: resolve(cfgIn.model), out, calib: cfgIn.calib ?? runCfg?.data, learnSweeps: cfgIn.learnSweeps ?? LEARN_SWEEPS };
   checkCompressConfig(cfg, !!cfg.calib);
   if (!isRun) readGguf(cfg.model); // a broken input fails here, naming the file
   if (out === resolve(dirname(cfg.model)) && !isRun) throw new Error(`--out must be a folder of its own, not the input model's folder (${out})`);
@@ -180,7 +181,7 @@ export async function runCompression(cfgIn: CompressConfig, opts: CompressOption
   let state: JobState = { config: cfg, stages: [] };
   if (existsSync(statePath)) {
     const prev = JSON.parse(readFileSync(statePath, 'utf8')) as JobState;
-    if (JSON.stringify(prev.config) === JSON.stringify(cfg)) state = prev;
+    if (JSON.stringify({ ...prev.config, learnSweeps: prev.config.learnSweeps ?? LEARN_SWEEPS }) === JSON.stringify(cfg)) state = prev;
     else if (opts.restart) {
       for (const s of prev.stages) if (s.stage !== 'input') rmSync(s.file, { force: true });
       for (const f of ['retrain', 'masks.gguf']) rmSync(join(out, f), { recursive: true, force: true });
