@@ -1,6 +1,6 @@
 // Tiny models for tests, made once per spec and cached in the OS temp folder.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeTiny, type TinySpec } from '../../electron/lab/model/tiny.js';
@@ -13,9 +13,12 @@ import type { RefLayer, RefModel } from './reference.js';
 export const testDir = join(tmpdir(), 'hone-tests');
 mkdirSync(testDir, { recursive: true });
 
-/** cached models are keyed by the factory's own source, so a change to it makes new ones */
+/** cached models are keyed by the factory's own source (the architectures' units write their
+ *  tensors and metadata), so a change to it makes new ones */
+const factorySources = ['model/tiny.ts', 'model/vocab.ts', 'model/gguf-writer.ts', 'model/architecture.ts', 'model/architectures.ts',
+  ...readdirSync(join(projectRoot, 'electron/lab/model/arch')).sort().map((f) => `model/arch/${f}`)];
 const factoryVersion = createHash('sha256')
-  .update(['model/tiny.ts', 'model/vocab.ts', 'model/gguf-writer.ts'].map((f) => readFileSync(join(projectRoot, 'electron/lab', f), 'utf8')).join())
+  .update(factorySources.map((f) => readFileSync(join(projectRoot, 'electron/lab', f), 'utf8')).join())
   .digest('hex')
   .slice(0, 10);
 

@@ -12,10 +12,11 @@ import { MODULES, lowRankLinear, moduleDims } from '../../electron/lab/tune/lora
 import { addGrad, adapterHook, type TrainedLinear } from '../../electron/lab/tune/adapter.js';
 import { tinyModel } from '../helpers/models.js';
 
-function compare(engine: Engine, type: string, onEngine = false) {
-  const model = LlamaModel.load(tinyModel({ type, nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128 }), engine);
+function compare(engine: Engine, type: string, onEngine = false, arch?: 'mistral3') {
+  const model = LlamaModel.load(tinyModel({ type, nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, nFf: 128, ...(arch && { arch, vocab: 'llama-spm' as const }) }), engine);
   const hp = model.hp;
-  const nTok = 8, nSeq = 2, n = nTok * nSeq, r = 2;
+  // mistral3's tiny model scales queries from position 16 on (its attention temperature)
+  const nTok = arch ? 24 : 8, nSeq = 2, n = nTok * nSeq, r = 2;
   const store = new GraphBuilder(256);
   const x0 = store.param([hp.nEmbd, n], 'x0');
   const adapters = new Map<string, { linear: TrainedLinear }>();
@@ -87,6 +88,7 @@ describe('explicit block backward equals autodiff', () => {
     it(type, () => expect(compare(engine, type)).toBeLessThan(type === 'f32' ? 1e-5 : 2e-3));
   }
   it('f32, in the forms the trainer picks for the CPU engine (BLAS, attention kernel)', () => expect(compare(engine, 'f32', true)).toBeLessThan(1e-5));
+  it('mistral3 (YaRN rope, the attention temperature on positions 16 to 23)', () => expect(compare(engine, 'f32', true, 'mistral3')).toBeLessThan(1e-5));
 });
 
 describe('the trainer\'s explicit gradients equal autodiff of the same loss', () => {

@@ -58,6 +58,7 @@ const cases = [
   { name: 'llama', spec: { nLayer: 2, nFf: 96 }, T: 32, count: 70 }, // chunks of 64 sequences and 6
   { name: 'gemma3 (windows of 16 in sequences of 32)', spec: { arch: 'gemma3', nLayer: 2, nEmbd: 64, nHead: 4, nHeadKv: 2, headDim: 32, nFf: 128 }, T: 32, count: 5 },
   { name: 'phi3 (fused qkv and gate-up)', spec: { arch: 'phi3', nLayer: 2, nHead: 4, nHeadKv: 2 }, T: 32, count: 5 },
+  { name: 'mistral3 (the attention temperature on positions 16 to 31)', spec: { arch: 'mistral3', vocab: 'llama-spm' as const, nLayer: 2, nHead: 4, nHeadKv: 2 }, T: 32, count: 5 },
 ];
 
 describe('block-by-block calibration', () => {

@@ -83,6 +83,7 @@ describe('streaming training', () => {
     ['LoRA on a qwen3 model (q/k head norms), activations kept', { arch: 'qwen3', type: 'q8_0', nLayer: 2, nHead: 4, nHeadKv: 2 }, undefined],
     ['LoRA on a gemma3 model (post-norms, GeGLU, windowed and global layers in slots of their own; seq 32 > window 16), activations kept', { arch: 'gemma3', vocab: 'llama-spm', type: 'q8_0', nLayer: 3, nHead: 4, nHeadKv: 2, headDim: 32 }, undefined],
     ['LoRA on a phi3 model (fused weights read as row ranges), activations recomputed', { arch: 'phi3', type: 'q8_0', nLayer: 2, nHead: 4, nHeadKv: 2 }, 1],
+    ['LoRA on a mistral3 model (YaRN; the attention temperature on positions 16 to 31), activations recomputed', { arch: 'mistral3', vocab: 'llama-spm', type: 'q8_0', nLayer: 2, nHead: 4, nHeadKv: 2 }, 1],
   ] as const) {
     it(`${name}: 20 steps streamed block by block from the file give the in-memory losses`, async () => {
       const model = tinyModel(spec);

@@ -41,9 +41,9 @@ const PARITY_CASES: [string, Partial<TinySpec>, number | 'rounding', 'short'?][]
   ['gemma3 F32 (√d embeddings, head norms, post-norms, GeGLU, sliding window, heads wider than d/heads, tied)', { arch: 'gemma3', headDim: 32, nHeadKv: 2, ropeBase: 1e6, tied: true }, 5e-4, 'short'],
   ['gemma3 Q8_0', { arch: 'gemma3', headDim: 32, nHeadKv: 2, ropeBase: 1e6, type: 'q8_0' }, 'rounding', 'short'],
   ['phi3 GQA, Q8_0, short rope factors', { arch: 'phi3', nHead: 4, nHeadKv: 2, type: 'q8_0', ropeFreqs: true }, 1e-4],
-  // Ministral 3: YaRN ×4 from an original context of 1024 (interpolated, ramped and extrapolated
-  // frequencies, its magnitude scale) and the attention temperature's metadata
-  ['mistral3 F32 (YaRN rope scaling, GQA)', { arch: 'mistral3', vocab: 'llama-spm', nHead: 4, nHeadKv: 2, ropeBase: 1e6 }, 1e-4],
+  // Ministral 3: YaRN ×4 from an original context of 16 (interpolated, ramped and extrapolated
+  // frequencies, its magnitude scale) and the attention temperature on the queries past position 16
+  ['mistral3 F32 (YaRN rope scaling, attention temperature, GQA)', { arch: 'mistral3', vocab: 'llama-spm', nHead: 4, nHeadKv: 2, ropeBase: 1e6 }, 1e-4],
 ];
 
 const LONG_TEXT = Array.from({ length: 6 }, (_, i) => `${SAMPLE_TEXT} Line ${i}.`).join('\n');

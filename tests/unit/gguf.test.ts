@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GgufError, GgufValueType, readGguf } from '../../electron/lab/model/gguf.js';
 import { writeGguf, kv } from '../../electron/lab/model/gguf-writer.js';
-import { ForwardPass, LlamaModel, describe as describeModel, yarnAttnFactor } from '../../electron/lab/model/llama.js';
+import { LlamaModel, attnTempAt, describe as describeModel, yarnAttnFactor } from '../../electron/lab/model/llama.js';
 import { openEngine } from '../../electron/lab/engine/backend.js';
 import { T } from '../../electron/lab/engine/types.js';
 import { testDir, tinyModel } from '../helpers/models.js';
@@ -69,18 +69,16 @@ describe('GGUF round trip', () => {
 });
 
 describe('mistral3', () => {
-  it('reads YaRN and the attention temperature; sequences past the original context are refused by name', () => {
+  it('reads YaRN and the attention temperature', () => {
     const path = tinyModel({ arch: 'mistral3', vocab: 'llama-spm' });
     const hp = describeModel(readGguf(path)).hparams;
-    // ×4 YaRN over 1024 positions; no log multiplier: ggml multiplies back the 1 + 0.1·ln 4 it is divided by
-    expect(hp.rope).toMatchObject({ freqScale: 0.25, extFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 1024, attnFactor: 1 });
-    expect(hp.math.attnTemp).toEqual({ scale: Math.fround(0.1), from: 1024 });
+    // ×4 YaRN over 16 positions; no log multiplier: ggml multiplies back the 1 + 0.1·ln 4 it is divided by
+    expect(hp.rope).toMatchObject({ freqScale: 0.25, extFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 16, attnFactor: 1 });
+    expect(hp.math.attnTemp).toEqual({ scale: Math.fround(0.1), from: 16 });
     expect(yarnAttnFactor(4, 1)).toBeCloseTo(1 / (1 + 0.1 * Math.log(4)), 6);
-    const engine = openEngine({ backend: 'cpu' });
-    const model = LlamaModel.load(path, engine);
-    try {
-      expect(() => new ForwardPass(model, 1025, 1)).toThrow(/this mistral3 model scales its queries by position beyond 1024 tokens \(its attention temperature\), which Hone does not compute yet: use --seq 1024 or less/);
-    } finally { model.free(); engine.free(); }
+    // 1 below the original context, then 1 + β·ln(⌊p/16⌋ + 1)
+    const t = hp.math.attnTemp!;
+    expect([0, 15, 16, 47, 48].map((p) => attnTempAt(p, t))).toEqual([1, 1, 1 + t.scale * Math.log(2), 1 + t.scale * Math.log(3), 1 + t.scale * Math.log(4)]);
   });
 });
 

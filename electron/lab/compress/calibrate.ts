@@ -13,7 +13,7 @@
 // is the unpruned model's).
 import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.js';
 import { T } from '../engine/types.js';
-import { blockForward, embed, setAttentionInputs, type ForwardInputs, type LlamaModel, type Module } from '../model/llama.js';
+import { attnTempInput, blockForward, embed, setAttentionInputs, type ForwardInputs, type LlamaModel, type Module } from '../model/llama.js';
 import { GGUF_NAMES, MODULES } from '../tune/adapter.js';
 
 export type InputGroup = 'attn_in' | 'attn_out' | 'ffn_in' | 'ffn_mid';
@@ -139,6 +139,7 @@ class BlockWalk implements Calibration {
     const inp = {
       positions: b.tensor(T.I32, [n], 'positions'), mask: b.tensor(T.F32, [len, len], 'kq_mask'),
       ...(len > window && hp.math.swa?.layers.some(Boolean) && { swaMask: b.tensor(T.F32, [len, len], 'kq_mask_swa'), window }),
+      ...attnTempInput(b, hp, len, count),
     } as ForwardInputs;
     const x = b.tensor(T.F32, [hp.nEmbd, n], 'x_in');
     const buffer = allocStatic(this.model.engine, b, 'calibration inputs');

@@ -152,7 +152,9 @@ export function blockBackward(b: GraphBuilder, hp: Hparams, L: Layer, il: number
     return b.rmsNormBack(b.mul(dy, g), x, hp.rmsEps);
   };
   const rope = ropeOf(hp, il);
-  const dQ = b.reshape(headNormBack(b.ropeBack(unheads(dQ3, nHead), inp.positions, ropeFreqs, rope), s.qh, L.qNorm), hd * nHead, n);
+  // the attention temperature scaled each position's queries after rope: so does their gradient
+  const dQt = inp.attnTemp ? b.mul(unheads(dQ3, nHead), inp.attnTemp) : unheads(dQ3, nHead);
+  const dQ = b.reshape(headNormBack(b.ropeBack(dQt, inp.positions, ropeFreqs, rope), s.qh, L.qNorm), hd * nHead, n);
   const dK = b.reshape(headNormBack(b.ropeBack(unheads(dK3, nHeadKv), inp.positions, ropeFreqs, rope), s.kh, L.kNorm), hd * nHeadKv, n);
   const dV = b.reshape(unheads(dV3, nHeadKv), hd * nHeadKv, n);
   const dH = cb(b.add(b.add(linearBack(b, L.wq, s.h, dQ, lora(il, 'q'), grads), linearBack(b, L.wk, s.h, dK, lora(il, 'k'), grads)), linearBack(b, L.wv, s.h, dV, lora(il, 'v'), grads)), 'attn_norm');

@@ -379,6 +379,10 @@ export interface ForwardInputs {
    *  whose window is shorter than T (model graphs leave it out otherwise) */
   swaMask?: Tensor;
   window?: number;
+  /** F32 [1, 1, T·B]: each position's query scale, made by the first layer of a model with an
+   *  attention temperature whose original context is shorter than T (attnTempInput) */
+  attnTemp?: Tensor;
+  temp?: { scale: number; from: number };
 }
 
 /** Creates the graph inputs for B sequences of T tokens. */
@@ -397,13 +401,26 @@ export function setForwardInputs(inp: ForwardInputs, tokens: Int32Array, nTokens
 }
 
 /** Positions and mask only: what a block graph (without the embedding lookup) needs. */
-export function setAttentionInputs(inp: Pick<ForwardInputs, 'positions' | 'mask' | 'swaMask' | 'window'>, nTokens: number, nSeq: number) {
+export function setAttentionInputs(inp: Pick<ForwardInputs, 'positions' | 'mask' | 'swaMask' | 'window' | 'attnTemp' | 'temp'>, nTokens: number, nSeq: number) {
   const pos = new Int32Array(nTokens * nSeq);
   for (let s = 0; s < nSeq; s++) for (let t = 0; t < nTokens; t++) pos[s * nTokens + t] = t;
   inp.positions.set(pos);
   // a model whose every layer attends through a window shorter than T reads no plain causal mask
   if (inp.mask.hasMemory) inp.mask.set(causalMask(nTokens));
   if (inp.swaMask) inp.swaMask.set(causalMask(nTokens, inp.window));
+  if (inp.attnTemp && inp.temp) inp.attnTemp.set(Float32Array.from(pos, (p) => attnTempAt(p, inp.temp!)));
+}
+
+/** the attention temperature's query scale at position p: 1 + β·ln(⌊p / from⌋ + 1), as llama.cpp's
+ *  llm_graph_input_attn_temp (1 below `from`) */
+export function attnTempAt(p: number, t: { scale: number; from: number }): number {
+  return Math.log(Math.floor(p / t.from) + 1) * t.scale + 1;
+}
+
+/** the static input of the temperature's scales where some position reaches `from`, else none */
+export function attnTempInput(b: GraphBuilder, hp: Hparams, nTokens: number, nSeq: number): Pick<ForwardInputs, 'attnTemp' | 'temp'> {
+  const temp = hp.math.attnTemp;
+  return temp && nTokens > temp.from ? { attnTemp: b.tensor(T.F32, [1, 1, nTokens * nSeq], 'attn_temp'), temp } : {};
 }
 
 /** mask[q][k] = 0 where k <= q (and q − k < window), −inf elsewhere, as llama.cpp's is_masked_swa:
@@ -454,7 +471,10 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   const cb = (t: Tensor, name: string) => b.named(t, `blk.${il}.${name}`); // llama.cpp's names, per block
   const rope = ropeOf(hp, il);
   const temp = hp.math.attnTemp;
-  if (temp && nTokens > temp.from) throw new Error(`this ${hp.arch} model scales its queries by position beyond ${temp.from} tokens (its attention temperature), which Hone does not compute yet: use --seq ${temp.from} or less`);
+  if (temp && nTokens > temp.from && !inp.attnTemp) {
+    inp.attnTemp = b.input(T.F32, [1, 1, nTokens * nSeq], 'attn_temp');
+    inp.temp = temp;
+  }
   const h = cb(b.mul(b.rmsNorm(x, hp.rmsEps), L.attnNorm), 'attn_norm');
   // q, k, v: [hd, heads, n] after rope
   let q = b.reshape(cb(linear('q', L.wq, h, L.bq), 'Qcur'), hd, nHead, n);
@@ -465,6 +485,7 @@ export function blockForward(b: GraphBuilder, hp: Hparams, L: Layer, il: number,
   if (L.kNorm) k = cb(b.mul(b.rmsNorm(k, hp.rmsEps), L.kNorm), 'Kcur_normed');
   q = b.rope(q, inp.positions, ropeFreqs, rope);
   k = b.rope(k, inp.positions, ropeFreqs, rope);
+  if (inp.attnTemp) q = cb(b.mul(q, inp.attnTemp), 'Qcur_attn_temp_scaled'); // [hd, heads, n] ⊙ [1, 1, n]
   // per sequence and head, with (head, sequence) flattened into dim 2, sequence outer:
   // q, k, v [hd, T, heads·B]. Matmul broadcasting then pairs q head h of sequence s with kv head
   // h/(heads/kvHeads) of s (GQA), and ggml's backward supports it (it does not support

@@ -20,7 +20,7 @@ import { Graph, GraphBuilder, allocStatic, type Tensor } from '../engine/graph.j
 import { T as TYPES, ggmlTypeName } from '../engine/types.js';
 import type { Window } from '../data/pack.js';
 import type { GgufFile, GgufTensorInfo } from '../model/gguf.js';
-import { LAYER_FIELDS, blockForward, embed, headLoss, isSwaLayer, lossInputs, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type ModelHeader, type Module, type WeightsOf } from '../model/llama.js';
+import { LAYER_FIELDS, attnTempInput, blockForward, embed, headLoss, isSwaLayer, lossInputs, setAttentionInputs, setLossInputs, type ForwardInputs, type Hparams, type Layer, type LayerOf, type LossInputs, type ModelHeader, type Module, type WeightsOf } from '../model/llama.js';
 import { blockBackward, headBackward } from '../model/backward.js';
 import type { Adapter, Grads } from './adapter.js';
 import { AdapterOptimizer, batchTokens, type OptimizerConfig, type StepInfo, type Trainer } from './trainer.js';
@@ -39,7 +39,7 @@ const OPTIONAL_ACTS = [['qh', 'qNorm'], ['kh', 'kNorm'], ['ao', 'postAttnNorm'],
 type ActName = (typeof ACTS)[number] | (typeof OPTIONAL_ACTS)[number][0];
 
 /** the block graphs' inputs, static and shared by every slot */
-interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; swaMask?: Tensor; window?: number; acts?: Tensor[] }
+interface BlockIo { b: GraphBuilder; buffer: number; x: Tensor; dOut: Tensor; positions: Tensor; mask: Tensor; swaMask?: Tensor; window?: number; attnTemp?: Tensor; temp?: { scale: number; from: number }; acts?: Tensor[] }
 
 interface HeadGraph { b: GraphBuilder; graph: Graph; x: Tensor; loss: LossInputs; out: Tensor; dx?: Tensor; m: number; keep?: Tensor }
 
@@ -162,6 +162,7 @@ export class StreamingTrainer implements Trainer {
     const io = {
       x: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'x_in'), dOut: iob.tensor(TYPES.F32, [hp.nEmbd, n], 'd_out'), positions: iob.tensor(TYPES.I32, [n], 'positions'), mask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask'),
       ...(seq > window && { swaMask: iob.tensor(TYPES.F32, [seq, seq], 'kq_mask_swa'), window }),
+      ...attnTempInput(iob, hp, seq, batch),
     };
     // kept activations come back into the backward through static inputs shaped like the forward's
     const shapes = this.choice.some((c) => c !== 'recompute') ? this.actShapes() : null;
@@ -223,7 +224,7 @@ export class StreamingTrainer implements Trainer {
   private slotGraphs(slot: Slot) {
     const { hp, T, batch, io } = this;
     const rope = this.resident.ropeFreqs ?? null;
-    const inp = { positions: io.positions, mask: io.mask, swaMask: io.swaMask, window: io.window } as ForwardInputs;
+    const inp = { positions: io.positions, mask: io.mask, swaMask: io.swaMask, window: io.window, attnTemp: io.attnTemp, temp: io.temp } as ForwardInputs;
     const { training } = this;
     const linearIn = (g: GraphBuilder, m: Module) => training.linear(g, slot, m);
     const hook = (g: GraphBuilder, _il: number, m: Module, W: Tensor, x: Tensor) => linearIn(g, m)?.forward(g, W, x) ?? g.mulMat(W, x);

@@ -1,7 +1,7 @@
 // mistral3 (Ministral 3 3B/8B/14B, Mistral Small 3.x text): the llama block, with YaRN rope scaling
 // and an optional attention temperature, 1 + β·ln(⌊p / n_ctx_orig⌋ + 1) on the queries at position p
-// (llama.cpp's src/models/mistral3.cpp). The temperature is 1 below the rope's original context,
-// where Hone trains; longer sequences are refused by the graph (model/llama.ts blockForward).
+// after rope (llama.cpp's src/models/mistral3.cpp; model/llama.ts attnTempAt). The temperature is 1
+// below the rope's original context (16k for Ministral 3).
 import { LLAMA_HF_NAMES, llamaBlock, type Architecture } from '../architecture.js';
 import { kv } from '../gguf-writer.js';
 
@@ -19,9 +19,9 @@ export const mistral3: Architecture = {
   },
   // Mistral's Tekken vocabulary is not in llama.cpp's test set; Llama 3's BPE stands in
   tiny: { vocab: 'llama-bpe', addBos: true },
-  // YaRN ×4 over an original context of 1024 (longer than test texts, so the temperature stays 1)
+  // YaRN ×4 over an original context of 16: test texts run past it, so the temperature grows along them
   tinyMeta: () => ({
-    'rope.scaling.type': kv.str('yarn'), 'rope.scaling.factor': kv.f32(4), 'rope.scaling.original_context_length': kv.u32(1024),
+    'rope.scaling.type': kv.str('yarn'), 'rope.scaling.factor': kv.f32(4), 'rope.scaling.original_context_length': kv.u32(16),
     'rope.scaling.yarn_beta_fast': kv.f32(32), 'rope.scaling.yarn_beta_slow': kv.f32(1), 'attention.temperature_scale': kv.f32(0.1),
   }),
   hfNames: LLAMA_HF_NAMES,
