@@ -6,7 +6,8 @@
 // Skipped, with the reason, where no Vulkan device exists.
 process.env.GGML_VK_VISIBLE_DEVICES ??= '0'; // ggml ignores CPU-type Vulkan devices unless listed
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listDevices, openEngine, type Engine } from '../../electron/lab/engine/backend.js';
+import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
+import { vulkanUnavailable } from '../helpers/vulkan.js';
 import { tinyModel } from '../helpers/models.js';
 import { LlamaModel } from '../../electron/lab/model/llama.js';
 import { randn } from '../../electron/lab/model/tiny.js';
@@ -15,13 +16,6 @@ import { LEARN_BLOCK, learnCodes } from '../../electron/lab/compress/learn-codes
 import { calibrate } from '../../electron/lab/compress/calibrate.js';
 import { learnCodesReference, outputErrorReference } from '../helpers/learn-codes-reference.js';
 
-function vulkanUnavailable(): string | null {
-  try {
-    return listDevices().some((d) => d.kind === 'vulkan') ? null : 'no Vulkan device (install mesa-vulkan-drivers for a CPU one)';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 const why = vulkanUnavailable();
 if (why) console.warn(`vulkan compression tests skipped: ${why}`);
 

@@ -3,7 +3,8 @@
 // copies and the scheduler's CPU fallbacks. Skipped, with the reason, where no Vulkan device exists.
 process.env.GGML_VK_VISIBLE_DEVICES ??= '0'; // ggml ignores CPU-type Vulkan devices unless listed
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listDevices, openEngine, type Engine } from '../../electron/lab/engine/backend.js';
+import { openEngine, type Engine } from '../../electron/lab/engine/backend.js';
+import { vulkanUnavailable } from '../helpers/vulkan.js';
 import { llamaCppLogprobs, tokenize } from '../../electron/lab/engine/llamacpp.js';
 import { trainerGradients } from '../helpers/trainer-grad.js';
 import { checkAgainstFiniteDifferences, testAdapters } from '../helpers/gradcheck.js';
@@ -19,13 +20,6 @@ import { OPTIMIZER_DEFAULTS, InMemoryTrainer, targetCapacity } from '../../elect
 import { honeLogprobs, maxAbsDiff } from '../helpers/parity.js';
 import { inputGradError } from '../helpers/frozen.js';
 
-function vulkanUnavailable(): string | null {
-  try {
-    return listDevices().some((d) => d.kind === 'vulkan') ? null : 'no Vulkan device (install mesa-vulkan-drivers for a CPU one)';
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
 const why = vulkanUnavailable();
 if (why) console.warn(`vulkan tests skipped: ${why}`);
 
