@@ -144,7 +144,7 @@ describe('the bad-input catalogue', () => {
     ['a family Hone does not train yet', gguf(withKv('general.architecture', STR, 'gemma2')), /Gemma 2 is not trained by Hone yet; Hone trains llama, qwen2, qwen3, phi3, gemma3/],
     ['a mixture of experts by its architecture', gguf(withKv('general.architecture', STR, 'qwen3moe')), /"qwen3moe" is a mixture-of-experts model; Hone cannot train it yet \(it would train the attention layers and norms with the experts frozen\)/],
     ['a mixture of experts stored as llama (Mixtral)', gguf(plusKv('llama.expert_count', U32, 8)), /"llama" is a mixture-of-experts model \(8 experts\)/],
-    ['rope scaling Hone does not turn', gguf(plusKv('llama.rope.scaling.type', STR, 'yarn')), /rope scaling "yarn" is not supported yet/],
+    ['rope scaling Hone does not turn', gguf(plusKv('llama.rope.scaling.type', STR, 'dynamic')), /rope scaling "dynamic" is not supported yet \(Hone handles none, linear, YaRN, long-rope and Llama-3 frequency factors\)/],
     ['a head count of 0', gguf(withKv('llama.attention.head_count', U32, 0)), /head_count" is "0", not a whole number above 0/],
     ['heads that do not split the embedding', gguf({ kvs: withKv('llama.attention.head_count', U32, 3).kvs.map((kv) => (kv[0] === 'llama.attention.head_count_kv' ? [kv[0], U32, 3] as Kv : kv)), tensors: seedTensors() }), /does not split into 3 heads/],
     ['key/value heads that do not divide the heads', gguf(withKv('llama.attention.head_count_kv', U32, 3)), /cannot share 3 key\/value heads/],

@@ -127,8 +127,10 @@ function ssdFolder(path: string) {
 }
 
 /** RAM a run maps beyond its plan's buffers: thread stacks, OpenBLAS's and the allocator's working
- *  memory, ggml's graph metadata (measured: ~40 MiB on a 2-core machine) */
-const RUN_RESERVE = 40 * 2 ** 20;
+ *  memory, ggml's graph metadata. 24 MiB at 2 threads puts the plan 1–6% above the measured peak
+ *  (2026-12-07, offload.test's memory bound); the share per thread (stacks, OpenBLAS's per-thread
+ *  buffers) is an estimate no many-core machine has checked yet */
+const runReserve = (threads: number) => (16 + 4 * threads) * 2 ** 20;
 
 let baseline: number | undefined;
 /** the process's resident memory when it first plans a run (before the rate probes' buffers): what
@@ -145,7 +147,7 @@ export async function planRun(engine: Engine, cfg: Pick<TrainConfig, 'model' | '
   // --ram bounds the whole process: what it holds already is spent; free memory (the default) is
   // what is left beside it
   if (o.ram) budgets.ram = o.ram;
-  budgets.reserved = RUN_RESERVE + (o.ram ? processBaseline() : 0);
+  budgets.reserved = runReserve(engine.threads) + (o.ram ? processBaseline() : 0);
   const rates = await machineRates(engine, o.ssd);
   const adapterParams = hp.nLayer * cfg.targets.reduce((a, m) => { const [i, out] = moduleDims(hp, m); return a + cfg.rank * (i + out); }, 0);
   const plan = planMemory({ file, hp, training: methodOf(cfg.method).full ? 'full' : 'adapter', adapterParams, batch: cfg.batch, seq: cfg.seq, budgets, rates, forceStream: o.force });
