@@ -1,4 +1,5 @@
-// `npm run bench [-- engine|train|methods|compress|offload|defaults]`: figures, printed as tables (see docs/benchmarks.md).
+// `npm run bench [-- engine|train|methods|compress|learn|offload|defaults|scale]`: figures, printed as tables (see docs/benchmarks.md).
+//   learn: learned codes' parts on one layer of a real shape (bench/learn.ts)
 //   defaults: the learning-rate sweep behind the settings table's per-method defaults (bench/defaults.ts)
 //   compress: pruning and quantization on a tiny model the bench trains (bench/compress.ts)
 //   offload: LoRA and GaLore training in memory and streamed block by block, Fuyou-style (bench/offload.ts)
@@ -230,6 +231,11 @@ if (process.argv[2] === 'defaults') {
 if (process.argv[2] === 'scale') {
   const { scaleBench, scaleSelf } = await import('./scale.js');
   await scaleBench(scaleSelf);
+  process.exit(0);
+}
+if (process.argv[2] === 'learn') {
+  const { learnBench } = await import('./learn.js');
+  learnBench();
   process.exit(0);
 }
 if (process.argv[2] === 'methods') {
